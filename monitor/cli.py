@@ -1,0 +1,240 @@
+"""The ``dismon`` command line (SPEC §6). Parses arguments, builds the parts, and gets out of the way.
+
+Exit codes: 0 success (alerts found is still success), 1 alerts at or above
+``--fail-on``, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from typing import IO, Any
+
+import orjson
+
+from monitor import __version__
+from monitor.detector import DEFAULT_ALLOWED_LATENESS_MS, Detector
+from monitor.errors import DismonError, UsageError
+from monitor.findings import KEY_ENV, KEY_FILE_ENV, SEVERITY_RANK, Finding, SubjectHasher
+from monitor.policy import load_policy
+from monitor.report import Comparison, count_at_or_above, load_truth, summary_lines, truth_lines
+from monitor.replay import run_replay
+from monitor.simulate import write_scenario
+from monitor.simulate.scenario import FAULTS, IRS_ICE_REQUESTS, plan_default, plan_irs_ice
+from monitor.sources import ByteCounter, DeadLetter
+from monitor.timeutil import format_ms, parse_duration_ms, parse_time_ms
+
+EXIT_OK, EXIT_ALERTS, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("dismon")
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _timestamp(text: str) -> int:
+    try:
+        return parse_time_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _add_replay(commands: Any) -> None:
+    parser = commands.add_parser(
+        "replay",
+        help="run the detectors over historical JSONL(.gz) event logs",
+        description="Run the detectors over historical event logs in event-time order, exactly as the live "
+        "worker would. Alerts go out as JSON lines; a summary goes to stderr.",
+        epilog=f"The subject hash key comes from ${KEY_ENV} or the file named by ${KEY_FILE_ENV} "
+        "(at least 16 bytes); without one, a random per-run key is used and subject_ref values will not "
+        "match across runs. Example: dismon replay --policy policy.toml --alerts-out alerts.jsonl logs/*.jsonl.gz",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="JSONL or JSONL.gz logs, or - for stdin")
+    parser.add_argument("--policy", required=True, metavar="P", help="policy file (TOML)")
+    parser.add_argument("--alerts-out", default="-", metavar="F", help="where alerts go, as JSON lines (default: stdout)")
+    parser.add_argument("--dead-letter", metavar="F", help="write invalid-event records (reason, file, line) here")
+    parser.add_argument("--until", type=_timestamp, metavar="TIME", help="advance event time to TIME after the last event, so timers due by then fire")
+    parser.add_argument("--allowed-lateness", type=_duration, default=DEFAULT_ALLOWED_LATENESS_MS, metavar="DUR", help="how far behind the newest event time an event may be and still count as on time (default: 10m)")
+    parser.add_argument("--max-disorder", type=_duration, metavar="DUR", help="reorder buffer per input file, in event time (default: the allowed lateness)")
+    parser.add_argument("--fail-on", choices=sorted(SEVERITY_RANK, key=SEVERITY_RANK.__getitem__), help="exit 1 if any alert has this severity or higher")
+    parser.add_argument("--max-event-bytes", type=int, default=64 * 1024, metavar="N", help="events larger than this are dead-lettered as oversized (default: 65536)")
+    parser.add_argument("--ground-truth", metavar="F", help="a simulator truth.json: report found/missed/unexpected and how early the fault was caught (implies --until from the file unless given)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: when stderr is a terminal)")
+    parser.set_defaults(run=_replay)
+
+
+def _add_simulate(commands: Any) -> None:
+    parser = commands.add_parser(
+        "simulate",
+        help="write a synthetic scenario (events, policy, ground truth), optionally with injected faults",
+        description="Write realistic synthetic request/response traffic, the policy it runs under and the "
+        "ground truth of what a correct monitor must find. Reproducible with --seed.",
+        epilog="Faults: " + ", ".join(FAULTS) + ". The irs-ice-2025 preset replays the public record: 1.28 "
+        "million names sent in June 2025, 47,289 answered with an address on 7 August 2025, about 42,695 of "
+        "them for requests without a usable address.",
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="directory to write events, policy.toml and truth.json into")
+    parser.add_argument("--scenario", choices=["default", "irs-ice-2025"], default="default")
+    parser.add_argument("--requests", type=int, metavar="N", help="number of requests (default: 20,000; irs-ice-2025: 100,000; --full for 1.28 million)")
+    parser.add_argument("--full", action="store_true", help="irs-ice-2025 at its real size, 1,280,000 names")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    parser.add_argument("--start", type=_timestamp, default=parse_time_ms("2025-06-02"), metavar="TIME", help="first day of traffic (default scenario; default 2025-06-02)")
+    parser.add_argument("--days", type=int, default=14, help="days of traffic (default scenario; default 14)")
+    parser.add_argument("--fault", action="append", default=[], metavar="RULE", help="inject this fault (repeatable; 'all' for every one)")
+    parser.add_argument("--fault-start", type=_timestamp, metavar="TIME", help="faults only from this time on (default: a quarter into the traffic)")
+    parser.add_argument("--fault-rate", type=float, default=0.01, help="share of requests after --fault-start that carry a fault (default: 0.01)")
+    parser.add_argument("--partitions", type=int, default=1, help="split events over this many files, as a dump of N partitions would (default: 1)")
+    parser.add_argument("--disorder", type=_duration, default=120_000, metavar="DUR", help="arrival disorder bound, in event time (default: 2m)")
+    parser.set_defaults(run=_simulate)
+
+
+def _add_policy(commands: Any) -> None:
+    parser = commands.add_parser("policy", help="policy file tools", description="Policy file tools.")
+    sub = parser.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
+    check = sub.add_parser("check", help="validate a policy file and print what it defines", description="Validate a policy file; print its agreements, or the file, line/key and reason of the first error (exit 2).")
+    check.add_argument("path", metavar="P")
+    check.set_defaults(run=_policy_check)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dismon",
+        description="Disclosure Monitor: joins data-sharing requests and responses, checks them against the "
+        "agreement's policy, and raises alerts when data leaves that should not have.",
+    )
+    parser.add_argument("--version", action="version", version=f"dismon {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_replay(commands)
+    _add_simulate(commands)
+    _add_policy(commands)
+    return parser
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _open_out(stack: ExitStack, path: str) -> IO[bytes]:
+    if path == "-":
+        return sys.stdout.buffer
+    try:
+        return stack.enter_context(open(path, "wb"))
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def _progress(enabled: bool | None, total_bytes: int, counter: ByteCounter, stack: ExitStack) -> Callable[[int], None] | None:
+    if not (sys.stderr.isatty() if enabled is None else enabled):
+        return None
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = stack.enter_context(
+        Progress(TextColumn("replay"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[events]:,} events"), TimeRemainingColumn(), transient=True, console=None)
+    )
+    task = bar.add_task("replay", total=total_bytes or None, events=0)
+    return lambda events: bar.update(task, completed=counter.consumed(), events=events)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    for path in args.files:
+        if path != "-" and not os.path.isfile(path):
+            raise UsageError(f"no such file: {path}")
+    policy = load_policy(args.policy)
+    truth = load_truth(args.ground_truth) if args.ground_truth else None
+    until_ms = args.until if args.until is not None else (truth.until_ms if truth else None)
+    detector = Detector(policy, SubjectHasher.from_environment(), args.allowed_lateness)
+    comparison = Comparison()
+    with ExitStack() as stack:
+        alerts_out = _open_out(stack, args.alerts_out)
+        dead_out = _open_out(stack, args.dead_letter) if args.dead_letter else None
+
+        def on_finding(finding: Finding) -> None:
+            comparison.add(finding)
+            alerts_out.write(orjson.dumps(finding.to_alert(_now_ms())) + b"\n")
+
+        def on_dead_letter(letter: DeadLetter) -> None:
+            if dead_out is not None:
+                record = letter.to_record() | {"detected_at": format_ms(_now_ms())}
+                dead_out.write(orjson.dumps(record) + b"\n")
+
+        counter = ByteCounter()
+        total = sum(os.path.getsize(p) for p in args.files if p != "-")
+        progress = _progress(args.progress, total, counter, stack)
+        summary = run_replay(
+            args.files, detector, on_finding, on_dead_letter, until_ms, args.max_disorder,
+            args.max_event_bytes, progress, counter,
+        )  # fmt: skip
+    lines = summary_lines(summary)
+    if until_ms is not None:
+        lines.insert(1, f"clock advanced to {format_ms(until_ms)} after the last event")
+    if truth is not None:
+        lines += truth_lines(comparison, truth)
+    print("\n".join(lines), file=sys.stderr)
+    if args.fail_on and count_at_or_above(summary.alerts_by_severity, SEVERITY_RANK[args.fail_on], SEVERITY_RANK):
+        return EXIT_ALERTS
+    return EXIT_OK
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    faults = list(FAULTS) if "all" in args.fault else args.fault
+    unknown = [f for f in faults if f not in FAULTS]
+    if unknown:
+        raise UsageError(f"unknown fault(s) {unknown}; known: {', '.join(FAULTS)}, all")
+    if args.scenario == "irs-ice-2025":
+        if faults:
+            raise UsageError("the irs-ice-2025 preset has its fault built in; --fault is for the default scenario")
+        requests = IRS_ICE_REQUESTS if args.full else (args.requests or 100_000)
+        plan = plan_irs_ice(args.seed, requests, parse_time_ms("2025-06-16T13:00:00Z"), parse_time_ms("2025-08-07T08:00:00Z"))
+    else:
+        requests = args.requests or 20_000
+        fault_start = args.fault_start if args.fault_start is not None else args.start + args.days * 86_400_000 // 4
+        plan = plan_default(args.seed, requests, args.start, args.days, faults, fault_start, args.fault_rate)
+    if requests <= 0 or args.partitions <= 0:
+        raise UsageError("--requests and --partitions must be positive")
+    output = write_scenario(plan, args.out, args.partitions, args.disorder)
+    print(
+        f"wrote {output.events:,} events ({len(plan):,} requests, {output.expected:,} expected findings) to "
+        f"{', '.join(output.event_files)}; policy {output.policy_file}; ground truth {output.truth_file}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    policy = load_policy(args.path)
+    print(f"{policy.path}: valid, version {policy.version}, {len(policy.agreements)} agreement(s)")
+    for agreement in policy.agreements.values():
+        until = format_ms(agreement.effective_until_ms) if agreement.effective_until_ms else "open-ended"
+        print(f"- {agreement.id}: {', '.join(sorted(agreement.requesters))} -> {', '.join(sorted(agreement.disclosers))},"
+              f" {format_ms(agreement.effective_from_ms)} .. {until}")
+        print(f"  permitted fields: {', '.join(sorted(agreement.permitted_fields)) or 'none'}")
+        print(f"  required request fields: {', '.join(agreement.required_request_fields) or 'none'}")
+        for restriction in agreement.restrictions:
+            print(f"  restriction from {format_ms(restriction.from_ms)}: {', '.join(sorted(restriction.fields))} ({restriction.reason})")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="dismon: %(levelname)s: %(message)s")
+    try:
+        return int(args.run(args))
+    except DismonError as exc:
+        print(f"dismon: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,367 @@
+"""The detection core: events in, findings out, on event time.
+
+:class:`Detector` owns the join state and the watermark. It is fed
+``(event, event_time_ms)`` one at a time in any order and returns the
+findings each event (or each watermark advance) produced. It never reads the
+wall clock, a file or Kafka: ``dismon replay`` and the Faust worker are both
+thin shells that feed it, so they find exactly the same things.
+
+Order independence: a response waits in the join state for its request until
+the watermark passes ``responded_at + orphan_grace``; timed rules fire when
+the watermark (highest event time seen minus the allowed lateness) passes
+their deadline, and judge only by event times. Any arrival order within the
+allowed lateness therefore gives the same set of alert ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from monitor.checks import missing_fields, normalize
+from monitor.events import Disposal, Event, Request, Response, disclosed_fields, encode, event_time_ms
+from monitor.findings import Finding, SubjectHasher, Violation, format_ref, make_alert_id
+from monitor.join import (
+    DUPLICATE_FIRED,
+    SLA_DONE,
+    DisclosureFacts,
+    JoinEntry,
+    JoinStore,
+    RequestFacts,
+    TimerWheel,
+)
+from monitor.policy import DEFAULT_JOIN_WINDOW, DEFAULT_ORPHAN_GRACE, Agreement, Policy
+from monitor.rules import DISCLOSURE_RULES, DISPOSAL, DUPLICATE, ORPHAN, REQUEST_RULES, SLA
+from monitor.timeutil import parse_duration_ms
+
+DEFAULT_ALLOWED_LATENESS_MS = 10 * 60_000
+_DEFAULT_JOIN_WINDOW_MS = parse_duration_ms(DEFAULT_JOIN_WINDOW)
+_DEFAULT_ORPHAN_GRACE_MS = parse_duration_ms(DEFAULT_ORPHAN_GRACE)
+_LOW32 = 0xFFFFFFFF
+_NO_FINDINGS: Sequence[Finding] = ()
+
+
+@dataclass(slots=True)
+class DetectorStats:
+    events: Counter[str] = field(default_factory=Counter)
+    late_events: int = 0
+    findings: Counter[str] = field(default_factory=Counter)
+
+
+class Detector:
+    """Joins requests, responses and disposals by ``request_id`` and runs the rules."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        hasher: SubjectHasher,
+        allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
+        store: JoinStore | None = None,
+        timers: TimerWheel | None = None,
+    ) -> None:
+        self.policy = policy
+        self.hasher = hasher
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.store: JoinStore = {} if store is None else store
+        self.timers = TimerWheel() if timers is None else timers
+        self.stats = DetectorStats()
+        self.max_event_ms: int | None = None
+        self.watermark_ms: int | None = None
+        self._out: list[Finding] = []
+        self._interned: dict[object, object] = {}
+
+    # -- feeding -----------------------------------------------------------------------------
+
+    def process(self, event: Event, event_ms: int | None = None) -> Sequence[Finding]:
+        """Feed one event; returns the findings it (and the watermark it moved) produced."""
+        if event_ms is None:
+            event_ms = event_time_ms(event)
+        if self.watermark_ms is not None and event_ms < self.watermark_ms:
+            self.stats.late_events += 1
+        if self.max_event_ms is None or event_ms > self.max_event_ms:
+            self.max_event_ms = event_ms
+            self.watermark_ms = event_ms - self.allowed_lateness_ms
+        if isinstance(event, Request):
+            self.stats.events["request"] += 1
+            self._on_request(event, event_ms)
+        elif isinstance(event, Response):
+            self.stats.events["response"] += 1
+            self._on_response(event, event_ms)
+        else:
+            self.stats.events["disposal"] += 1
+            self._on_disposal(event, event_ms)
+        next_due = self.timers.next_due()
+        if next_due is not None and self.watermark_ms is not None and next_due <= self.watermark_ms:
+            self._fire_timers()
+        return self._take()
+
+    def advance_to(self, watermark_ms: int) -> Sequence[Finding]:
+        """Move the watermark forward explicitly (``--until``, idle advance); never backwards."""
+        if self.watermark_ms is None or watermark_ms > self.watermark_ms:
+            self.watermark_ms = watermark_ms
+            self._fire_timers()
+        return self._take()
+
+    def _take(self) -> Sequence[Finding]:
+        if not self._out:
+            return _NO_FINDINGS
+        out, self._out = self._out, []
+        for finding in out:
+            self.stats.findings[finding.rule] += 1
+        return out
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _on_request(self, request: Request, event_ms: int) -> None:
+        agreement = self.policy.agreements.get(request.agreement_id)
+        facts = self._request_facts(request, agreement, event_ms)
+        for rule in REQUEST_RULES:
+            for violation in rule.check_request(request, agreement, event_ms):
+                self._emit(violation, request.request_id, request.agreement_id, facts)
+        entry = self._entry(request.request_id, event_ms)
+        if entry.request is not None:
+            return  # a redelivered (or re-sent) request: the first one stands
+        entry.request = facts
+        for disclosure in entry.disclosures:
+            if not disclosure.resolved:
+                self._resolve(request.request_id, entry, disclosure, orphan=False)
+            elif disclosure.orphaned:
+                self._late_join(request.request_id, entry, disclosure)
+        self._schedule(request.request_id, entry)
+
+    def _on_response(self, response: Response, event_ms: int) -> None:
+        request_id = response.request_id
+        entry = self._entry(request_id, event_ms)
+        if entry.answered_ms is None or event_ms < entry.answered_ms:
+            entry.answered_ms = event_ms
+        fields = disclosed_fields(response)
+        if not fields:
+            self._schedule(request_id, entry)
+            return
+        disclosure = self._disclosure_facts(response, fields, event_ms)
+        if any(d.fingerprint == disclosure.fingerprint for d in entry.disclosures):
+            return  # the same message delivered again (at-least-once transport)
+        entry.disclosures.append(disclosure)
+        if len(entry.disclosures) > 1 and not entry.flags & DUPLICATE_FIRED:
+            entry.flags |= DUPLICATE_FIRED
+            self._emit(DUPLICATE.violation(entry.disclosures), request_id, response.agreement_id, entry.request)
+        if entry.request is not None:
+            self._resolve(request_id, entry, disclosure, orphan=False)
+        self._schedule(request_id, entry)
+
+    def _on_disposal(self, disposal: Disposal, event_ms: int) -> None:
+        entry = self._entry(disposal.request_id, event_ms)
+        entry.disposals.append(event_ms)
+        self._schedule(disposal.request_id, entry)
+
+    def _entry(self, request_id: str, event_ms: int) -> JoinEntry:
+        entry = self.store.get(request_id)
+        if entry is None:
+            entry = JoinEntry(first_ms=event_ms)
+            self.store[request_id] = entry
+        elif event_ms < entry.first_ms:
+            entry.first_ms = event_ms
+        return entry
+
+    # -- rules -------------------------------------------------------------------------------
+
+    def _resolve(self, request_id: str, entry: JoinEntry, disclosure: DisclosureFacts, orphan: bool) -> None:
+        agreement = self.policy.agreements.get(disclosure.agreement_id)
+        facts = entry.request
+        improper = False
+        if orphan:
+            self._emit(ORPHAN.violation(disclosure, _grace_ms(agreement)), request_id, disclosure.agreement_id, None)
+            improper = True
+        for rule in DISCLOSURE_RULES:
+            if rule.needs_request and facts is None:
+                continue
+            for violation in rule.check_disclosure(disclosure, facts, agreement):
+                self._emit(violation, request_id, disclosure.agreement_id, facts)
+                improper = improper or violation.severity == "critical"
+        disclosure.resolved = True
+        disclosure.orphaned = orphan
+        disclosure.improper = improper
+
+    def _late_join(self, request_id: str, entry: JoinEntry, disclosure: DisclosureFacts) -> None:
+        """A request that arrived after its response was declared an orphan: still check the pair."""
+        agreement = self.policy.agreements.get(disclosure.agreement_id)
+        for rule in DISCLOSURE_RULES:
+            if rule.needs_request:
+                for violation in rule.check_disclosure(disclosure, entry.request, agreement):
+                    self._emit(violation, request_id, disclosure.agreement_id, entry.request)
+
+    def _emit(self, violation: Violation, request_id: str, agreement_id: str, facts: RequestFacts | None) -> None:
+        self._out.append(
+            Finding(
+                alert_id=make_alert_id(violation.rule, agreement_id, request_id, violation.discriminator),
+                rule=violation.rule,
+                severity=violation.severity,
+                agreement_id=agreement_id,
+                request_id=request_id,
+                requester={"agency": facts.agency, "unit": facts.unit} if facts else None,
+                event_time_ms=violation.event_time_ms,
+                detected_stream_ms=self.max_event_ms if self.max_event_ms is not None else violation.event_time_ms,
+                summary=violation.summary,
+                subject_ref=format_ref(facts.subject_ref) if facts else None,
+                details=violation.details,
+            )
+        )
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _next_due(self, entry: JoinEntry) -> int:
+        """The earliest event time at which something about this entry must be looked at again."""
+        facts = entry.request
+        agreements = self.policy.agreements
+        agreement = agreements.get(facts.agreement_id) if facts is not None else None
+        due = entry.first_ms + (agreement.join_window_ms if agreement else _DEFAULT_JOIN_WINDOW_MS)
+        if facts is not None and agreement is not None and agreement.response_sla_ms and not entry.flags & SLA_DONE:
+            due = min(due, facts.submitted_ms + agreement.response_sla_ms)
+        for disclosure in entry.disclosures:
+            if not disclosure.resolved:
+                due = min(due, disclosure.responded_ms + _grace_ms(agreements.get(disclosure.agreement_id)))
+            elif disclosure.improper and not disclosure.disposal_checked:
+                deadline = _deadline_ms(agreements.get(disclosure.agreement_id))
+                if deadline is not None:
+                    due = min(due, disclosure.responded_ms + deadline)
+        return due
+
+    def _schedule(self, request_id: str, entry: JoinEntry) -> None:
+        due = self._next_due(entry)
+        if entry.scheduled_ms is None or due < entry.scheduled_ms:
+            entry.scheduled_ms = self.timers.schedule(request_id, due)
+
+    def _fire_timers(self) -> None:
+        watermark = self.watermark_ms
+        assert watermark is not None
+        store = self.store
+        for bucket, request_id in self.timers.pop_due(watermark):
+            entry = store.get(request_id)
+            if entry is None or entry.scheduled_ms != bucket:
+                continue  # expired already, or superseded by an earlier schedule
+            entry.scheduled_ms = None
+            if self._run_due(request_id, entry, watermark):
+                del store[request_id]
+            else:
+                entry.scheduled_ms = self.timers.schedule(request_id, max(self._next_due(entry), watermark + 1))
+
+    def _run_due(self, request_id: str, entry: JoinEntry, watermark: int) -> bool:
+        """Fire what is due; True when the entry has nothing left to wait for and may be dropped."""
+        agreements = self.policy.agreements
+        facts = entry.request
+        pending = False
+        if facts is not None and not entry.flags & SLA_DONE:
+            agreement = agreements.get(facts.agreement_id)
+            sla = agreement.response_sla_ms if agreement else None
+            if sla is None:
+                entry.flags |= SLA_DONE
+            elif watermark >= facts.submitted_ms + sla:
+                entry.flags |= SLA_DONE
+                if entry.answered_ms is None or entry.answered_ms > facts.submitted_ms + sla:
+                    self._emit(SLA.violation(facts, sla), request_id, facts.agreement_id, facts)
+            else:
+                pending = True
+        for disclosure in entry.disclosures:
+            agreement = agreements.get(disclosure.agreement_id)
+            if not disclosure.resolved:
+                if watermark >= disclosure.responded_ms + _grace_ms(agreement):
+                    self._resolve(request_id, entry, disclosure, orphan=True)
+                else:
+                    pending = True
+            if disclosure.improper and not disclosure.disposal_checked:
+                deadline = _deadline_ms(agreement)
+                if deadline is None:
+                    disclosure.disposal_checked = True
+                elif watermark >= disclosure.responded_ms + deadline:
+                    disclosure.disposal_checked = True
+                    start, end = disclosure.responded_ms, disclosure.responded_ms + deadline
+                    if not any(start <= at <= end for at in entry.disposals):
+                        self._emit(DISPOSAL.violation(disclosure, deadline), request_id, disclosure.agreement_id, facts)
+                else:
+                    pending = True
+        agreement = agreements.get(facts.agreement_id) if facts is not None else None
+        window = agreement.join_window_ms if agreement else _DEFAULT_JOIN_WINDOW_MS
+        return not pending and watermark >= entry.first_ms + window
+
+    # -- facts -------------------------------------------------------------------------------
+
+    def _intern(self, value: object) -> object:
+        return self._interned.setdefault(value, value)
+
+    def _request_facts(self, request: Request, agreement: Agreement | None, event_ms: int) -> RequestFacts:
+        identifying: tuple[tuple[str, str], ...] = ()
+        legal: tuple[tuple[str, str], ...] = ()
+        if agreement is not None:
+            extra = agreement.placeholder_values
+            identifying = missing_fields(request, agreement.identifying_fields, extra)
+            legal = missing_fields(request, agreement.legal_basis_fields, extra)
+        name = request.subject.name
+        last, first = normalize(name.last), normalize(name.first or "")
+        return RequestFacts(
+            agreement_id=self._intern(request.agreement_id),  # type: ignore[arg-type]
+            agency=self._intern(request.requester.agency),  # type: ignore[arg-type]
+            unit=self._intern(request.requester.unit),  # type: ignore[arg-type]
+            submitted_ms=event_ms,
+            missing_identifying=self._intern(identifying),  # type: ignore[arg-type]
+            missing_legal=self._intern(legal),  # type: ignore[arg-type]
+            subject_ref=self.hasher.ref(last, first, request.subject.dob or ""),
+            name_key=self._name_key(last, first),
+        )
+
+    def _name_key(self, last: str, first: str) -> int:
+        last_part = self.hasher.ref("last", last) & _LOW32
+        first_part = self.hasher.ref("first", first) & _LOW32 if first else 0
+        return last_part << 32 | first_part
+
+    def _disclosed_name_key(self, raw: msgspec.Raw | None) -> int | None:
+        if raw is None:
+            return None
+        try:
+            value = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            return None
+        if isinstance(value, dict):
+            last, first = value.get("last"), value.get("first")
+        elif isinstance(value, str):
+            parts = value.replace(",", " ").split()
+            first, last = (parts[0], parts[-1]) if len(parts) > 1 else (None, parts[0] if parts else None)
+        else:
+            return None
+        if not isinstance(last, str) or not normalize(last):
+            return None
+        return self._name_key(normalize(last), normalize(first) if isinstance(first, str) else "")
+
+    def _disclosure_facts(self, response: Response, fields: tuple[str, ...], event_ms: int) -> DisclosureFacts:
+        match = response.match
+        disclosed = response.disclosed or {}
+        return DisclosureFacts(
+            fingerprint=hashlib.blake2b(encode(response), digest_size=8).hexdigest(),
+            agreement_id=response.agreement_id,
+            responder=response.responder.agency,
+            responded_ms=event_ms,
+            fields=fields,
+            match_status=match.status,
+            match_score=match.score,
+            matched_on=frozenset(match.matched_on or ()),
+            name_key=self._disclosed_name_key(disclosed.get("name")) if "name" in fields else None,
+        )
+
+    # -- introspection -----------------------------------------------------------------------
+
+    def pending(self) -> dict[str, int]:
+        """Join state sizes, for metrics and the replay summary."""
+        requests = sum(1 for e in self.store.values() if e.request is not None and e.answered_ms is None)
+        orphans = sum(1 for e in self.store.values() for d in e.disclosures if not d.resolved)
+        return {"entries": len(self.store), "unanswered_requests": requests, "pending_orphans": orphans}
+
+
+def _grace_ms(agreement: Agreement | None) -> int:
+    return agreement.orphan_grace_ms if agreement else _DEFAULT_ORPHAN_GRACE_MS
+
+
+def _deadline_ms(agreement: Agreement | None) -> int | None:
+    return agreement.disposal_deadline_ms if agreement else None

@@ -1,0 +1,35 @@
+"""The project's exception tree.
+
+    DismonError                 base of everything this package raises on purpose
+    ├── PolicyError             a policy file is unreadable or invalid (names file, key/line, reason)
+    ├── InputError              an input file or stream cannot be opened or read
+    └── UsageError              a command-line argument is wrong
+
+Invalid *events* are not exceptions: they become dead-letter records
+(:class:`monitor.events.Invalid`) so one bad event never stops the monitor.
+Third-party errors are translated where they enter (``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+
+class DismonError(Exception):
+    """Base class for errors raised by Disclosure Monitor."""
+
+
+class PolicyError(DismonError):
+    """A policy file is broken; the message names the file, the key or line, and the reason."""
+
+    def __init__(self, path: str, where: str, reason: str) -> None:
+        self.path = path
+        self.where = where
+        self.reason = reason
+        super().__init__(f"{path}: {where}: {reason}")
+
+
+class InputError(DismonError):
+    """An input could not be opened or read."""
+
+
+class UsageError(DismonError):
+    """A command-line argument is invalid."""

@@ -1,0 +1,204 @@
+"""Event schemas (SPEC §2) and the one decoder that turns bytes into events or dead letters.
+
+Events are msgspec ``Struct`` s: typed, slotted, and decoded straight from JSON
+bytes with validation in one pass (``bench/parse_bench.py`` measures this
+against ``orjson.loads`` plus hand validation). Anything that is not a valid
+event becomes an :class:`Invalid` with a machine-readable ``reason``; nothing
+here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import msgspec
+
+from monitor.timeutil import to_ms
+
+#: Bytes above which an event is refused unparsed (``oversized``).
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024
+
+RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Score = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+class Name(msgspec.Struct, frozen=True):
+    last: str
+    first: str | None = None
+
+
+class Address(msgspec.Struct, frozen=True):
+    street: str | None = None
+    city: str | None = None
+    state: str | None = None
+    zip: str | None = None
+
+
+class Subject(msgspec.Struct, frozen=True):
+    name: Name
+    address: Address | None = None
+    dob: str | None = None
+    tin: str | None = None
+
+
+class Requester(msgspec.Struct, frozen=True):
+    agency: str
+    unit: str | None = None
+    user: str | None = None
+    signatory: str | None = None
+
+
+class LegalBasis(msgspec.Struct, frozen=True):
+    statute: str | None = None
+    case_id: str | None = None
+    removal_order: bool | None = None
+    criminal_investigation: bool | None = None
+    final_order_date: dt.date | None = None
+    tax_periods: list[str] | None = None
+    reason: str | None = None
+
+
+class Request(msgspec.Struct, frozen=True, tag="request", tag_field="type"):
+    request_id: RequestId
+    agreement_id: str
+    requester: Requester
+    submitted_at: dt.datetime
+    subject: Subject
+    batch_id: str | None = None
+    legal_basis: LegalBasis | None = None
+
+    @property
+    def event_time(self) -> dt.datetime:
+        return self.submitted_at
+
+
+class Responder(msgspec.Struct, frozen=True):
+    agency: str
+    system: str | None = None
+    operator: str | None = None
+
+
+class Match(msgspec.Struct, frozen=True):
+    status: Literal["matched", "no_match", "ambiguous"]
+    score: Score | None = None
+    matched_on: list[str] | None = None
+
+
+class Response(msgspec.Struct, frozen=True, tag="response", tag_field="type"):
+    request_id: RequestId
+    agreement_id: str
+    responder: Responder
+    responded_at: dt.datetime
+    match: Match
+    # Values stay raw JSON: the monitor needs the field names, and only the
+    # name's value (for subject_mismatch); personal data is never decoded needlessly.
+    disclosed: dict[str, msgspec.Raw] | None = None
+
+    @property
+    def event_time(self) -> dt.datetime:
+        return self.responded_at
+
+
+class Disposal(msgspec.Struct, frozen=True, tag="disposal", tag_field="type"):
+    request_id: RequestId
+    agreement_id: str
+    disposed_at: dt.datetime
+    confirmed_by: str | None = None
+
+    @property
+    def event_time(self) -> dt.datetime:
+        return self.disposed_at
+
+
+Event = Request | Response | Disposal
+
+# Values of a disclosed field that mean "nothing was disclosed".
+_EMPTY_RAW = frozenset({b'""', b"null", b"{}", b"[]"})
+
+
+def disclosed_fields(response: Response) -> tuple[str, ...]:
+    """Names of the fields the response actually disclosed (empty/null values do not count), sorted."""
+    disclosed = response.disclosed
+    if not disclosed:
+        return ()
+    return tuple(sorted(k for k, v in disclosed.items() if bytes(v).strip() not in _EMPTY_RAW))
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """An input that is not a valid event; becomes a dead-letter record."""
+
+    reason: str
+    position: str = ""
+
+
+_decoder = msgspec.json.Decoder(Event)
+_MSG_PATH_RE = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_REQUIRED_TEXT = {
+    Request: (("request_id",), ("agreement_id",), ("requester", "agency"), ("subject", "name", "last")),
+    Response: (("request_id",), ("agreement_id",), ("responder", "agency")),
+    Disposal: (("request_id",), ("agreement_id",)),
+}
+
+
+def _reason_from_validation(message: str) -> str:
+    match = _MSG_PATH_RE.search(message)
+    path = match.group("path") if match else ""
+    head = message[: match.start()] if match else message
+    if head.startswith("Object missing required field `"):
+        field = head.split("`")[1]
+        return f"missing_field:{path + '.' if path else ''}{field}"
+    if not path:
+        return "not_an_object"
+    if path == "type" and head.startswith("Invalid value"):
+        return "unknown_type"
+    if "got `null`" in head or "of length >= 1" in head:
+        return f"missing_field:{path}"
+    if "of length <=" in head:
+        return f"too_long:{path}"
+    if head.startswith("Expected `") and "got" not in head:
+        return f"out_of_range:{path}"
+    if head.startswith("Invalid value"):
+        return f"invalid_value:{path}"
+    return f"wrong_type:{path}"
+
+
+def _post_validate(event: Event) -> str | None:
+    for path in _REQUIRED_TEXT[type(event)]:
+        value: object = event
+        for part in path:
+            value = getattr(value, part)
+        if not isinstance(value, str) or not value.strip():
+            return "missing_field:" + ".".join(path)
+    if event.event_time.tzinfo is None:
+        return "wrong_type:" + {Request: "submitted_at", Response: "responded_at", Disposal: "disposed_at"}[type(event)]
+    return None
+
+
+def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event | Invalid:
+    """Decode one event; never raises. Invalid input gives :class:`Invalid` with a reason."""
+    if len(raw) > max_bytes:
+        return Invalid("oversized")
+    try:
+        event = _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        return Invalid(_reason_from_validation(str(exc)))
+    except msgspec.DecodeError:
+        return Invalid("invalid_json")
+    except RecursionError:
+        return Invalid("too_deep")
+    problem = _post_validate(event)
+    if problem is not None:
+        return Invalid(problem)
+    return event
+
+
+def event_time_ms(event: Event) -> int:
+    """The event's own time (submitted/responded/disposed) as epoch milliseconds."""
+    return to_ms(event.event_time)
+
+
+encode = msgspec.json.Encoder().encode

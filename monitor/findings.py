@@ -1,0 +1,119 @@
+"""Findings and the alert format (SPEC §5), plus the keyed subject hash.
+
+``alert_id`` is a hash of what the finding is about (rule, agreement, request,
+discriminator), never of when it was found, so a replay or a restarted worker
+gives the same id and downstream can de-duplicate. ``subject_ref`` is a keyed
+BLAKE2b MAC of the normalised subject: stable under one key, useless for a
+dictionary attack without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from monitor.errors import UsageError
+from monitor.timeutil import format_ms
+
+Severity = Literal["critical", "warning", "info"]
+SEVERITY_RANK: Mapping[str, int] = {"info": 0, "warning": 1, "critical": 2}
+
+KEY_ENV = "DISMON_SUBJECT_KEY"
+KEY_FILE_ENV = "DISMON_SUBJECT_KEY_FILE"
+MIN_KEY_BYTES = 16
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """What a rule reports; the detector adds identity and context to make a Finding."""
+
+    rule: str
+    severity: Severity
+    summary: str
+    event_time_ms: int
+    discriminator: str = ""  # tells apart several findings of one rule on one request
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    alert_id: str
+    rule: str
+    severity: Severity
+    agreement_id: str
+    request_id: str | None
+    requester: Mapping[str, str | None] | None
+    event_time_ms: int
+    detected_stream_ms: int  # the stream's event-time clock when the finding was made
+    summary: str
+    subject_ref: str | None
+    details: Mapping[str, Any]
+
+    def to_alert(self, detected_at_ms: int) -> dict[str, Any]:
+        """The SPEC §5 alert object; ``detected_at_ms`` is the wall clock of the emitting process."""
+        return {
+            "alert_id": self.alert_id,
+            "rule": self.rule,
+            "severity": self.severity,
+            "agreement_id": self.agreement_id,
+            "request_id": self.request_id,
+            "requester": dict(self.requester) if self.requester else None,
+            "event_time": format_ms(self.event_time_ms),
+            "detected_at": format_ms(detected_at_ms),
+            "summary": self.summary,
+            "subject_ref": self.subject_ref,
+            "details": dict(self.details),
+        }
+
+
+def make_alert_id(rule: str, agreement_id: str, request_id: str | None, discriminator: str) -> str:
+    material = "\x1f".join((rule, agreement_id, request_id or "", discriminator)).encode()
+    return hashlib.blake2b(material, digest_size=16).hexdigest()
+
+
+class SubjectHasher:
+    """Keyed hashes of subjects: ``subject_ref`` for alerts and compact name keys for the join."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < MIN_KEY_BYTES:
+            raise UsageError(f"subject hash key is {len(key)} bytes; at least {MIN_KEY_BYTES} are required")
+        self._key = key[:64]
+
+    def ref(self, *parts: str) -> int:
+        """A 64-bit keyed hash of normalised parts."""
+        digest = hashlib.blake2b("\x1f".join(parts).encode(), key=self._key, digest_size=8).digest()
+        return int.from_bytes(digest, "big")
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> SubjectHasher:
+        """Key from ``$DISMON_SUBJECT_KEY`` (text) or the file ``$DISMON_SUBJECT_KEY_FILE``;
+        a random per-run key (with a warning) when neither is set."""
+        path = environ.get(KEY_FILE_ENV)
+        if path:
+            try:
+                with open(path, "rb") as handle:
+                    return cls(handle.read().strip())
+            except OSError as exc:
+                raise UsageError(f"cannot read subject key file {path}: {exc.strerror}") from exc
+        text = environ.get(KEY_ENV)
+        if text:
+            return cls(text.encode())
+        log.warning(
+            "no %s or %s set: using a random per-run key, so subject_ref values will not match across runs",
+            KEY_ENV,
+            KEY_FILE_ENV,
+        )
+        return cls(secrets.token_bytes(32))
+
+
+def format_ref(ref: int | None) -> str | None:
+    return None if ref is None else f"{ref:016x}"

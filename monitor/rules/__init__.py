@@ -1,0 +1,42 @@
+"""The rule registry: every rule id of SPEC §4 that the core implements, mapped to its class.
+
+Adding a rule means one new module here and one line in this registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from monitor.rules.base import DisclosureRule, RequestRule
+from monitor.rules.disposal_overdue import DisposalOverdue
+from monitor.rules.duplicate_disclosure import DuplicateDisclosure
+from monitor.rules.incomplete_request_disclosure import IncompleteRequestDisclosure
+from monitor.rules.missing_legal_basis_disclosure import MissingLegalBasisDisclosure
+from monitor.rules.orphan_disclosure import OrphanDisclosure
+from monitor.rules.outside_agreement_period import OutsideAgreementPeriod
+from monitor.rules.response_sla_breach import ResponseSlaBreach
+from monitor.rules.restricted_disclosure import RestrictedDisclosure
+from monitor.rules.subject_mismatch import SubjectMismatch
+from monitor.rules.unauthorized_party import UnauthorizedParty
+from monitor.rules.unpermitted_field import UnpermittedField
+from monitor.rules.weak_match_disclosure import WeakMatchDisclosure
+
+REQUEST_RULES: tuple[RequestRule, ...] = (UnauthorizedParty(),)
+DISCLOSURE_RULES: tuple[DisclosureRule, ...] = (
+    UnauthorizedParty(),
+    OutsideAgreementPeriod(),
+    RestrictedDisclosure(),
+    IncompleteRequestDisclosure(),
+    MissingLegalBasisDisclosure(),
+    WeakMatchDisclosure(),
+    UnpermittedField(),
+    SubjectMismatch(),
+)
+ORPHAN = OrphanDisclosure()
+DUPLICATE = DuplicateDisclosure()
+SLA = ResponseSlaBreach()
+DISPOSAL = DisposalOverdue()
+
+RULES: Mapping[str, object] = {
+    rule.rule_id: rule for rule in (*REQUEST_RULES, *DISCLOSURE_RULES, ORPHAN, DUPLICATE, SLA, DISPOSAL)
+}

@@ -1,0 +1,42 @@
+"""The shapes a rule can take. A rule is a small class with a stable ``rule_id`` and a ``severity``.
+
+* :class:`RequestRule` looks at one request when it arrives.
+* :class:`DisclosureRule` looks at one disclosing response when it is *resolved*:
+  joined to its request, or declared an orphan after the grace period. Rules
+  with ``needs_request`` only run on joined pairs.
+* Timed and state rules (SLA, orphan, duplicate, disposal) are driven by the
+  detector's join state and watermark; they only build the violation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar, Protocol
+
+from monitor.events import Request
+from monitor.findings import Severity, Violation
+from monitor.join import DisclosureFacts, RequestFacts
+from monitor.policy import Agreement
+
+
+class RequestRule(Protocol):
+    rule_id: ClassVar[str]
+    severity: ClassVar[Severity]
+
+    def check_request(
+        self, request: Request, agreement: Agreement | None, event_time_ms: int
+    ) -> Iterable[Violation]: ...
+
+
+class DisclosureRule(Protocol):
+    rule_id: ClassVar[str]
+    severity: ClassVar[Severity]
+    needs_request: ClassVar[bool]
+
+    def check_disclosure(
+        self, disclosure: DisclosureFacts, request: RequestFacts | None, agreement: Agreement | None
+    ) -> Iterable[Violation]: ...
+
+
+def field_list(missing: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
+    return [{"field": path, "check": check} for path, check in missing]

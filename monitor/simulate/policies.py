@@ -1,0 +1,67 @@
+"""The policies the simulated scenarios run under (written next to the events as ``policy.toml``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+_REQUIRED = """required_request_fields = ["subject.name.last", "subject.address.street", "subject.address.city",
+  "subject.address.state", "subject.address.zip", "legal_basis.statute", "legal_basis.case_id"]"""
+
+
+def default_policy(start_day_ms: int) -> str:
+    """One agreement in force from the scenario's first day (with a court order on employer data),
+    and an expired one that some faulty requests still cite."""
+    start = dt.datetime.fromtimestamp(start_day_ms / 1000, tz=dt.timezone.utc).date().isoformat()
+    return f"""# Simulated agreements (dismon simulate, default scenario)
+[[agreement]]
+id = "tax-enforcement-2025"
+requesters = ["ICE"]
+disclosers = ["IRS"]
+effective_from = {start}
+permitted_fields = ["address", "name", "employer"]
+{_REQUIRED}
+required_match = {{ status = "matched", min_score = 0.9, on = ["name", "address"] }}
+response_sla = "72h"
+join_window = "14d"
+orphan_grace = "1h"
+disposal_deadline = "7d"
+authorized_signatories = ["ICE Director", "ICE Deputy Director"]
+
+[[agreement.restriction]]
+fields = ["employer"]
+from = {start}
+reason = "court order: no employer disclosure"
+
+[[agreement]]
+id = "tax-enforcement-2023"
+requesters = ["ICE"]
+disclosers = ["IRS"]
+effective_from = 2023-01-01
+effective_until = 2024-12-31
+permitted_fields = ["address", "name"]
+{_REQUIRED}
+required_match = {{ status = "matched", min_score = 0.9, on = ["name", "address"] }}
+response_sla = "72h"
+join_window = "14d"
+orphan_grace = "1h"
+disposal_deadline = "7d"
+authorized_signatories = ["ICE Director", "ICE Deputy Director"]
+"""
+
+
+def irs_ice_policy() -> str:
+    """The IRS-ICE memorandum as publicly described: addresses only, full address and case required."""
+    return f"""# irs-ice-2025: the IRS-ICE data-sharing agreement of April 2025, as publicly described
+[[agreement]]
+id = "irs-ice-2025"
+requesters = ["ICE"]
+disclosers = ["IRS"]
+effective_from = 2025-04-07
+permitted_fields = ["address"]
+{_REQUIRED}
+required_match = {{ status = "matched", min_score = 0.9, on = ["name", "address"] }}
+# The batch was answered two months after it was sent: no SLA, and state kept long enough to join.
+join_window = "120d"
+orphan_grace = "1h"
+authorized_signatories = ["ICE Director"]
+"""
