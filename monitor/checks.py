@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from monitor.events import Request
@@ -31,15 +31,16 @@ CONTAINS_PLACEHOLDERS = ("unknown", "failed to provide", "not provided", "no add
 ZIP_PLACEHOLDERS = frozenset({"00000", "12345", "99999", "11111", "55555"})
 
 _PUNCT = str.maketrans("", "", string.punctuation + "\u2019\u2018\u201c\u201d")
-_SPACE_RE = re.compile(r"\s+")
+_CONTAINS_RE = re.compile(r"(?:^| )(?:" + "|".join(CONTAINS_PLACEHOLDERS) + r")(?: |$)")
 _ZIP_RE = re.compile(r"^\d{5}(\d{4})?$")
+_ZIP_FAST_RE = re.compile(r"\d{5}(?:-?\d{4})?\Z")
 _HAS_DIGIT_RE = re.compile(r"\d")
 _HAS_LETTER_RE = re.compile(r"[^\W\d_]")
 
 
 def normalize(value: str) -> str:
     """Case-fold, remove punctuation, collapse whitespace: ``" N/A. "`` -> ``"na"``."""
-    return _SPACE_RE.sub(" ", value.casefold().translate(_PUNCT)).strip()
+    return " ".join(value.casefold().translate(_PUNCT).split())
 
 
 def text_problem(value: object, extra_placeholders: frozenset[str] = frozenset()) -> str | None:
@@ -51,10 +52,7 @@ def text_problem(value: object, extra_placeholders: frozenset[str] = frozenset()
     norm = normalize(value)
     if not norm:
         return "empty"
-    if norm in BUILTIN_PLACEHOLDERS or norm in extra_placeholders:
-        return "placeholder"
-    padded = f" {norm} "
-    if any(f" {needle} " in padded for needle in CONTAINS_PLACEHOLDERS):
+    if norm in BUILTIN_PLACEHOLDERS or norm in extra_placeholders or _CONTAINS_RE.search(norm):
         return "placeholder"
     return None
 
@@ -72,6 +70,8 @@ def street_problem(value: object, extra: frozenset[str] = frozenset()) -> str | 
 
 
 def zip_problem(value: object, extra: frozenset[str] = frozenset()) -> str | None:
+    if isinstance(value, str) and _ZIP_FAST_RE.match(value):  # the common case: a well-formed zip
+        return "placeholder" if value[:5] in ZIP_PLACEHOLDERS else None
     problem = text_problem(value, extra)
     if problem is not None:
         return problem
@@ -84,20 +84,7 @@ def zip_problem(value: object, extra: frozenset[str] = frozenset()) -> str | Non
     return None
 
 
-def _get(request: Request, path: str) -> Any:
-    value: Any = request
-    for part in path.split("."):
-        value = getattr(value, part, None)
-        if value is None:
-            return None
-    return value
-
-
-def _value_problem(path: str, value: Any, extra: frozenset[str]) -> str | None:
-    if path == "subject.address.street":
-        return street_problem(value, extra)
-    if path == "subject.address.zip":
-        return zip_problem(value, extra)
+def _value_problem(value: Any, extra: frozenset[str]) -> str | None:
     if value is None:
         return "absent"
     if isinstance(value, bool):
@@ -105,21 +92,78 @@ def _value_problem(path: str, value: Any, extra: frozenset[str]) -> str | None:
     if isinstance(value, list):
         if not value:
             return "empty"
-        if all(text_problem(v, extra) for v in value):
-            return "placeholder"
-        return None
+        return "placeholder" if all(text_problem(v, extra) for v in value) else None
     if isinstance(value, str):
         return text_problem(value, extra)
     return None  # dates and other typed values: present is enough
 
 
+def _parent(head: str) -> Callable[[Request], Any]:
+    """The object holding a field path's leaf (None where a step is absent)."""
+    parents: dict[str, Callable[[Request], Any]] = {
+        "subject.name": lambda r: r.subject.name,
+        "subject.address": lambda r: r.subject.address,
+        "subject": lambda r: r.subject,
+        "requester": lambda r: r.requester,
+        "legal_basis": lambda r: r.legal_basis,
+        "": lambda r: r,
+    }
+    return parents[head]
+
+
+_CACHE_LIMIT = 65_536
+
+
+class RequiredFields:
+    """The missing-field check for one agreement's list of required request fields.
+
+    Values that repeat (cities, states, statutes, surnames) are checked once and
+    cached; street and zip get their structural checks on every request.
+    """
+
+    __slots__ = ("_cache", "_checks", "_extra")
+
+    def __init__(self, paths: Iterable[str], extra_placeholders: frozenset[str] = frozenset()) -> None:
+        self._extra = extra_placeholders
+        self._cache: dict[object, str | None] = {}
+        # Grouped by parent object so each parent (address, legal basis...) is looked up once per request.
+        groups: dict[str, list[tuple[str, str, Callable[[Any, frozenset[str]], str | None] | None]]] = {}
+        for path in paths:
+            head, _, leaf = path.rpartition(".")
+            special = {"subject.address.street": street_problem, "subject.address.zip": zip_problem}.get(path)
+            groups.setdefault(head, []).append((path, leaf, special))
+        self._checks = tuple((_parent(head), tuple(leaves)) for head, leaves in groups.items())
+
+    def missing(self, request: Request) -> tuple[tuple[str, str], ...]:
+        """``(path, check)`` for every required path whose value is missing."""
+        found: list[tuple[str, str]] | None = None
+        extra, cache = self._extra, self._cache
+        for parent_of, leaves in self._checks:
+            parent = parent_of(request)
+            for path, leaf, special in leaves:
+                value = None if parent is None else getattr(parent, leaf)
+                if special is not None:
+                    problem = special(value, extra)
+                elif value.__class__ is str:
+                    problem = cache.get(value, _UNSEEN)
+                    if problem is _UNSEEN:
+                        if len(cache) >= _CACHE_LIMIT:
+                            cache.clear()
+                        problem = cache[value] = text_problem(value, extra)
+                else:
+                    problem = _value_problem(value, extra)
+                if problem is not None:
+                    if found is None:
+                        found = []
+                    found.append((path, problem))
+        return tuple(found) if found else ()
+
+
+_UNSEEN = "\x00unseen"
+
+
 def missing_fields(
     request: Request, paths: Iterable[str], extra_placeholders: frozenset[str] = frozenset()
 ) -> tuple[tuple[str, str], ...]:
-    """``(path, check)`` for every required path whose value is missing, in the given order."""
-    found = []
-    for path in paths:
-        problem = _value_problem(path, _get(request, path), extra_placeholders)
-        if problem is not None:
-            found.append((path, problem))
-    return tuple(found)
+    """``(path, check)`` for every required path whose value is missing (uncached convenience form)."""
+    return RequiredFields(paths, extra_placeholders).missing(request)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from monitor.checks import missing_fields, normalize
+from monitor.checks import RequiredFields, normalize
 from monitor.events import Disposal, Event, Request, Response, disclosed_fields, encode, event_time_ms
 from monitor.findings import Finding, SubjectHasher, Violation, format_ref, make_alert_id
 from monitor.join import (
@@ -73,6 +73,14 @@ class Detector:
         self.watermark_ms: int | None = None
         self._out: list[Finding] = []
         self._interned: dict[object, object] = {}
+        self._required = {
+            agreement.id: (
+                RequiredFields(agreement.identifying_fields, agreement.placeholder_values),
+                RequiredFields(agreement.legal_basis_fields, agreement.placeholder_values),
+            )
+            for agreement in policy.agreements.values()
+        }
+        self._name_parts: dict[tuple[str, str], int] = {}  # (role, raw name part) -> 32-bit keyed hash
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -126,7 +134,7 @@ class Detector:
         if entry.request is not None:
             return  # a redelivered (or re-sent) request: the first one stands
         entry.request = facts
-        for disclosure in entry.disclosures:
+        for disclosure in entry.disclosures or ():
             if not disclosure.resolved:
                 self._resolve(request.request_id, entry, disclosure, orphan=False)
             elif disclosure.orphaned:
@@ -143,19 +151,25 @@ class Detector:
             self._schedule(request_id, entry)
             return
         disclosure = self._disclosure_facts(response, fields, event_ms)
-        if any(d.fingerprint == disclosure.fingerprint for d in entry.disclosures):
+        if entry.disclosures is None:
+            entry.disclosures = [disclosure]
+        elif any(d.fingerprint == disclosure.fingerprint for d in entry.disclosures):
             return  # the same message delivered again (at-least-once transport)
-        entry.disclosures.append(disclosure)
-        if len(entry.disclosures) > 1 and not entry.flags & DUPLICATE_FIRED:
-            entry.flags |= DUPLICATE_FIRED
-            self._emit(DUPLICATE.violation(entry.disclosures), request_id, response.agreement_id, entry.request)
+        else:
+            entry.disclosures.append(disclosure)
+            if not entry.flags & DUPLICATE_FIRED:
+                entry.flags |= DUPLICATE_FIRED
+                self._emit(DUPLICATE.violation(entry.disclosures), request_id, response.agreement_id, entry.request)
         if entry.request is not None:
             self._resolve(request_id, entry, disclosure, orphan=False)
         self._schedule(request_id, entry)
 
     def _on_disposal(self, disposal: Disposal, event_ms: int) -> None:
         entry = self._entry(disposal.request_id, event_ms)
-        entry.disposals.append(event_ms)
+        if entry.disposals is None:
+            entry.disposals = [event_ms]
+        else:
+            entry.disposals.append(event_ms)
         self._schedule(disposal.request_id, entry)
 
     def _entry(self, request_id: str, event_ms: int) -> JoinEntry:
@@ -221,7 +235,7 @@ class Detector:
         due = entry.first_ms + (agreement.join_window_ms if agreement else _DEFAULT_JOIN_WINDOW_MS)
         if facts is not None and agreement is not None and agreement.response_sla_ms and not entry.flags & SLA_DONE:
             due = min(due, facts.submitted_ms + agreement.response_sla_ms)
-        for disclosure in entry.disclosures:
+        for disclosure in entry.disclosures or ():
             if not disclosure.resolved:
                 due = min(due, disclosure.responded_ms + _grace_ms(agreements.get(disclosure.agreement_id)))
             elif disclosure.improper and not disclosure.disposal_checked:
@@ -265,7 +279,7 @@ class Detector:
                     self._emit(SLA.violation(facts, sla), request_id, facts.agreement_id, facts)
             else:
                 pending = True
-        for disclosure in entry.disclosures:
+        for disclosure in entry.disclosures or ():
             agreement = agreements.get(disclosure.agreement_id)
             if not disclosure.resolved:
                 if watermark >= disclosure.responded_ms + _grace_ms(agreement):
@@ -279,7 +293,7 @@ class Detector:
                 elif watermark >= disclosure.responded_ms + deadline:
                     disclosure.disposal_checked = True
                     start, end = disclosure.responded_ms, disclosure.responded_ms + deadline
-                    if not any(start <= at <= end for at in entry.disposals):
+                    if not any(start <= at <= end for at in entry.disposals or ()):
                         self._emit(DISPOSAL.violation(disclosure, deadline), request_id, disclosure.agreement_id, facts)
                 else:
                     pending = True
@@ -296,11 +310,11 @@ class Detector:
         identifying: tuple[tuple[str, str], ...] = ()
         legal: tuple[tuple[str, str], ...] = ()
         if agreement is not None:
-            extra = agreement.placeholder_values
-            identifying = missing_fields(request, agreement.identifying_fields, extra)
-            legal = missing_fields(request, agreement.legal_basis_fields, extra)
+            identifying_check, legal_check = self._required[agreement.id]
+            identifying = identifying_check.missing(request)
+            legal = legal_check.missing(request)
         name = request.subject.name
-        last, first = normalize(name.last), normalize(name.first or "")
+        name_key = self._name_part("last", name.last) << 32 | self._name_part("first", name.first)
         return RequestFacts(
             agreement_id=self._intern(request.agreement_id),  # type: ignore[arg-type]
             agency=self._intern(request.requester.agency),  # type: ignore[arg-type]
@@ -308,14 +322,22 @@ class Detector:
             submitted_ms=event_ms,
             missing_identifying=self._intern(identifying),  # type: ignore[arg-type]
             missing_legal=self._intern(legal),  # type: ignore[arg-type]
-            subject_ref=self.hasher.ref(last, first, request.subject.dob or ""),
-            name_key=self._name_key(last, first),
+            subject_ref=self.hasher.ref(str(name_key), request.subject.dob or ""),
+            name_key=name_key,
         )
 
-    def _name_key(self, last: str, first: str) -> int:
-        last_part = self.hasher.ref("last", last) & _LOW32
-        first_part = self.hasher.ref("first", first) & _LOW32 if first else 0
-        return last_part << 32 | first_part
+    def _name_part(self, role: str, raw: str | None) -> int:
+        """32-bit keyed hash of a normalised name part (0 when absent); surnames repeat, so it is cached."""
+        if not raw:
+            return 0
+        key = (role, raw)
+        part = self._name_parts.get(key)
+        if part is None:
+            if len(self._name_parts) >= 65_536:
+                self._name_parts.clear()
+            norm = normalize(raw)
+            part = self._name_parts[key] = self.hasher.ref(role, norm) & _LOW32 if norm else 0
+        return part
 
     def _disclosed_name_key(self, raw: msgspec.Raw | None) -> int | None:
         if raw is None:
@@ -333,7 +355,7 @@ class Detector:
             return None
         if not isinstance(last, str) or not normalize(last):
             return None
-        return self._name_key(normalize(last), normalize(first) if isinstance(first, str) else "")
+        return self._name_part("last", last) << 32 | self._name_part("first", first if isinstance(first, str) else None)
 
     def _disclosure_facts(self, response: Response, fields: tuple[str, ...], event_ms: int) -> DisclosureFacts:
         match = response.match
@@ -355,7 +377,7 @@ class Detector:
     def pending(self) -> dict[str, int]:
         """Join state sizes, for metrics and the replay summary."""
         requests = sum(1 for e in self.store.values() if e.request is not None and e.answered_ms is None)
-        orphans = sum(1 for e in self.store.values() for d in e.disclosures if not d.resolved)
+        orphans = sum(1 for e in self.store.values() for d in e.disclosures or () if not d.resolved)
         return {"entries": len(self.store), "unanswered_requests": requests, "pending_orphans": orphans}
 
 

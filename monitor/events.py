@@ -22,36 +22,37 @@ from monitor.timeutil import to_ms
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 Score = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 
 
-class Name(msgspec.Struct, frozen=True):
-    last: str
+class Name(msgspec.Struct, frozen=True, gc=False):
+    last: NonEmpty
     first: str | None = None
 
 
-class Address(msgspec.Struct, frozen=True):
+class Address(msgspec.Struct, frozen=True, gc=False):
     street: str | None = None
     city: str | None = None
     state: str | None = None
     zip: str | None = None
 
 
-class Subject(msgspec.Struct, frozen=True):
+class Subject(msgspec.Struct, frozen=True, gc=False):
     name: Name
     address: Address | None = None
     dob: str | None = None
     tin: str | None = None
 
 
-class Requester(msgspec.Struct, frozen=True):
-    agency: str
+class Requester(msgspec.Struct, frozen=True, gc=False):
+    agency: NonEmpty
     unit: str | None = None
     user: str | None = None
     signatory: str | None = None
 
 
-class LegalBasis(msgspec.Struct, frozen=True):
+class LegalBasis(msgspec.Struct, frozen=True, gc=False):
     statute: str | None = None
     case_id: str | None = None
     removal_order: bool | None = None
@@ -61,9 +62,9 @@ class LegalBasis(msgspec.Struct, frozen=True):
     reason: str | None = None
 
 
-class Request(msgspec.Struct, frozen=True, tag="request", tag_field="type"):
+class Request(msgspec.Struct, frozen=True, gc=False, tag="request", tag_field="type"):
     request_id: RequestId
-    agreement_id: str
+    agreement_id: NonEmpty
     requester: Requester
     submitted_at: dt.datetime
     subject: Subject
@@ -75,21 +76,21 @@ class Request(msgspec.Struct, frozen=True, tag="request", tag_field="type"):
         return self.submitted_at
 
 
-class Responder(msgspec.Struct, frozen=True):
-    agency: str
+class Responder(msgspec.Struct, frozen=True, gc=False):
+    agency: NonEmpty
     system: str | None = None
     operator: str | None = None
 
 
-class Match(msgspec.Struct, frozen=True):
+class Match(msgspec.Struct, frozen=True, gc=False):
     status: Literal["matched", "no_match", "ambiguous"]
     score: Score | None = None
     matched_on: list[str] | None = None
 
 
-class Response(msgspec.Struct, frozen=True, tag="response", tag_field="type"):
+class Response(msgspec.Struct, frozen=True, gc=False, tag="response", tag_field="type"):
     request_id: RequestId
-    agreement_id: str
+    agreement_id: NonEmpty
     responder: Responder
     responded_at: dt.datetime
     match: Match
@@ -102,9 +103,9 @@ class Response(msgspec.Struct, frozen=True, tag="response", tag_field="type"):
         return self.responded_at
 
 
-class Disposal(msgspec.Struct, frozen=True, tag="disposal", tag_field="type"):
+class Disposal(msgspec.Struct, frozen=True, gc=False, tag="disposal", tag_field="type"):
     request_id: RequestId
-    agreement_id: str
+    agreement_id: NonEmpty
     disposed_at: dt.datetime
     confirmed_by: str | None = None
 
@@ -137,11 +138,7 @@ class Invalid:
 
 _decoder = msgspec.json.Decoder(Event)
 _MSG_PATH_RE = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
-_REQUIRED_TEXT = {
-    Request: (("request_id",), ("agreement_id",), ("requester", "agency"), ("subject", "name", "last")),
-    Response: (("request_id",), ("agreement_id",), ("responder", "agency")),
-    Disposal: (("request_id",), ("agreement_id",)),
-}
+_TIME_FIELD = {Request: "submitted_at", Response: "responded_at", Disposal: "disposed_at"}
 
 
 def _reason_from_validation(message: str) -> str:
@@ -167,14 +164,8 @@ def _reason_from_validation(message: str) -> str:
 
 
 def _post_validate(event: Event) -> str | None:
-    for path in _REQUIRED_TEXT[type(event)]:
-        value: object = event
-        for part in path:
-            value = getattr(value, part)
-        if not isinstance(value, str) or not value.strip():
-            return "missing_field:" + ".".join(path)
-    if event.event_time.tzinfo is None:
-        return "wrong_type:" + {Request: "submitted_at", Response: "responded_at", Disposal: "disposed_at"}[type(event)]
+    if event.event_time.tzinfo is None:  # RFC 3339 demands an offset; msgspec accepts naive times
+        return "wrong_type:" + _TIME_FIELD[type(event)]
     return None
 
 

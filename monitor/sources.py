@@ -10,10 +10,10 @@ as late and still processes it.
 
 from __future__ import annotations
 
-import gzip
 import heapq
 import io
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -58,6 +58,56 @@ class ByteCounter:
         return total
 
 
+_CHUNK_BYTES = 1 << 20
+#: A line longer than this is cut here (and then dead-lettered as oversized) so memory stays bounded.
+MAX_LINE_BYTES = 16 << 20
+
+
+def _chunks(raw: BinaryIO, gzipped: bool, path: str) -> Iterator[bytes]:
+    """Decompressed chunks; concatenated gzip members are read one after the other."""
+    if not gzipped:
+        while chunk := raw.read(_CHUNK_BYTES):
+            yield chunk
+        return
+    decompressor = zlib.decompressobj(wbits=31)
+    fed = False
+    while chunk := raw.read(_CHUNK_BYTES):
+        while chunk:
+            fed = True
+            try:
+                yield decompressor.decompress(chunk)
+            except zlib.error as exc:
+                raise InputError(f"{path}: corrupt gzip data: {exc}") from exc
+            if decompressor.eof:
+                chunk, decompressor, fed = decompressor.unused_data, zlib.decompressobj(wbits=31), False
+            else:
+                chunk = b""
+    if fed and not decompressor.eof:
+        raise InputError(f"{path}: gzip stream is truncated")
+
+
+def split_lines(chunks: Iterable[bytes], max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """Lines (without the newline) of a stream of chunks; an over-long line is cut to ``max_line_bytes + 1``."""
+    pending = b""
+    skipping = False  # inside an over-long line that was already yielded cut
+    for chunk in chunks:
+        if not chunk:
+            continue
+        parts = (pending + chunk).split(b"\n")
+        pending = parts.pop()
+        if skipping and parts:
+            parts.pop(0)
+            skipping = False
+        yield from parts
+        if len(pending) > max_line_bytes and not skipping:
+            yield pending[: max_line_bytes + 1]
+            skipping, pending = True, b""
+        elif skipping:
+            pending = b""
+    if pending and not skipping:
+        yield pending
+
+
 def open_lines(path: str, counter: ByteCounter | None = None) -> Iterator[bytes]:
     """Lines of a ``.jsonl`` / ``.jsonl.gz`` file or of stdin (``-``); gzip is recognised by its magic bytes."""
     try:
@@ -67,11 +117,9 @@ def open_lines(path: str, counter: ByteCounter | None = None) -> Iterator[bytes]
     try:
         if counter is not None and path != "-":
             counter.add(raw)
-        stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if raw.peek(2)[:2] == _GZIP_MAGIC else raw
-        try:
-            yield from stream
-        except (OSError, EOFError) as exc:
-            raise InputError(f"{path}: cannot read: {exc}") from exc
+        yield from split_lines(_chunks(raw, raw.peek(2)[:2] == _GZIP_MAGIC, path))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from exc
     finally:
         if path != "-":
             raw.close()

@@ -99,7 +99,7 @@ def _render_response(plan: Plan, index: int, at_ms: int, second: bool = False) -
         return event
     event["match"] = {"status": "matched", "score": 0.9 + (h % 99) / 1000, "matched_on": ["name", "address"]}
     disclosed: dict[str, Any] = {"address": people.address(seed, index + 10**9)}
-    if h % 10 < 3:
+    if plan.scenario == "default" and h % 10 < 3:
         disclosed["name"] = people.name(seed, index)
     if fault == "weak_match_disclosure":
         event["match"] = {"status": "matched", "score": 0.61, "matched_on": ["name"]}
