@@ -158,7 +158,7 @@ def _reason_from_validation(message: str) -> str:
         return f"too_long:{path}"
     if head.startswith("Expected `") and "got" not in head:
         return f"out_of_range:{path}"
-    if head.startswith("Invalid value"):
+    if head.startswith(("Invalid value", "Invalid enum value")):
         return f"invalid_value:{path}"
     return f"wrong_type:{path}"
 
