@@ -246,6 +246,8 @@ def _read_agreement(path: str, lines: list[str], index: int, table: Any) -> Agre
     agreement_id = reader.text("id", required=True)
     assert agreement_id is not None
     reader.where = f"agreement[{index}] ({agreement_id})"
+    requesters = reader.text_list("requesters", required=True) or ()
+    disclosers = reader.text_list("disclosers", required=True) or ()
     required = reader.text_list("required_request_fields") or ()
     unknown = [f for f in required if f not in REQUEST_FIELDS]
     if unknown:
@@ -266,8 +268,8 @@ def _read_agreement(path: str, lines: list[str], index: int, table: Any) -> Agre
         raise reader.fail("orphan_grace", "must be shorter than join_window (state is dropped after join_window)")
     return Agreement(
         id=agreement_id,
-        requesters=frozenset(reader.text_list("requesters", required=True) or ()),
-        disclosers=frozenset(reader.text_list("disclosers", required=True) or ()),
+        requesters=frozenset(requesters),
+        disclosers=frozenset(disclosers),
         effective_from_ms=from_ms,
         effective_until_ms=until_ms,
         permitted_fields=frozenset(reader.text_list("permitted_fields") or ()),
