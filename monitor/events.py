@@ -174,7 +174,7 @@ def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_M
     if len(raw) > max_bytes:
         return Invalid("oversized")
     try:
-        event = _decoder.decode(raw)
+        event: Event = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         return Invalid(_reason_from_validation(str(exc)))
     except msgspec.DecodeError:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from monitor.rules.base import DisclosureRule, RequestRule
+from monitor.rules.base import DisclosureRule, RequestRule, RuleClass
 from monitor.rules.disposal_overdue import DisposalOverdue
 from monitor.rules.duplicate_disclosure import DuplicateDisclosure
 from monitor.rules.incomplete_request_disclosure import IncompleteRequestDisclosure
@@ -37,6 +37,6 @@ DUPLICATE = DuplicateDisclosure()
 SLA = ResponseSlaBreach()
 DISPOSAL = DisposalOverdue()
 
-RULES: Mapping[str, object] = {
-    rule.rule_id: rule for rule in (*REQUEST_RULES, *DISCLOSURE_RULES, ORPHAN, DUPLICATE, SLA, DISPOSAL)
-}
+_ALL: tuple[RuleClass, ...] = (*REQUEST_RULES, *DISCLOSURE_RULES, ORPHAN, DUPLICATE, SLA, DISPOSAL)
+#: Every rule id the core implements, mapped to its rule object.
+RULES: Mapping[str, RuleClass] = {rule.rule_id: rule for rule in _ALL}

@@ -19,6 +19,13 @@ from monitor.join import DisclosureFacts, RequestFacts
 from monitor.policy import Agreement
 
 
+class RuleClass(Protocol):
+    """What every rule has: its stable id and severity."""
+
+    rule_id: ClassVar[str]
+    severity: ClassVar[Severity]
+
+
 class RequestRule(Protocol):
     rule_id: ClassVar[str]
     severity: ClassVar[Severity]

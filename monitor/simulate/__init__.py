@@ -16,7 +16,7 @@ import random
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
@@ -173,7 +173,7 @@ def expected_findings(plan: Plan, schedule: list[tuple[int, int, int, int]]) -> 
     return rows
 
 
-def _open_partitions(directory: str, partitions: int) -> list[tuple[str, BinaryIO]]:
+def _open_partitions(directory: str, partitions: int) -> list[tuple[str, gzip.GzipFile]]:
     names = ["events.jsonl.gz"] if partitions == 1 else [f"events-p{p}.jsonl.gz" for p in range(partitions)]
     return [(os.path.join(directory, n), gzip.open(os.path.join(directory, n), "wb", compresslevel=3)) for n in names]
 
@@ -200,8 +200,8 @@ def write_scenario(plan: Plan, directory: str, partitions: int = 1, disorder_ms:
             handle.close()
     policy_file = os.path.join(directory, "policy.toml")
     first_day = min(plan.submit_ms) // MS_PER_DAY * MS_PER_DAY if len(plan) else 0
-    with open(policy_file, "w", encoding="utf-8") as handle:
-        handle.write(irs_ice_policy() if plan.scenario == "irs-ice-2025" else default_policy(first_day))
+    with open(policy_file, "w", encoding="utf-8") as policy_out:
+        policy_out.write(irs_ice_policy() if plan.scenario == "irs-ice-2025" else default_policy(first_day))
     rows = expected_findings(plan, schedule)
     last_ms = max((at for _k, at, _c, _i in schedule), default=0)
     truth: dict[str, Any] = {
@@ -223,6 +223,6 @@ def write_scenario(plan: Plan, directory: str, partitions: int = 1, disorder_ms:
             "declared_in_court": "2026-02-11",
         }
     truth_file = os.path.join(directory, "truth.json")
-    with open(truth_file, "wb") as handle:
-        handle.write(orjson.dumps(truth))
+    with open(truth_file, "wb") as truth_out:
+        truth_out.write(orjson.dumps(truth))
     return Output(directory, tuple(n for n, _ in files), policy_file, truth_file, len(schedule), len(rows))

@@ -1,0 +1,88 @@
+"""Replay throughput and peak memory on a 1.28-million-event log, next to the parse-only floor.
+
+    .venv/bin/python bench/replay_bench.py [--events 1280000] [--cache DIR]
+
+Generates the log once (the irs-ice-2025 preset: half requests, half responses) and measures, each
+in a fresh process so peak RSS is its own:
+
+* floor (gzip module): ``gzip.open`` line iteration + ``orjson.loads`` per line;
+* floor (chunked):     the replay's own chunked decompress/split + ``orjson.loads`` per line;
+* msgspec decode:      the same reader + the typed decoder the replay uses;
+* replay:              the whole ``dismon replay`` path (reorder, detector, rules; alerts to /dev/null).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+MEASURE = r"""
+import gc, json, os, resource, sys, time
+mode, path, policy = sys.argv[1], sys.argv[2], sys.argv[3]
+import orjson
+from monitor.sources import open_lines
+count = 0
+started = time.perf_counter()
+if mode == "floor-gzip":
+    import gzip
+    with gzip.open(path, "rb") as handle:
+        for line in handle:
+            orjson.loads(line); count += 1
+elif mode == "floor-chunked":
+    for line in open_lines(path):
+        orjson.loads(line); count += 1
+elif mode == "msgspec":
+    from monitor.events import decode
+    for line in open_lines(path):
+        decode(line); count += 1
+else:
+    from monitor.detector import Detector
+    from monitor.findings import SubjectHasher
+    from monitor.policy import load_policy
+    from monitor.replay import run_replay
+    detector = Detector(load_policy(policy), SubjectHasher(b"bench-key-0123456789abcdef"))
+    summary = run_replay([path], detector, lambda f: None, lambda d: None)
+    count = summary.total_events
+seconds = time.perf_counter() - started
+print(json.dumps({"events": count, "seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def measure(mode: str, path: str, policy: str) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", MEASURE, mode, path, policy], check=True, capture_output=True,
+                         text=True, cwd=os.path.dirname(HERE))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_280_000, help="log size in events (default 1,280,000)")
+    parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="where the generated log is kept")
+    args = parser.parse_args()
+    directory = os.path.join(args.cache, f"irs-ice-{args.events}")
+    log, policy = os.path.join(directory, "events.jsonl.gz"), os.path.join(directory, "policy.toml")
+    if not os.path.exists(log):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "monitor.cli", "simulate", "--scenario", "irs-ice-2025",
+                        "--requests", str(args.events // 2), "--out", directory], check=True,
+                       cwd=os.path.dirname(HERE))
+        print(f"generated {log} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    size_mb = os.path.getsize(log) / 2**20
+    print(f"log: {args.events:,} events, {size_mb:.0f} MiB gzip; python {sys.version.split()[0]}, {os.cpu_count()} cpus")
+    rows = [(mode, measure(mode, log, policy)) for mode in ("floor-gzip", "floor-chunked", "msgspec", "replay")]
+    floor = min(r["seconds"] for m, r in rows if m.startswith("floor"))
+    print(f"{'measurement':<15} {'events/s':>10} {'seconds':>8} {'x floor':>8} {'peak RSS MiB':>13}")
+    for mode, r in rows:
+        print(f"{mode:<15} {r['events'] / r['seconds']:>10,.0f} {r['seconds']:>8.2f} {r['seconds'] / floor:>8.2f}"
+              f" {r['peak_rss_mb']:>13.0f}")
+
+
+if __name__ == "__main__":
+    main()
