@@ -47,9 +47,16 @@ _NO_FINDINGS: Sequence[Finding] = ()
 
 @dataclass(slots=True)
 class DetectorStats:
-    events: Counter[str] = field(default_factory=Counter)
+    requests: int = 0
+    responses: int = 0
+    disposals: int = 0
     late_events: int = 0
     findings: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def events(self) -> Counter[str]:
+        counts = {"request": self.requests, "response": self.responses, "disposal": self.disposals}
+        return Counter({kind: count for kind, count in counts.items() if count})
 
 
 class Detector:
@@ -72,7 +79,7 @@ class Detector:
         self.max_event_ms: int | None = None
         self.watermark_ms: int | None = None
         self._out: list[Finding] = []
-        self._interned: dict[object, object] = {}
+        self._contexts: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
         self._required = {
             agreement.id: (
                 RequiredFields(agreement.identifying_fields, agreement.placeholder_values),
@@ -80,7 +87,8 @@ class Detector:
             )
             for agreement in policy.agreements.values()
         }
-        self._name_parts: dict[tuple[str, str], int] = {}  # (role, raw name part) -> 32-bit keyed hash
+        self._last_names: dict[str, int] = {}  # raw name part -> 32-bit keyed hash of its normal form
+        self._first_names: dict[str, int] = {}
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -94,13 +102,13 @@ class Detector:
             self.max_event_ms = event_ms
             self.watermark_ms = event_ms - self.allowed_lateness_ms
         if isinstance(event, Request):
-            self.stats.events["request"] += 1
+            self.stats.requests += 1
             self._on_request(event, event_ms)
         elif isinstance(event, Response):
-            self.stats.events["response"] += 1
+            self.stats.responses += 1
             self._on_response(event, event_ms)
         else:
-            self.stats.events["disposal"] += 1
+            self.stats.disposals += 1
             self._on_disposal(event, event_ms)
         next_due = self.timers.next_due()
         if next_due is not None and self.watermark_ms is not None and next_due <= self.watermark_ms:
@@ -148,8 +156,9 @@ class Detector:
             entry.answered_ms = event_ms
         fields = disclosed_fields(response)
         if not fields:
-            self._schedule(request_id, entry)
-            return
+            if entry.scheduled_ms is None:  # a new entry (response before request): it needs its expiry timer
+                self._schedule(request_id, entry)
+            return  # an answer never makes anything due earlier
         disclosure = self._disclosure_facts(response, fields, event_ms)
         if entry.disclosures is None:
             entry.disclosures = [disclosure]
@@ -303,9 +312,6 @@ class Detector:
 
     # -- facts -------------------------------------------------------------------------------
 
-    def _intern(self, value: object) -> object:
-        return self._interned.setdefault(value, value)
-
     def _request_facts(self, request: Request, agreement: Agreement | None, event_ms: int) -> RequestFacts:
         identifying: tuple[tuple[str, str], ...] = ()
         legal: tuple[tuple[str, str], ...] = ()
@@ -313,30 +319,34 @@ class Detector:
             identifying_check, legal_check = self._required[agreement.id]
             identifying = identifying_check.missing(request)
             legal = legal_check.missing(request)
-        name = request.subject.name
-        name_key = self._name_part("last", name.last) << 32 | self._name_part("first", name.first)
+        requester, name = request.requester, request.subject.name
+        # One shared copy of each (agreement, agency, unit) triple instead of a million equal strings.
+        context = (request.agreement_id, requester.agency, requester.unit)
+        context = self._contexts.setdefault(context, context)
+        name_key = self._name_part(self._last_names, "last", name.last) << 32 | self._name_part(
+            self._first_names, "first", name.first
+        )
         return RequestFacts(
-            agreement_id=self._intern(request.agreement_id),  # type: ignore[arg-type]
-            agency=self._intern(request.requester.agency),  # type: ignore[arg-type]
-            unit=self._intern(request.requester.unit),  # type: ignore[arg-type]
-            submitted_ms=event_ms,
-            missing_identifying=self._intern(identifying),  # type: ignore[arg-type]
-            missing_legal=self._intern(legal),  # type: ignore[arg-type]
-            subject_ref=self.hasher.ref(str(name_key), request.subject.dob or ""),
-            name_key=name_key,
+            context[0],
+            context[1],
+            context[2],
+            event_ms,
+            identifying,
+            legal,
+            self.hasher.ref(str(name_key), request.subject.dob or ""),
+            name_key,
         )
 
-    def _name_part(self, role: str, raw: str | None) -> int:
-        """32-bit keyed hash of a normalised name part (0 when absent); surnames repeat, so it is cached."""
+    def _name_part(self, cache: dict[str, int], role: str, raw: str | None) -> int:
+        """32-bit keyed hash of a normalised name part (0 when absent); names repeat, so it is cached."""
         if not raw:
             return 0
-        key = (role, raw)
-        part = self._name_parts.get(key)
+        part = cache.get(raw)
         if part is None:
-            if len(self._name_parts) >= 65_536:
-                self._name_parts.clear()
+            if len(cache) >= 65_536:
+                cache.clear()
             norm = normalize(raw)
-            part = self._name_parts[key] = self.hasher.ref(role, norm) & _LOW32 if norm else 0
+            part = cache[raw] = self.hasher.ref(role, norm) & _LOW32 if norm else 0
         return part
 
     def _disclosed_name_key(self, raw: msgspec.Raw | None) -> int | None:
@@ -355,7 +365,8 @@ class Detector:
             return None
         if not isinstance(last, str) or not normalize(last):
             return None
-        return self._name_part("last", last) << 32 | self._name_part("first", first if isinstance(first, str) else None)
+        first_part = self._name_part(self._first_names, "first", first if isinstance(first, str) else None)
+        return self._name_part(self._last_names, "last", last) << 32 | first_part
 
     def _disclosure_facts(self, response: Response, fields: tuple[str, ...], event_ms: int) -> DisclosureFacts:
         match = response.match

@@ -81,17 +81,19 @@ def make_alert_id(rule: str, agreement_id: str, request_id: str | None, discrimi
 class SubjectHasher:
     """Keyed hashes of subjects: ``subject_ref`` for alerts and compact name keys for the join."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_keyed",)
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise UsageError(f"subject hash key is {len(key)} bytes; at least {MIN_KEY_BYTES} are required")
-        self._key = key[:64]
+        # Keying BLAKE2b costs more than hashing a short input: key once, copy the keyed state per hash.
+        self._keyed = hashlib.blake2b(key=key[:64], digest_size=8)
 
     def ref(self, *parts: str) -> int:
         """A 64-bit keyed hash of normalised parts."""
-        digest = hashlib.blake2b("\x1f".join(parts).encode(), key=self._key, digest_size=8).digest()
-        return int.from_bytes(digest, "big")
+        state = self._keyed.copy()
+        state.update("\x1f".join(parts).encode())
+        return int.from_bytes(state.digest(), "big")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> SubjectHasher:

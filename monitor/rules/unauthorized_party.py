@@ -16,25 +16,31 @@ class UnauthorizedParty:
     severity: ClassVar[Severity] = "critical"
     needs_request: ClassVar[bool] = False
 
-    def check_request(self, request: Request, agreement: Agreement | None, event_time_ms: int) -> Iterator[Violation]:
+    def check_request(self, request: Request, agreement: Agreement | None, event_time_ms: int) -> list[Violation]:
+        # A list, not a generator: this runs on every request, and nearly always finds nothing.
         if agreement is None:
-            yield self._violation("request under an unknown agreement", event_time_ms, "request", "unknown_agreement")
-            return
+            return [self._violation("request under an unknown agreement", event_time_ms, "request", "unknown_agreement")]
+        found = []
         if request.requester.agency not in agreement.requesters:
-            yield self._violation(
-                "request from an agency that is not party to the agreement",
-                event_time_ms,
-                "request",
-                "requester_not_party",
+            found.append(
+                self._violation(
+                    "request from an agency that is not party to the agreement",
+                    event_time_ms,
+                    "request",
+                    "requester_not_party",
+                )
             )
         signatories = agreement.authorized_signatories
         if signatories is not None and request.requester.signatory not in signatories:
-            yield self._violation(
-                "request signed by someone not among the authorized signatories",
-                event_time_ms,
-                "signatory",
-                "signatory_not_authorized" if request.requester.signatory else "signatory_missing",
+            found.append(
+                self._violation(
+                    "request signed by someone not among the authorized signatories",
+                    event_time_ms,
+                    "signatory",
+                    "signatory_not_authorized" if request.requester.signatory else "signatory_missing",
+                )
             )
+        return found
 
     def check_disclosure(
         self, disclosure: DisclosureFacts, request: RequestFacts | None, agreement: Agreement | None
