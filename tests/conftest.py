@@ -147,3 +147,15 @@ def rules_of(findings: Sequence[Finding]) -> list[str]:
 
 
 Runner = Callable[..., list[Finding]]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """A real broker from deploy/local/kafka.sh (started once, reused if already running). Fails, never skips."""
+    import pathlib
+    import subprocess
+
+    script = pathlib.Path(__file__).resolve().parent.parent / "deploy" / "local" / "kafka.sh"
+    result = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"the local Kafka broker did not start:\n{result.stderr}"
+    return result.stdout.strip().splitlines()[-1]

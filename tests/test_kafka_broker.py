@@ -1,0 +1,43 @@
+"""The project's own broker script starts a real Kafka that a real client can use (the base of the worker tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+
+def test_broker_round_trip(kafka_bootstrap: str) -> None:
+    topic = f"smoke-{uuid.uuid4().hex[:8]}"
+
+    async def round_trip() -> list[tuple[bytes | None, bytes | None]]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+        finally:
+            await admin.close()
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for i in range(10):
+                await producer.send_and_wait(topic, f"event-{i}".encode(), key=f"r{i}".encode())
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                                    group_id=f"smoke-{topic}")
+        await consumer.start()
+        try:
+            received = []
+            while len(received) < 10:
+                batch = await consumer.getmany(timeout_ms=5000)
+                assert batch, "no messages within 5 s"
+                received += [(m.key, m.value) for messages in batch.values() for m in messages]
+            return received
+        finally:
+            await consumer.stop()
+
+    received = asyncio.run(round_trip())
+    assert sorted(value for _, value in received) == sorted(f"event-{i}".encode() for i in range(10))
