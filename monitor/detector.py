@@ -35,7 +35,8 @@ from monitor.join import (
     TimerWheel,
 )
 from monitor.policy import DEFAULT_JOIN_WINDOW, DEFAULT_ORPHAN_GRACE, Agreement, Policy
-from monitor.rules import DISCLOSURE_RULES, DISPOSAL, DUPLICATE, ORPHAN, REQUEST_RULES, SLA
+from monitor.rules import DISCLOSURE_RULES, DISPOSAL, DUPLICATE, ORPHAN, REQUEST_RULES, SLA, WINDOWED_RULES
+from monitor.rules.base import WindowedRule
 from monitor.timeutil import parse_duration_ms
 
 DEFAULT_ALLOWED_LATENESS_MS = 10 * 60_000
@@ -87,6 +88,12 @@ class Detector:
             )
             for agreement in policy.agreements.values()
         }
+        # Windowed rules cost nothing unless some agreement turns them on.
+        self._windowed: list[WindowedRule] = [
+            cls() for cls, setting in WINDOWED_RULES
+            if any(getattr(agreement, setting) is not None for agreement in policy.agreements.values())
+        ]
+        self._windowed_due: int | None = None
         self._last_names: dict[str, int] = {}  # raw name part -> 32-bit keyed hash of its normal form
         self._first_names: dict[str, int] = {}
 
@@ -113,6 +120,8 @@ class Detector:
         next_due = self.timers.next_due()
         if next_due is not None and self.watermark_ms is not None and next_due <= self.watermark_ms:
             self._fire_timers()
+        if self._windowed_due is not None and self.watermark_ms is not None and self._windowed_due <= self.watermark_ms:
+            self._close_windows()
         return self._take()
 
     def advance_to(self, watermark_ms: int) -> Sequence[Finding]:
@@ -120,6 +129,7 @@ class Detector:
         if self.watermark_ms is None or watermark_ms > self.watermark_ms:
             self.watermark_ms = watermark_ms
             self._fire_timers()
+            self._close_windows()
         return self._take()
 
     def _take(self) -> Sequence[Finding]:
@@ -127,8 +137,44 @@ class Detector:
             return _NO_FINDINGS
         out, self._out = self._out, []
         for finding in out:
-            self.stats.findings[finding.rule] += 1
+            if finding.status == "firing":
+                self.stats.findings[finding.rule] += 1
         return out
+
+    # -- windowed rules ----------------------------------------------------------------------
+
+    def _windowed_hook(self, rule: WindowedRule, violations: list[Violation]) -> None:
+        for violation in violations:
+            self._emit_windowed(violation)
+        due = rule.next_due_ms()
+        if due is not None and (self._windowed_due is None or due < self._windowed_due):
+            self._windowed_due = due
+
+    def _close_windows(self) -> None:
+        watermark = self.watermark_ms
+        assert watermark is not None
+        self._windowed_due = None
+        for rule in self._windowed:
+            self._windowed_hook(rule, rule.on_watermark(watermark))
+
+    def _emit_windowed(self, violation: Violation) -> None:
+        agreement_id = violation.agreement_id or ""
+        self._out.append(
+            Finding(
+                alert_id=make_alert_id(violation.rule, agreement_id, None, violation.discriminator),
+                rule=violation.rule,
+                severity=violation.severity,
+                agreement_id=agreement_id,
+                request_id=None,
+                requester=violation.requester,
+                event_time_ms=violation.event_time_ms,
+                detected_stream_ms=self.max_event_ms if self.max_event_ms is not None else violation.event_time_ms,
+                summary=violation.summary,
+                subject_ref=None,
+                details=violation.details,
+                status=violation.status,
+            )
+        )
 
     # -- events ------------------------------------------------------------------------------
 
@@ -142,6 +188,9 @@ class Detector:
         if entry.request is not None:
             return  # a redelivered (or re-sent) request: the first one stands
         entry.request = facts
+        if agreement is not None:
+            for windowed in self._windowed:
+                self._windowed_hook(windowed, windowed.on_request(request, facts, agreement))
         for disclosure in entry.disclosures or ():
             if not disclosure.resolved:
                 self._resolve(request.request_id, entry, disclosure, orphan=False)
@@ -155,6 +204,9 @@ class Detector:
         if entry.answered_ms is None or event_ms < entry.answered_ms:
             entry.answered_ms = event_ms
         fields = disclosed_fields(response)
+        if self._windowed and (agreement := self.policy.agreements.get(response.agreement_id)) is not None:
+            for windowed in self._windowed:
+                self._windowed_hook(windowed, windowed.on_response(agreement, event_ms, bool(fields)))
         if not fields:
             if entry.scheduled_ms is None:  # a new entry (response before request): it needs its expiry timer
                 self._schedule(request_id, entry)
@@ -169,6 +221,9 @@ class Detector:
             if not entry.flags & DUPLICATE_FIRED:
                 entry.flags |= DUPLICATE_FIRED
                 self._emit(DUPLICATE.violation(entry.disclosures), request_id, response.agreement_id, entry.request)
+        if self._windowed and (agreement := self.policy.agreements.get(response.agreement_id)) is not None:
+            for windowed in self._windowed:
+                self._windowed_hook(windowed, windowed.on_disclosure(disclosure, agreement))
         if entry.request is not None:
             self._resolve(request_id, entry, disclosure, orphan=False)
         self._schedule(request_id, entry)
@@ -208,6 +263,9 @@ class Detector:
         disclosure.resolved = True
         disclosure.orphaned = orphan
         disclosure.improper = improper
+        if agreement is not None:
+            for windowed in self._windowed:
+                self._windowed_hook(windowed, windowed.on_resolved(disclosure, facts, agreement))
 
     def _late_join(self, request_id: str, entry: JoinEntry, disclosure: DisclosureFacts) -> None:
         """A request that arrived after its response was declared an orphan: still check the pair."""

@@ -21,6 +21,7 @@ from monitor.errors import UsageError
 from monitor.timeutil import format_ms
 
 Severity = Literal["critical", "warning", "info"]
+Status = Literal["firing", "resolved"]
 SEVERITY_RANK: Mapping[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 KEY_ENV = "DISMON_SUBJECT_KEY"
@@ -40,6 +41,10 @@ class Violation:
     event_time_ms: int
     discriminator: str = ""  # tells apart several findings of one rule on one request
     details: Mapping[str, Any] = field(default_factory=dict)
+    status: Status = "firing"
+    # Windowed rules are about an agreement or a unit, not a request: they say which themselves.
+    agreement_id: str | None = None
+    requester: Mapping[str, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,7 @@ class Finding:
     summary: str
     subject_ref: str | None
     details: Mapping[str, Any]
+    status: Status = "firing"
 
     def to_alert(self, detected_at_ms: int) -> dict[str, Any]:
         """The SPEC §5 alert object; ``detected_at_ms`` is the wall clock of the emitting process."""
@@ -70,6 +76,7 @@ class Finding:
             "summary": self.summary,
             "subject_ref": self.subject_ref,
             "details": dict(self.details),
+            "status": self.status,
         }
 
 

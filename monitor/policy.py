@@ -66,6 +66,30 @@ class RequiredMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class RateSpikeConfig:
+    """``disclosure_rate_spike``: a unit's disclosures per window against its own seasonal baseline."""
+
+    window_ms: int = 3_600_000
+    hop_ms: int = 900_000
+    min_count: int = 10  # never page for fewer disclosures than this in one window
+    factor: float = 4.0  # ... nor for less than this multiple of the baseline
+    max_p_value: float = 1e-7  # Poisson tail probability of the count under the baseline
+    warmup_windows: int = 20  # observed windows per seasonal slot before the slot may alert
+    ewma_alpha: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class RatioDriftConfig:
+    """``disclosure_ratio_drift``: CUSUM on the share of responses that disclose, per closed window."""
+
+    window_ms: int = 3_600_000
+    shift: float = 2.0  # the ratio change to detect, as a multiple of the baseline
+    threshold: float = 15.0  # CUSUM decision threshold (log-likelihood ratio)
+    warmup_responses: int = 3000
+    ewma_alpha: float = 0.02  # baseline update per in-control window
+
+
+@dataclass(frozen=True, slots=True)
 class Agreement:
     id: str
     requesters: frozenset[str]
@@ -82,6 +106,8 @@ class Agreement:
     disposal_deadline_ms: int | None
     max_disclosures_per_day: int | None
     max_batch_size: int | None
+    rate_spike: RateSpikeConfig | None  # None: rule off for this agreement
+    ratio_drift: RatioDriftConfig | None
     authorized_signatories: frozenset[str] | None
     placeholder_values: frozenset[str]  # normalised
     restrictions: tuple[Restriction, ...]
@@ -103,11 +129,13 @@ _AGREEMENT_KEYS = frozenset(
         "id", "requesters", "disclosers", "effective_from", "effective_until", "permitted_fields",
         "required_request_fields", "required_match", "response_sla", "join_window", "orphan_grace",
         "disposal_deadline", "max_disclosures_per_day", "max_batch_size", "authorized_signatories",
-        "placeholder_values", "restriction",
+        "placeholder_values", "restriction", "rate_spike", "ratio_drift",
     }
 )  # fmt: skip
 _RESTRICTION_KEYS = frozenset({"fields", "from", "until", "requesters", "reason"})
 _MATCH_KEYS = frozenset({"status", "min_score", "on"})
+_RATE_KEYS = frozenset({"window", "hop", "min_count", "factor", "max_p_value", "warmup_windows", "ewma_alpha"})
+_RATIO_KEYS = frozenset({"window", "shift", "threshold", "warmup_responses", "ewma_alpha"})
 
 
 class _Reader:
@@ -179,6 +207,16 @@ class _Reader:
             raise self.fail(key, "must be positive")
         return ms
 
+    def positive_number(self, key: str, maximum: float | None = None) -> float | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise self.fail(key, "must be a positive number")
+        if maximum is not None and value > maximum:
+            raise self.fail(key, f"must be at most {maximum}")
+        return float(value)
+
     def positive_int(self, key: str) -> int | None:
         value = self.table.get(key)
         if value is None:
@@ -207,6 +245,56 @@ def _read_match(outer: _Reader) -> RequiredMatch | None:
     if unknown:
         raise inner.fail("on", f"unknown match keys {sorted(unknown)} (known: {', '.join(sorted(MATCH_KEYS))})")
     return RequiredMatch(status, None if score is None else float(score), frozenset(on))
+
+
+def _subtable(outer: _Reader, key: str, allowed: frozenset[str]) -> _Reader | None:
+    value = outer.table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise outer.fail(key, "must be a table such as { window = \"1h\" } ({} for the defaults)")
+    inner = _Reader(outer.path, outer.lines, value, f"{outer.where}.{key}", outer.start_line)
+    inner.check_keys(allowed)
+    return inner
+
+
+def _read_rate_spike(outer: _Reader) -> RateSpikeConfig | None:
+    reader = _subtable(outer, "rate_spike", _RATE_KEYS)
+    if reader is None:
+        return None
+    default = RateSpikeConfig()
+    window = reader.duration_ms("window") or default.window_ms
+    hop = reader.duration_ms("hop") or min(default.hop_ms, window)
+    if window % hop:
+        raise reader.fail("hop", "the window must be a whole multiple of the hop")
+    alpha = reader.positive_number("ewma_alpha", maximum=1.0)
+    p_value = reader.positive_number("max_p_value", maximum=1.0)
+    return RateSpikeConfig(
+        window_ms=window,
+        hop_ms=hop,
+        min_count=reader.positive_int("min_count") or default.min_count,
+        factor=reader.positive_number("factor") or default.factor,
+        max_p_value=p_value or default.max_p_value,
+        warmup_windows=reader.positive_int("warmup_windows") or default.warmup_windows,
+        ewma_alpha=alpha or default.ewma_alpha,
+    )
+
+
+def _read_ratio_drift(outer: _Reader) -> RatioDriftConfig | None:
+    reader = _subtable(outer, "ratio_drift", _RATIO_KEYS)
+    if reader is None:
+        return None
+    default = RatioDriftConfig()
+    shift = reader.positive_number("shift") or default.shift
+    if shift <= 1.0:
+        raise reader.fail("shift", "must be above 1 (the multiple of the baseline ratio to detect)")
+    return RatioDriftConfig(
+        window_ms=reader.duration_ms("window") or default.window_ms,
+        shift=shift,
+        threshold=reader.positive_number("threshold") or default.threshold,
+        warmup_responses=reader.positive_int("warmup_responses") or default.warmup_responses,
+        ewma_alpha=reader.positive_number("ewma_alpha", maximum=1.0) or default.ewma_alpha,
+    )
 
 
 def _read_restriction(outer: _Reader, index: int, value: Any) -> Restriction:
@@ -282,6 +370,8 @@ def _read_agreement(path: str, lines: list[str], index: int, table: Any) -> Agre
         disposal_deadline_ms=reader.duration_ms("disposal_deadline"),
         max_disclosures_per_day=reader.positive_int("max_disclosures_per_day"),
         max_batch_size=reader.positive_int("max_batch_size"),
+        rate_spike=_read_rate_spike(reader),
+        ratio_drift=_read_ratio_drift(reader),
         authorized_signatories=None if signatories is None else frozenset(signatories),
         placeholder_values=frozenset(normalize(v) for v in reader.text_list("placeholder_values") or ()),
         restrictions=tuple(_read_restriction(reader, i, r) for i, r in enumerate(restrictions_raw)),

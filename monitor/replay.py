@@ -38,7 +38,12 @@ class ReplaySummary:
     def total_events(self) -> int:
         return sum(self.events.values())
 
+    resolved: Counter[str] = field(default_factory=Counter)
+
     def record(self, finding: Finding) -> None:
+        if finding.status == "resolved":
+            self.resolved[finding.rule] += 1
+            return
         self.alerts[finding.rule] += 1
         self.alerts_by_severity[finding.severity] += 1
         self.first_detection.setdefault(finding.rule, finding)

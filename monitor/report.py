@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +43,9 @@ class Comparison:
     first_detection_ms: dict[str, int] = field(default_factory=dict)  # rule -> stream time of first finding
 
     def add(self, finding: Finding) -> None:
-        self.found.add((finding.rule, finding.request_id or ""))
+        if finding.status == "resolved":
+            return
+        self.found.add(finding_key(finding))
         self.first_detection_ms.setdefault(finding.rule, finding.detected_stream_ms)
 
     def missed(self, truth: Truth) -> set[Key]:
@@ -117,5 +119,6 @@ def count_at_or_above(alerts: Mapping[str, int], minimum: int, ranks: Mapping[st
     return sum(count for severity, count in alerts.items() if ranks.get(severity, 0) >= minimum)
 
 
-def keys_of(findings: Iterable[Finding]) -> set[Key]:
-    return {(f.rule, f.request_id or "") for f in findings}
+def finding_key(finding: Finding) -> Key:
+    """(rule, request id) for per-request findings; (rule, what it is about) for windowed ones."""
+    return finding.rule, finding.request_id or str(finding.details.get("key", ""))

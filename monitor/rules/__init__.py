@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from monitor.rules.base import DisclosureRule, RequestRule, RuleClass
+from monitor.rules.base import DisclosureRule, RequestRule, RuleClass, WindowedRule
+from monitor.rules.daily_cap_exceeded import DailyCapExceeded
+from monitor.rules.disclosure_rate_spike import DisclosureRateSpike
+from monitor.rules.disclosure_ratio_drift import DisclosureRatioDrift
+from monitor.rules.oversized_batch import OversizedBatch
 from monitor.rules.disposal_overdue import DisposalOverdue
 from monitor.rules.duplicate_disclosure import DuplicateDisclosure
 from monitor.rules.incomplete_request_disclosure import IncompleteRequestDisclosure
@@ -37,6 +41,16 @@ DUPLICATE = DuplicateDisclosure()
 SLA = ResponseSlaBreach()
 DISPOSAL = DisposalOverdue()
 
-_ALL: tuple[RuleClass, ...] = (*REQUEST_RULES, *DISCLOSURE_RULES, ORPHAN, DUPLICATE, SLA, DISPOSAL)
+#: Stateful aggregate rules, instantiated per detector; the flag says whether an agreement turns each on.
+WINDOWED_RULES: tuple[tuple[type[WindowedRule], str], ...] = (
+    (DailyCapExceeded, "max_disclosures_per_day"),
+    (OversizedBatch, "max_batch_size"),
+    (DisclosureRateSpike, "rate_spike"),
+    (DisclosureRatioDrift, "ratio_drift"),
+)
+
+_ALL: tuple[RuleClass, ...] = (
+    *REQUEST_RULES, *DISCLOSURE_RULES, ORPHAN, DUPLICATE, SLA, DISPOSAL, *(cls() for cls, _ in WINDOWED_RULES)
+)
 #: Every rule id the core implements, mapped to its rule object.
 RULES: Mapping[str, RuleClass] = {rule.rule_id: rule for rule in _ALL}

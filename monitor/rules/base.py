@@ -47,3 +47,39 @@ class DisclosureRule(Protocol):
 
 def field_list(missing: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
     return [{"field": path, "check": check} for path, check in missing]
+
+
+class WindowedRule:
+    """A rule over aggregates (caps, batches, rates, ratios): stateful, one instance per detector.
+
+    The detector calls the hooks as events arrive and ``on_watermark`` when the
+    watermark passes ``next_due_ms()``. Every hook returns the violations it
+    makes; windowed violations name their own agreement (and requester, if any)
+    and may be ``resolved`` when the condition clears, under the same
+    discriminator (so the same alert id) as the firing.
+    """
+
+    rule_id: ClassVar[str]
+    severity: ClassVar[Severity]
+
+    def on_request(self, request: Request, facts: RequestFacts, agreement: Agreement) -> list[Violation]:
+        return []
+
+    def on_response(self, agreement: Agreement, at_ms: int, disclosed: bool) -> list[Violation]:
+        return []
+
+    def on_disclosure(self, disclosure: DisclosureFacts, agreement: Agreement) -> list[Violation]:
+        """A new distinct disclosure, at arrival (before it is joined)."""
+        return []
+
+    def on_resolved(
+        self, disclosure: DisclosureFacts, request: RequestFacts | None, agreement: Agreement
+    ) -> list[Violation]:
+        """A disclosure joined to its request, or declared an orphan."""
+        return []
+
+    def on_watermark(self, watermark_ms: int) -> list[Violation]:
+        return []
+
+    def next_due_ms(self) -> int | None:
+        return None

@@ -1,4 +1,4 @@
-"""The registry covers every non-windowed rule of SPEC §4, each with one stable id and a severity."""
+"""The registry covers every rule of SPEC §4, each with one stable id and a severity."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ SPEC_RULES = {
     "incomplete_request_disclosure", "missing_legal_basis_disclosure", "weak_match_disclosure", "unpermitted_field",
     "restricted_disclosure", "outside_agreement_period", "unauthorized_party", "subject_mismatch",
     "orphan_disclosure", "duplicate_disclosure", "response_sla_breach", "disposal_overdue",
+    "daily_cap_exceeded", "oversized_batch", "disclosure_rate_spike", "disclosure_ratio_drift",
 }
 
 

@@ -1,0 +1,60 @@
+"""Disclosures under an agreement in one UTC day above ``max_disclosures_per_day``: fires the moment
+the cap is crossed, once per day and agreement, and resolves when the day closes."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from monitor.findings import Severity, Violation
+from monitor.join import DisclosureFacts
+from monitor.policy import Agreement
+from monitor.rules.base import WindowedRule
+from monitor.timeutil import MS_PER_DAY, format_ms
+from monitor.windows import WindowCounts
+
+
+class DailyCapExceeded(WindowedRule):
+    rule_id: ClassVar[str] = "daily_cap_exceeded"
+    severity: ClassVar[Severity] = "critical"
+
+    def __init__(self) -> None:
+        self._days: WindowCounts[str] = WindowCounts(MS_PER_DAY)
+        self._fired: dict[tuple[str, int], Violation] = {}
+
+    def on_disclosure(self, disclosure: DisclosureFacts, agreement: Agreement) -> list[Violation]:
+        cap = agreement.max_disclosures_per_day
+        if cap is None:
+            return []
+        at = disclosure.responded_ms
+        self._days.add(agreement.id, at)
+        counts = self._days.peek(agreement.id, at)
+        if counts is None or counts[0] != cap + 1:
+            return []
+        day = at - at % MS_PER_DAY
+        violation = Violation(
+            self.rule_id,
+            self.severity,
+            f"more than {cap:,} disclosures under the agreement on {format_ms(day)[:10]} (daily cap)",
+            at,
+            f"day:{format_ms(day)[:10]}",
+            {"key": f"agreement:{agreement.id}", "window_start": format_ms(day), "window_end": format_ms(day + MS_PER_DAY),
+             "observed": cap + 1, "cap": cap},
+            agreement_id=agreement.id,
+        )
+        self._fired[(agreement.id, day)] = violation
+        return [violation]
+
+    def on_watermark(self, watermark_ms: int) -> list[Violation]:
+        resolved = []
+        for agreement_id, day, counts in self._days.close(watermark_ms):
+            fired = self._fired.pop((agreement_id, day), None)
+            if fired is not None:
+                details = dict(fired.details, observed=counts[0])
+                resolved.append(
+                    Violation(fired.rule, fired.severity, f"day closed with {counts[0]:,} disclosures",
+                              day + MS_PER_DAY, fired.discriminator, details, "resolved", fired.agreement_id)
+                )
+        return resolved
+
+    def next_due_ms(self) -> int | None:
+        return self._days.next_close_ms()

@@ -1,0 +1,75 @@
+"""Requests sharing one ``batch_id`` above ``max_batch_size``: fires the moment the batch crosses the
+cap (before its answers go out), once per batch; resolves when the batch has been quiet for the join window."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from monitor.events import Request
+from monitor.findings import Severity, Violation
+from monitor.join import RequestFacts
+from monitor.policy import Agreement
+from monitor.rules.base import WindowedRule
+
+_SWEEP_EVERY_MS = 3_600_000
+
+
+class OversizedBatch(WindowedRule):
+    rule_id: ClassVar[str] = "oversized_batch"
+    severity: ClassVar[Severity] = "critical"
+
+    def __init__(self) -> None:
+        # (agreement, batch) -> [requests, newest request time, join window, fired?]
+        self._batches: dict[tuple[str, str], list[int]] = {}
+        self._fired: dict[tuple[str, str], Violation] = {}
+        self._next_sweep_ms: int | None = None
+
+    def on_request(self, request: Request, facts: RequestFacts, agreement: Agreement) -> list[Violation]:
+        cap, batch = agreement.max_batch_size, request.batch_id
+        if cap is None or not batch:
+            return []
+        key = (agreement.id, batch)
+        state = self._batches.get(key)
+        if state is None:
+            state = self._batches[key] = [0, facts.submitted_ms, agreement.join_window_ms]
+            if self._next_sweep_ms is None:
+                self._next_sweep_ms = facts.submitted_ms + _SWEEP_EVERY_MS
+        state[0] += 1
+        state[1] = max(state[1], facts.submitted_ms)
+        if state[0] != cap + 1:
+            return []
+        violation = Violation(
+            self.rule_id,
+            self.severity,
+            f"a batch of requests grew past the agreement's limit of {cap:,}",
+            facts.submitted_ms,
+            f"batch:{batch}",
+            {"key": f"batch:{batch}", "observed": cap + 1, "cap": cap},
+            agreement_id=agreement.id,
+            requester={"agency": facts.agency, "unit": facts.unit},
+        )
+        self._fired[key] = violation
+        return [violation]
+
+    def on_watermark(self, watermark_ms: int) -> list[Violation]:
+        if self._next_sweep_ms is None or watermark_ms < self._next_sweep_ms:
+            return []
+        self._next_sweep_ms = watermark_ms + _SWEEP_EVERY_MS if self._batches else None
+        resolved = []
+        for key, (count, newest_ms, window_ms) in list(self._batches.items()):
+            if watermark_ms < newest_ms + window_ms:
+                continue
+            del self._batches[key]
+            fired = self._fired.pop(key, None)
+            if fired is not None:
+                resolved.append(
+                    Violation(fired.rule, fired.severity, f"batch quiet; it held {count:,} requests",
+                              newest_ms + window_ms, fired.discriminator, dict(fired.details, observed=count),
+                              "resolved", fired.agreement_id, fired.requester)
+                )
+        if not self._batches:
+            self._next_sweep_ms = None
+        return resolved
+
+    def next_due_ms(self) -> int | None:
+        return self._next_sweep_ms
