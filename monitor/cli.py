@@ -25,7 +25,7 @@ from monitor.policy import load_policy
 from monitor.report import Comparison, count_at_or_above, load_truth, summary_lines, truth_lines
 from monitor.replay import run_replay
 from monitor.simulate import write_scenario
-from monitor.simulate.scenario import FAULTS, IRS_ICE_REQUESTS, plan_default, plan_irs_ice
+from monitor.simulate.scenario import FAULTS, IRS_ICE_REQUESTS, WINDOWED_FAULTS, plan_default, plan_irs_ice
 from monitor.sources import ByteCounter, DeadLetter
 from monitor.timeutil import format_ms, parse_duration_ms, parse_time_ms
 
@@ -77,7 +77,8 @@ def _add_simulate(commands: Any) -> None:
         help="write a synthetic scenario (events, policy, ground truth), optionally with injected faults",
         description="Write realistic synthetic request/response traffic, the policy it runs under and the "
         "ground truth of what a correct monitor must find. Reproducible with --seed.",
-        epilog="Faults: " + ", ".join(FAULTS) + ". The irs-ice-2025 preset replays the public record: 1.28 "
+        epilog="Per-request faults ('all'): " + ", ".join(FAULTS) + ". Windowed faults ('all-windowed'): "
+        "volume_spike, ratio_shift, runaway_batch (injected once each, after an 8-day warm-up). The irs-ice-2025 preset replays the public record: 1.28 "
         "million names sent in June 2025, 47,289 answered with an address on 7 August 2025, about 42,695 of "
         "them for requests without a usable address.",
     )
@@ -88,7 +89,7 @@ def _add_simulate(commands: Any) -> None:
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     parser.add_argument("--start", type=_timestamp, default=parse_time_ms("2025-06-02"), metavar="TIME", help="first day of traffic (default scenario; default 2025-06-02)")
     parser.add_argument("--days", type=int, default=14, help="days of traffic (default scenario; default 14)")
-    parser.add_argument("--fault", action="append", default=[], metavar="RULE", help="inject this fault (repeatable; 'all' for every one)")
+    parser.add_argument("--fault", action="append", default=[], metavar="RULE", help="inject this fault (repeatable; 'all' for every per-request fault, 'all-windowed' for the aggregate ones)")
     parser.add_argument("--fault-start", type=_timestamp, metavar="TIME", help="faults only from this time on (default: a quarter into the traffic)")
     parser.add_argument("--fault-rate", type=float, default=0.01, help="share of requests after --fault-start that carry a fault (default: 0.01)")
     parser.add_argument("--partitions", type=int, default=1, help="split events over this many files, as a dump of N partitions would (default: 1)")
@@ -185,10 +186,13 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    faults = list(FAULTS) if "all" in args.fault else args.fault
-    unknown = [f for f in faults if f not in FAULTS]
+    known = [*FAULTS, *(f for f in WINDOWED_FAULTS if f != "irs_ice_batch")]
+    faults = [f for f in args.fault if f not in ("all", "all-windowed")]
+    faults += list(FAULTS) if "all" in args.fault else []
+    faults += [f for f in known if f in WINDOWED_FAULTS] if "all-windowed" in args.fault else []
+    unknown = [f for f in faults if f not in known]
     if unknown:
-        raise UsageError(f"unknown fault(s) {unknown}; known: {', '.join(FAULTS)}, all")
+        raise UsageError(f"unknown fault(s) {unknown}; known: {', '.join(known)}, all, all-windowed")
     if args.scenario == "irs-ice-2025":
         if faults:
             raise UsageError("the irs-ice-2025 preset has its fault built in; --fault is for the default scenario")

@@ -103,6 +103,12 @@ def truth_lines(comparison: Comparison, truth: Truth) -> list[str]:
             f" ({(first - improper[0]) / 1000:.0f} s later), when {_n(out_by_then)} of {_n(len(improper))}"
             " improper records had gone out"
         )
+        rule, earliest = min(comparison.first_detection_ms.items(), key=lambda item: item[1])
+        if earliest < first:
+            lines.append(
+                f"first alert of all: {rule} at stream time {format_ms(earliest)},"
+                f" {(improper[0] - earliest) / 86_400_000:.0f} days before the first improper disclosure"
+            )
         record = truth.public_record
         if record:
             reported = dt.date.fromisoformat(record["declared_in_court"])

@@ -28,7 +28,9 @@ from monitor.simulate.scenario import (
     HOUR_MS,
     IMPROPER,
     NO_RESPONSE,
+    RUNAWAY_UNIT,
     UNITS,
+    WINDOWED_FAULTS,
     Plan,
 )
 from monitor.timeutil import MS_PER_DAY, format_ms
@@ -77,8 +79,9 @@ def _render_request(plan: Plan, index: int) -> dict[str, Any]:
         "subject": subject,
         "legal_basis": legal,
     }
-    if plan.batch_id:
-        event["batch_id"] = plan.batch_id
+    batch = plan.batch_of.get(index, plan.batch_id)
+    if batch:
+        event["batch_id"] = batch
     return event
 
 
@@ -170,7 +173,21 @@ def expected_findings(plan: Plan, schedule: list[tuple[int, int, int, int]]) -> 
             else:
                 at = plan.respond_ms[index]
             rows.append((rule, request_id(plan, index), at))
+    for fault, key, at in plan.windowed:
+        for rule in WINDOWED_FAULTS[fault]:
+            rows.append((rule, _windowed_key(plan, rule, key), at))
     return rows
+
+
+def _windowed_key(plan: Plan, rule: str, key: str) -> str:
+    """What a windowed finding is about, as the rule names it in ``details.key``."""
+    if rule == "oversized_batch":
+        return f"batch:{key}"
+    if rule == "daily_cap_exceeded":
+        return f"agreement:{plan.agreement_id}"
+    if rule == "disclosure_rate_spike" and key.startswith("runaway"):
+        return f"unit:{UNITS[RUNAWAY_UNIT]}"
+    return key
 
 
 def _open_partitions(directory: str, partitions: int) -> list[tuple[str, gzip.GzipFile]]:
@@ -201,7 +218,10 @@ def write_scenario(plan: Plan, directory: str, partitions: int = 1, disorder_ms:
     policy_file = os.path.join(directory, "policy.toml")
     first_day = min(plan.submit_ms) // MS_PER_DAY * MS_PER_DAY if len(plan) else 0
     with open(policy_file, "w", encoding="utf-8") as policy_out:
-        policy_out.write(irs_ice_policy() if plan.scenario == "irs-ice-2025" else default_policy(first_day))
+        if plan.scenario == "irs-ice-2025":
+            policy_out.write(irs_ice_policy(plan.max_per_day, plan.max_batch))
+        else:
+            policy_out.write(default_policy(first_day, plan.max_per_day, plan.max_batch))
     rows = expected_findings(plan, schedule)
     last_ms = max((at for _k, at, _c, _i in schedule), default=0)
     truth: dict[str, Any] = {
@@ -209,7 +229,7 @@ def write_scenario(plan: Plan, directory: str, partitions: int = 1, disorder_ms:
         "seed": plan.seed,
         "requests": len(plan),
         "events": len(schedule),
-        "faults": sorted(set(plan.faults.values())),
+        "faults": sorted(set(plan.faults.values()) | {fault for fault, _key, _at in plan.windowed}),
         "until": format_ms(last_ms + max(SLA_MS, GRACE_MS, DISPOSAL_DEADLINE_MS) + 60_000),
         "expected": rows,
     }

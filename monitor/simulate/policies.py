@@ -8,7 +8,16 @@ _REQUIRED = """required_request_fields = ["subject.name.last", "subject.address.
   "subject.address.state", "subject.address.zip", "legal_basis.statute", "legal_basis.case_id"]"""
 
 
-def default_policy(start_day_ms: int) -> str:
+def _caps(max_per_day: int | None, max_batch: int | None) -> str:
+    lines = []
+    if max_per_day is not None:
+        lines.append(f"max_disclosures_per_day = {max_per_day}")
+    if max_batch is not None:
+        lines.append(f"max_batch_size = {max_batch}")
+    return "\n".join(lines)
+
+
+def default_policy(start_day_ms: int, max_per_day: int | None = None, max_batch: int | None = None) -> str:
     """One agreement in force from the scenario's first day (with a court order on employer data),
     and an expired one that some faulty requests still cite."""
     start = dt.datetime.fromtimestamp(start_day_ms / 1000, tz=dt.timezone.utc).date().isoformat()
@@ -26,6 +35,9 @@ join_window = "14d"
 orphan_grace = "1h"
 disposal_deadline = "7d"
 authorized_signatories = ["ICE Director", "ICE Deputy Director"]
+{_caps(max_per_day, max_batch)}
+rate_spike = {{}}   # defaults: 1h windows every 15m, >= 10 disclosures, >= 4x baseline, p < 1e-7
+ratio_drift = {{}}  # defaults: 1h windows, CUSUM for a doubling of the disclosure share
 
 [[agreement.restriction]]
 fields = ["employer"]
@@ -49,7 +61,7 @@ authorized_signatories = ["ICE Director", "ICE Deputy Director"]
 """
 
 
-def irs_ice_policy() -> str:
+def irs_ice_policy(max_per_day: int | None = None, max_batch: int | None = None) -> str:
     """The IRS-ICE memorandum as publicly described: addresses only, full address and case required."""
     return f"""# irs-ice-2025: the IRS-ICE data-sharing agreement of April 2025, as publicly described
 [[agreement]]
@@ -64,4 +76,5 @@ required_match = {{ status = "matched", min_score = 0.9, on = ["name", "address"
 join_window = "120d"
 orphan_grace = "1h"
 authorized_signatories = ["ICE Director"]
+{_caps(max_per_day, max_batch)}
 """
