@@ -1,14 +1,18 @@
 """A requester unit's disclosures in a window far above that unit's own seasonal baseline.
 
 Hopping windows (default 1 h every 15 min) per (agreement, unit), closed by the
-watermark once every disclosure in them has been joined. The baseline is an
+watermark. A disclosure counts when it is joined to its request (that is where
+the unit comes from); a request arriving within the allowed lateness always
+finds its response's window still open, so the count does not depend on
+arrival order. Orphans have no unit and their own rule. The baseline is an
 EWMA per seasonal slot — weekday or weekend, and hour of day (UTC) — fed with
 every closed window, zeros included, winsorised so a spike does not become
 the new normal. A window alerts only when all three hold: the count is at
 least ``min_count``, at least ``factor`` times the baseline, and its Poisson
 tail probability under the baseline is below ``max_p_value``; and only once
-the slot has seen ``warmup_windows`` windows. One alert per episode: it
-resolves at the first window back under the threshold.
+the slot has seen ``warmup_windows`` windows. One alert per episode, with
+hysteresis: while it fires the baseline is frozen, and it resolves at the
+first window under half the firing thresholds.
 """
 
 from __future__ import annotations
@@ -59,15 +63,13 @@ class DisclosureRateSpike(WindowedRule):
         self, disclosure: DisclosureFacts, request: RequestFacts | None, agreement: Agreement
     ) -> list[Violation]:
         config = agreement.rate_spike
-        if config is None:
+        if config is None or request is None:
             return []
         windows = self._windows.get(agreement.id)
         if windows is None:
-            # Windows close only after the orphan grace: every disclosure in them has been joined by then.
-            windows = self._windows[agreement.id] = WindowCounts(config.window_ms, config.hop_ms, agreement.orphan_grace_ms)
+            windows = self._windows[agreement.id] = WindowCounts(config.window_ms, config.hop_ms)
             self._configs[agreement.id] = config
-        unit = (request.unit or "(no unit)") if request is not None else "(orphan)"
-        windows.add((agreement.id, unit), disclosure.responded_ms)
+        windows.add((agreement.id, request.unit or "(no unit)"), disclosure.responded_ms)
         return []
 
     def on_watermark(self, watermark_ms: int) -> list[Violation]:
@@ -80,6 +82,20 @@ class DisclosureRateSpike(WindowedRule):
                     state = self._units[key] = _UnitState()
                 self._fill_gap(state, start, config)
                 found += self._judge(key, state, start, counts[0], config)
+        found += self._quiet_windows(watermark_ms)
+        return found
+
+    def _quiet_windows(self, watermark_ms: int) -> list[Violation]:
+        """A unit whose spike stopped dead has no windows to close: judge its empty windows so it resolves."""
+        found: list[Violation] = []
+        for key, state in self._units.items():
+            config = self._configs[key[0]]
+            while state.firing is not None and state.last_start is not None:
+                start = state.last_start + config.hop_ms
+                if start + config.window_ms > watermark_ms:
+                    break
+                state.last_start = start
+                found += self._judge(key, state, start, 0, config)
         return found
 
     def _fill_gap(self, state: _UnitState, start: int, config: RateSpikeConfig) -> None:
@@ -103,15 +119,13 @@ class DisclosureRateSpike(WindowedRule):
 
     def _judge(self, key: Key, state: _UnitState, start: int, count: int, config: RateSpikeConfig) -> list[Violation]:
         slot = seasonal_slot(start)
-        warm = state.observed[slot] >= config.warmup_windows
         expected = max(state.baseline[slot], _MIN_BASELINE)
         spike = (
-            warm
+            state.observed[slot] >= config.warmup_windows
             and count >= config.min_count
             and count >= config.factor * expected
             and poisson_sf(count, expected) < config.max_p_value
         )
-        self._learn(state, slot, count, config)
         agreement_id, unit = key
         details = {
             "key": f"unit:{unit}",
@@ -120,7 +134,10 @@ class DisclosureRateSpike(WindowedRule):
             "observed": count,
             "baseline": round(expected, 3),
         }
-        if spike and state.firing is None:
+        if state.firing is None:
+            self._learn(state, slot, count, config)
+            if not spike:
+                return []
             state.firing = Violation(
                 self.rule_id,
                 self.severity,
@@ -132,13 +149,19 @@ class DisclosureRateSpike(WindowedRule):
                 requester={"agency": None, "unit": unit},
             )
             return [state.firing]
-        if not spike and state.firing is not None:
-            fired, state.firing = state.firing, None
-            return [Violation(fired.rule, fired.severity, "disclosure rate back within the unit's baseline",
-                              start + config.window_ms, fired.discriminator, details, "resolved",
-                              fired.agreement_id, fired.requester)]
-        return []
+        if count >= config.min_count / 2 and count >= config.factor / 2 * expected:
+            return []  # still elevated: the episode goes on, and the baseline does not learn from it
+        fired, state.firing = state.firing, None
+        self._learn(state, slot, count, config)
+        return [Violation(fired.rule, fired.severity, "disclosure rate back within the unit's baseline",
+                          start + config.window_ms, fired.discriminator, details, "resolved",
+                          fired.agreement_id, fired.requester)]
 
     def next_due_ms(self) -> int | None:
         dues = [due for windows in self._windows.values() if (due := windows.next_close_ms()) is not None]
+        dues += [
+            state.last_start + self._configs[key[0]].hop_ms + self._configs[key[0]].window_ms
+            for key, state in self._units.items()
+            if state.firing is not None and state.last_start is not None
+        ]
         return min(dues) if dues else None
