@@ -86,7 +86,7 @@ class RatioDriftConfig:
     shift: float = 2.0  # the ratio change to detect, as a multiple of the baseline
     threshold: float = 15.0  # CUSUM decision threshold (log-likelihood ratio)
     warmup_responses: int = 3000
-    ewma_alpha: float = 0.02  # baseline update per in-control window
+    ewma_alpha: float = 0.01  # baseline decay per window: it remembers about the last hundred windows
 
 
 @dataclass(frozen=True, slots=True)

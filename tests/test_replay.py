@@ -152,3 +152,21 @@ def test_irs_ice_preset_follows_the_public_record(tmp_path: Path, capsys: pytest
     assert {_key(a) for a in alerts} == set(truth.expected)
     assert "first alert at stream time 2025-08-07" in err and "declared in court on 2026-02-11" in err
     assert "first alert of all: oversized_batch at stream time 2025-06-16" in err  # the batch, in June
+
+
+def test_windowed_faults_are_found_and_nothing_else(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--out", str(tmp_path), "--requests", "30000", "--days", "24", "--seed", "4",
+                 "--fault", "all-windowed", "--partitions", "2"]) == 0
+    truth = load_truth(str(tmp_path / "truth.json"))
+    assert {rule for rule, _ in truth.expected} == {
+        "disclosure_rate_spike", "disclosure_ratio_drift", "oversized_batch", "daily_cap_exceeded"
+    }
+    code, alerts, _ = _replay(["--policy", str(tmp_path / "policy.toml"), "--ground-truth", str(tmp_path / "truth.json"),
+                               *sorted(str(p) for p in tmp_path.glob("events-p*.jsonl.gz"))], capsys)
+    firing = [a for a in alerts if a["status"] == "firing"]
+    assert {_key(a) for a in firing} == set(truth.expected)
+    for alert in firing:  # windowed findings carry their window, the observed value and the baseline or cap
+        assert {"key", "observed"} <= set(alert["details"]) and alert["request_id"] is None
+    resolved = {a["alert_id"] for a in alerts if a["status"] == "resolved"}
+    spikes = {a["alert_id"] for a in firing if a["rule"] == "disclosure_rate_spike"}
+    assert spikes <= resolved  # a spike that ended is closed under the same id

@@ -8,8 +8,11 @@ log-likelihood ratio, the sum floors at zero, and crossing ``threshold``
 alerts. A shift from 4 % to 8 % adds about 0.016 per response, so the
 default threshold of 15 is crossed after roughly a thousand responses.
 The baseline is learnt over ``warmup_responses`` and then follows the
-stream slowly, only while the CUSUM is at zero (in control). The alert
-resolves when the CUSUM returns to zero.
+stream slowly (an exponentially decayed count of responses and disclosures)
+from every window while no alert fires. Learning only from windows that
+leave the CUSUM at zero would feed it the low windows and not the high ones,
+biasing it down until clean traffic alarms. The alert resolves when the
+CUSUM returns to zero.
 """
 
 from __future__ import annotations
@@ -81,10 +84,11 @@ class DisclosureRatioDrift(WindowedRule):
             "baseline": round(p0, 4),
             "cusum": round(state.cusum, 2),
         }
-        if state.cusum == 0.0:
+        if state.firing is None:
             decay = 1 - config.ewma_alpha
             state.responses = state.responses * decay + n
             state.disclosed = state.disclosed * decay + k
+        if state.cusum == 0.0:
             if state.firing is not None:
                 fired, state.firing = state.firing, None
                 return [Violation(fired.rule, fired.severity, "disclosure ratio back at its baseline",
