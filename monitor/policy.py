@@ -69,7 +69,7 @@ class RequiredMatch:
 class RateSpikeConfig:
     """``disclosure_rate_spike``: a unit's disclosures per window against its own seasonal baseline."""
 
-    window_ms: int = 3_600_000
+    window_ms: int = 7_200_000  # 2 h: a spike smeared over the responders' delays still stands out
     hop_ms: int = 900_000
     min_count: int = 10  # never page for fewer disclosures than this in one window
     factor: float = 4.0  # ... nor for less than this multiple of the baseline

@@ -9,14 +9,17 @@ alerts. A shift from 4 % to 8 % adds about 0.016 per response, so the
 default threshold of 15 is crossed after roughly a thousand responses.
 The baseline is learnt over ``warmup_responses`` and then follows the
 stream slowly (an exponentially decayed count of responses and disclosures)
-from every window while no alert fires. Learning only from windows that
-leave the CUSUM at zero would feed it the low windows and not the high ones,
-biasing it down until clean traffic alarms. The alert resolves when the
-CUSUM returns to zero.
+from every window, through a guard band: a window is learnt only
+``LEARN_LAG_WINDOWS`` windows after it closed, so a shift is judged against
+the ratio from before it rather than absorbed; windows pending when an alert
+fires are dropped. (Learning only from windows that leave the CUSUM at zero
+would feed it the low windows and not the high ones, biasing it down until
+clean traffic alarms.) The alert resolves when the CUSUM returns to zero.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import ClassVar
 
 from monitor.findings import Severity, Violation
@@ -26,9 +29,11 @@ from monitor.stats import bernoulli_llr
 from monitor.timeutil import format_ms
 from monitor.windows import WindowCounts
 
+LEARN_LAG_WINDOWS = 24
+
 
 class _AgreementState:
-    __slots__ = ("config", "cusum", "disclosed", "firing", "responses", "warm", "windows")
+    __slots__ = ("config", "cusum", "disclosed", "firing", "pending", "responses", "warm", "windows")
 
     def __init__(self, config: RatioDriftConfig) -> None:
         self.config = config
@@ -38,6 +43,7 @@ class _AgreementState:
         self.warm = False
         self.cusum = 0.0
         self.firing: Violation | None = None
+        self.pending: deque[tuple[int, int]] = deque()  # closed windows waiting to be learnt
 
 
 class DisclosureRatioDrift(WindowedRule):
@@ -85,9 +91,12 @@ class DisclosureRatioDrift(WindowedRule):
             "cusum": round(state.cusum, 2),
         }
         if state.firing is None:
-            decay = 1 - config.ewma_alpha
-            state.responses = state.responses * decay + n
-            state.disclosed = state.disclosed * decay + k
+            state.pending.append((n, k))
+            if len(state.pending) > LEARN_LAG_WINDOWS:
+                old_n, old_k = state.pending.popleft()
+                decay = 1 - config.ewma_alpha
+                state.responses = state.responses * decay + old_n
+                state.disclosed = state.disclosed * decay + old_k
         if state.cusum == 0.0:
             if state.firing is not None:
                 fired, state.firing = state.firing, None
@@ -95,6 +104,7 @@ class DisclosureRatioDrift(WindowedRule):
                                   start + config.window_ms, fired.discriminator, details, "resolved", agreement_id)]
             return []
         if state.cusum > config.threshold and state.firing is None:
+            state.pending.clear()  # the windows just before the alert are likely part of the shift
             state.firing = Violation(
                 self.rule_id,
                 self.severity,

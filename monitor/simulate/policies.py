@@ -36,7 +36,7 @@ orphan_grace = "1h"
 disposal_deadline = "7d"
 authorized_signatories = ["ICE Director", "ICE Deputy Director"]
 {_caps(max_per_day, max_batch)}
-rate_spike = {{}}   # defaults: 1h windows every 15m, >= 10 disclosures, >= 4x baseline, p < 1e-7
+rate_spike = {{}}   # defaults: 2h windows every 15m, >= 10 disclosures, >= 4x baseline, p < 1e-7
 ratio_drift = {{}}  # defaults: 1h windows, CUSUM for a doubling of the disclosure share
 
 [[agreement.restriction]]
