@@ -170,3 +170,33 @@ def test_windows_refuse_additions_after_close_but_the_event_is_still_counted() -
     for event in _pair(2, DAY + 60_000):  # two days late
         detector.process(event)
     assert detector.stats.late_events == 2 and detector.stats.responses == 2
+
+
+def _late_scenarios() -> dict[str, tuple[list[Event], int]]:
+    spike_start = START + 14 * 24 * HOUR + 10 * HOUR
+    return {
+        "daily_cap_exceeded": ([e for i in range(8) for e in _pair(i, DAY + i * 20 * 60_000)], DAY + 24 * HOUR),
+        "oversized_batch": ([request(request_id=f"b{i}", batch_id="B1", submitted_at=format_ms(DAY + i * 15 * 60_000))
+                             for i in range(15)], DAY + 24 * HOUR),
+        "disclosure_rate_spike": (_office_traffic(14, 2, START)
+                                  + [e for k in range(30) for e in _pair(100_000 + k, spike_start + k * 60_000)],
+                                  spike_start + 4 * HOUR),
+        "disclosure_ratio_drift": (_ratio_traffic(6000, 0.04, START, 0, 1)
+                                   + _ratio_traffic(4000, 0.08, START + 6000 * 6_000, 10_000, 2),
+                                   START + 10_000 * 6_000 + 2 * HOUR),
+    }
+
+
+@pytest.mark.parametrize("rule", ["daily_cap_exceeded", "oversized_batch", "disclosure_rate_spike", "disclosure_ratio_drift"])
+def test_late_input_is_counted_and_changes_no_alert_id(rule: str) -> None:
+    events, until = _late_scenarios()[rule]
+    on_time = {f.alert_id for f in _firing(_run(events, until), rule)}
+    assert len(on_time) == 1
+    # Hold back a few events until hours after their time: later than the allowed lateness.
+    held = set(range(3, len(events), max(len(events) // 5, 1)))
+    late_order = [e for i, e in enumerate(events) if i not in held] + [events[i] for i in sorted(held)]
+    detector = _detector()
+    found = [f for e in late_order for f in detector.process(e)] + list(detector.advance_to(until))
+    assert detector.stats.late_events >= 1
+    assert detector.stats.requests + detector.stats.responses == len(events)  # every late event still processed
+    assert {f.alert_id for f in _firing(found, rule)} == on_time
