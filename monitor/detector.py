@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -158,23 +158,7 @@ class Detector:
             self._windowed_hook(rule, rule.on_watermark(watermark))
 
     def _emit_windowed(self, violation: Violation) -> None:
-        agreement_id = violation.agreement_id or ""
-        self._out.append(
-            Finding(
-                alert_id=make_alert_id(violation.rule, agreement_id, None, violation.discriminator),
-                rule=violation.rule,
-                severity=violation.severity,
-                agreement_id=agreement_id,
-                request_id=None,
-                requester=violation.requester,
-                event_time_ms=violation.event_time_ms,
-                detected_stream_ms=self.max_event_ms if self.max_event_ms is not None else violation.event_time_ms,
-                summary=violation.summary,
-                subject_ref=None,
-                details=violation.details,
-                status=violation.status,
-            )
-        )
+        self._append(violation, violation.agreement_id or "", None, violation.requester, None)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -276,6 +260,17 @@ class Detector:
                     self._emit(violation, request_id, disclosure.agreement_id, entry.request)
 
     def _emit(self, violation: Violation, request_id: str, agreement_id: str, facts: RequestFacts | None) -> None:
+        requester = {"agency": facts.agency, "unit": facts.unit} if facts else None
+        self._append(violation, agreement_id, request_id, requester, format_ref(facts.subject_ref) if facts else None)
+
+    def _append(
+        self,
+        violation: Violation,
+        agreement_id: str,
+        request_id: str | None,
+        requester: Mapping[str, str | None] | None,
+        subject_ref: str | None,
+    ) -> None:
         self._out.append(
             Finding(
                 alert_id=make_alert_id(violation.rule, agreement_id, request_id, violation.discriminator),
@@ -283,12 +278,13 @@ class Detector:
                 severity=violation.severity,
                 agreement_id=agreement_id,
                 request_id=request_id,
-                requester={"agency": facts.agency, "unit": facts.unit} if facts else None,
+                requester=requester,
                 event_time_ms=violation.event_time_ms,
                 detected_stream_ms=self.max_event_ms if self.max_event_ms is not None else violation.event_time_ms,
                 summary=violation.summary,
-                subject_ref=format_ref(facts.subject_ref) if facts else None,
+                subject_ref=subject_ref,
                 details=violation.details,
+                status=violation.status,
             )
         )
 

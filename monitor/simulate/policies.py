@@ -17,17 +17,14 @@ def _caps(max_per_day: int | None, max_batch: int | None) -> str:
     return "\n".join(lines)
 
 
-def default_policy(start_day_ms: int, max_per_day: int | None = None, max_batch: int | None = None) -> str:
-    """One agreement in force from the scenario's first day (with a court order on employer data),
-    and an expired one that some faulty requests still cite."""
-    start = dt.datetime.fromtimestamp(start_day_ms / 1000, tz=dt.timezone.utc).date().isoformat()
-    return f"""# Simulated agreements (dismon simulate, default scenario)
+def _agreement(agreement_id: str, effective: str, permitted: str, extra: str = "") -> str:
+    return f"""
 [[agreement]]
-id = "tax-enforcement-2025"
+id = "{agreement_id}"
 requesters = ["ICE"]
 disclosers = ["IRS"]
-effective_from = {start}
-permitted_fields = ["address", "name", "employer"]
+{effective}
+permitted_fields = [{permitted}]
 {_REQUIRED}
 required_match = {{ status = "matched", min_score = 0.9, on = ["name", "address"] }}
 response_sla = "72h"
@@ -35,7 +32,18 @@ join_window = "14d"
 orphan_grace = "1h"
 disposal_deadline = "7d"
 authorized_signatories = ["ICE Director", "ICE Deputy Director"]
-{_caps(max_per_day, max_batch)}
+{extra}"""
+
+
+def default_policy(start_day_ms: int, max_per_day: int | None = None, max_batch: int | None = None) -> str:
+    """One agreement in force from the scenario's first day (with a court order on employer data),
+    and an expired one that some faulty requests still cite."""
+    start = dt.datetime.fromtimestamp(start_day_ms / 1000, tz=dt.timezone.utc).date().isoformat()
+    current = _agreement(
+        "tax-enforcement-2025",
+        f"effective_from = {start}",
+        '"address", "name", "employer"',
+        f"""{_caps(max_per_day, max_batch)}
 rate_spike = {{}}   # defaults: 2h windows every 15m, >= 10 disclosures, >= 4x baseline, p < 1e-7
 ratio_drift = {{}}  # defaults: 1h windows, CUSUM for a doubling of the disclosure share
 
@@ -43,22 +51,12 @@ ratio_drift = {{}}  # defaults: 1h windows, CUSUM for a doubling of the disclosu
 fields = ["employer"]
 from = {start}
 reason = "court order: no employer disclosure"
-
-[[agreement]]
-id = "tax-enforcement-2023"
-requesters = ["ICE"]
-disclosers = ["IRS"]
-effective_from = 2023-01-01
-effective_until = 2024-12-31
-permitted_fields = ["address", "name"]
-{_REQUIRED}
-required_match = {{ status = "matched", min_score = 0.9, on = ["name", "address"] }}
-response_sla = "72h"
-join_window = "14d"
-orphan_grace = "1h"
-disposal_deadline = "7d"
-authorized_signatories = ["ICE Director", "ICE Deputy Director"]
-"""
+""",
+    )
+    expired = _agreement(
+        "tax-enforcement-2023", "effective_from = 2023-01-01\neffective_until = 2024-12-31", '"address", "name"'
+    )
+    return "# Simulated agreements (dismon simulate, default scenario)" + current + expired
 
 
 def irs_ice_policy(max_per_day: int | None = None, max_batch: int | None = None) -> str:
