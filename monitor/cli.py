@@ -68,6 +68,8 @@ def _add_replay(commands: Any) -> None:
     parser.add_argument("--max-event-bytes", type=int, default=64 * 1024, metavar="N", help="events larger than this are dead-lettered as oversized (default: 65536)")
     parser.add_argument("--ground-truth", metavar="F", help="a simulator truth.json: report found/missed/unexpected and how early the fault was caught (implies --until from the file unless given)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: when stderr is a terminal)")
+    parser.add_argument("--to-kafka", action="store_true", help="instead of detecting, publish the logs into the Kafka topics in event-time order (key: request_id, Kafka timestamp: event time) to backfill or rehearse")
+    _add_kafka_options(parser)
     parser.set_defaults(run=_replay)
 
 
@@ -105,6 +107,60 @@ def _add_policy(commands: Any) -> None:
     check.set_defaults(run=_policy_check)
 
 
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"DISMON_{name}", default)
+
+
+def _add_kafka_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Kafka (flags win over DISMON_* environment variables)")
+    group.add_argument("--bootstrap-servers", default=_env("BOOTSTRAP_SERVERS", "127.0.0.1:9092"), metavar="HOST:PORT",
+                       help="brokers ($DISMON_BOOTSTRAP_SERVERS; default 127.0.0.1:9092)")
+    group.add_argument("--topic-prefix", default=_env("TOPIC_PREFIX", "disclosure"), metavar="P",
+                       help="topics are P.requests, P.responses, P.disposals, P.alerts, P.deadletter ($DISMON_TOPIC_PREFIX; default disclosure)")
+    group.add_argument("--group", default=_env("GROUP", "dismon"), help="consumer group and Faust app id ($DISMON_GROUP; default dismon)")
+    group.add_argument("--security-protocol", default=_env("SECURITY_PROTOCOL", "PLAINTEXT"),
+                       choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], help="($DISMON_SECURITY_PROTOCOL)")
+    group.add_argument("--sasl-mechanism", default=_env("SASL_MECHANISM"), choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+                       help="($DISMON_SASL_MECHANISM)")
+    group.add_argument("--sasl-username", default=_env("SASL_USERNAME"), help="($DISMON_SASL_USERNAME)")
+    group.add_argument("--sasl-password", default=_env("SASL_PASSWORD"), help="($DISMON_SASL_PASSWORD; prefer the variable to the flag)")
+    group.add_argument("--ssl-cafile", default=_env("SSL_CAFILE"), help="CA bundle for TLS ($DISMON_SSL_CAFILE)")
+
+
+def _kafka_settings(args: argparse.Namespace) -> Any:
+    from monitor.worker import KafkaSettings
+
+    return KafkaSettings(
+        bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix, group=args.group,
+        security_protocol=args.security_protocol, sasl_mechanism=args.sasl_mechanism,
+        sasl_username=args.sasl_username, sasl_password=args.sasl_password, ssl_cafile=args.ssl_cafile,
+    )
+
+
+def _add_worker(commands: Any) -> None:
+    parser = commands.add_parser(
+        "worker",
+        help="the live daemon: consume the Kafka topics, emit alerts and metrics until stopped",
+        description="Consume <prefix>.requests, .responses and .disposals (created if missing, with --partitions), "
+        "join and check them with the same detector as replay, and write alerts to <prefix>.alerts (key: "
+        "alert_id) and invalid events to <prefix>.deadletter. Join state lives in a changelog-backed Faust "
+        "table, so a restarted or rebalanced worker recovers it. Delivery is at least once: de-duplicate "
+        "alerts on alert_id. Stops cleanly on SIGTERM or SIGINT.",
+    )
+    parser.add_argument("--policy", required=True, metavar="P", help="policy file (TOML)")
+    parser.add_argument("--partitions", type=int, default=4, help="partitions for topics the worker creates (default 4)")
+    parser.add_argument("--allowed-lateness", type=_duration, default=DEFAULT_ALLOWED_LATENESS_MS, metavar="DUR", help="default 10m")
+    parser.add_argument("--idle-after", default="30s", metavar="DUR|off",
+                        help="after this much wall-clock silence the watermark advances with the wall clock (default 30s; 'off' never)")
+    parser.add_argument("--metrics-host", default=_env("METRICS_HOST", "127.0.0.1"),
+                        help="address for /metrics, /healthz and /readyz (default 127.0.0.1: loopback only; set 0.0.0.0 on purpose to expose)")
+    parser.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "9464") or 9464), help="default 9464")
+    parser.add_argument("--session-timeout", type=_duration, default=30_000, metavar="DUR",
+                        help="consumer session timeout; a dead worker's partitions move after this (default 30s)")
+    _add_kafka_options(parser)
+    parser.set_defaults(run=_worker)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dismon",
@@ -115,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_replay(commands)
+    _add_worker(commands)
     _add_simulate(commands)
     _add_policy(commands)
     return parser
@@ -150,6 +207,8 @@ def _replay(args: argparse.Namespace) -> int:
         if path != "-" and not os.path.isfile(path):
             raise UsageError(f"no such file: {path}")
     policy = load_policy(args.policy)
+    if args.to_kafka:
+        return _to_kafka(args)
     truth = load_truth(args.ground_truth) if args.ground_truth else None
     until_ms = args.until if args.until is not None else (truth.until_ms if truth else None)
     detector = Detector(policy, SubjectHasher.from_environment(), args.allowed_lateness)
@@ -183,6 +242,42 @@ def _replay(args: argparse.Namespace) -> int:
     if args.fail_on and count_at_or_above(summary.alerts_by_severity, SEVERITY_RANK[args.fail_on], SEVERITY_RANK):
         return EXIT_ALERTS
     return EXIT_OK
+
+
+def _to_kafka(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.publish import publish
+
+    with ExitStack() as stack:
+        dead_out = _open_out(stack, args.dead_letter) if args.dead_letter else None
+
+        def on_dead_letter(letter: DeadLetter) -> None:
+            if dead_out is not None:
+                dead_out.write(orjson.dumps(letter.to_record()) + b"\n")
+
+        counts, invalid = asyncio.run(publish(args.files, _kafka_settings(args), on_dead_letter,
+                                              args.max_disorder if args.max_disorder is not None else args.allowed_lateness,
+                                              args.max_event_bytes))
+    sent = ", ".join(f"{topic} {n:,}" for topic, n in sorted(counts.items()))
+    print(f"published {sum(counts.values()):,} events ({sent or 'none'}); invalid, not published: {invalid:,}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from monitor import worker
+
+    policy = load_policy(args.policy)  # a broken policy stops us here, before anything starts
+    idle_ms = None if args.idle_after == "off" else _duration(args.idle_after)
+    settings = worker.WorkerSettings(
+        kafka=_kafka_settings(args), partitions=args.partitions, allowed_lateness_ms=args.allowed_lateness,
+        idle_ms=idle_ms, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
+        session_timeout_s=args.session_timeout / 1000,
+    )
+    try:
+        return worker.run(settings, policy, SubjectHasher.from_environment())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _simulate(args: argparse.Namespace) -> int:

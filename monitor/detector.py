@@ -70,6 +70,7 @@ class Detector:
         allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
         store: JoinStore | None = None,
         timers: TimerWheel | None = None,
+        external_watermark: bool = False,
     ) -> None:
         self.policy = policy
         self.hasher = hasher
@@ -79,6 +80,8 @@ class Detector:
         self.stats = DetectorStats()
         self.max_event_ms: int | None = None
         self.watermark_ms: int | None = None
+        # When the shell owns the clock (the worker: the minimum over its partitions), events do not move it.
+        self.external_watermark = external_watermark
         self._out: list[Finding] = []
         self._contexts: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
         self._required = {
@@ -107,7 +110,8 @@ class Detector:
             self.stats.late_events += 1
         if self.max_event_ms is None or event_ms > self.max_event_ms:
             self.max_event_ms = event_ms
-            self.watermark_ms = event_ms - self.allowed_lateness_ms
+            if not self.external_watermark:
+                self.watermark_ms = event_ms - self.allowed_lateness_ms
         if isinstance(event, Request):
             self.stats.requests += 1
             self._on_request(event, event_ms)
@@ -181,6 +185,7 @@ class Detector:
             elif disclosure.orphaned:
                 self._late_join(request.request_id, entry, disclosure)
         self._schedule(request.request_id, entry)
+        self.store[request.request_id] = entry  # write back: durable stores persist on assignment
 
     def _on_response(self, response: Response, event_ms: int) -> None:
         request_id = response.request_id
@@ -194,6 +199,7 @@ class Detector:
         if not fields:
             if entry.scheduled_ms is None:  # a new entry (response before request): it needs its expiry timer
                 self._schedule(request_id, entry)
+            self.store[request_id] = entry
             return  # an answer never makes anything due earlier
         disclosure = self._disclosure_facts(response, fields, event_ms)
         if entry.disclosures is None:
@@ -211,6 +217,7 @@ class Detector:
         if entry.request is not None:
             self._resolve(request_id, entry, disclosure, orphan=False)
         self._schedule(request_id, entry)
+        self.store[request_id] = entry
 
     def _on_disposal(self, disposal: Disposal, event_ms: int) -> None:
         entry = self._entry(disposal.request_id, event_ms)
@@ -219,6 +226,7 @@ class Detector:
         else:
             entry.disposals.append(event_ms)
         self._schedule(disposal.request_id, entry)
+        self.store[disposal.request_id] = entry
 
     def _entry(self, request_id: str, event_ms: int) -> JoinEntry:
         entry = self.store.get(request_id)
@@ -307,6 +315,11 @@ class Detector:
                     due = min(due, disclosure.responded_ms + deadline)
         return due
 
+    def restore(self, request_id: str, entry: JoinEntry) -> None:
+        """Take over an entry recovered from a durable store (a restart or a rebalance): re-arm its timers."""
+        entry.scheduled_ms = None
+        self._schedule(request_id, entry)
+
     def _schedule(self, request_id: str, entry: JoinEntry) -> None:
         due = self._next_due(entry)
         if entry.scheduled_ms is None or due < entry.scheduled_ms:
@@ -325,6 +338,7 @@ class Detector:
                 del store[request_id]
             else:
                 entry.scheduled_ms = self.timers.schedule(request_id, max(self._next_due(entry), watermark + 1))
+                store[request_id] = entry
 
     def _run_due(self, request_id: str, entry: JoinEntry, watermark: int) -> bool:
         """Fire what is due; True when the entry has nothing left to wait for and may be dropped."""

@@ -16,7 +16,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from monitor.errors import InputError
 from monitor.events import DEFAULT_MAX_EVENT_BYTES, Event, Invalid, decode, event_time_ms
@@ -37,6 +37,7 @@ class DeadLetter:
 
 
 Timed = tuple[int, int, Event]  # (event time ms, arrival sequence, event)
+T = TypeVar("T", bound=tuple[Any, ...])  # Timed, or Timed plus the raw line
 
 
 class ByteCounter:
@@ -130,20 +131,25 @@ def decode_lines(
     source: str,
     on_invalid: Callable[[DeadLetter], None],
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-) -> Iterator[Timed]:
-    """Decode lines into ``(event_ms, seq, event)``; invalid ones go to ``on_invalid``. Blank lines are skipped."""
+    keep_raw: bool = False,
+) -> Iterator[tuple[Any, ...]]:
+    """Decode lines into ``(event_ms, seq, event)`` (plus the line with ``keep_raw``); invalid ones go to
+    ``on_invalid``. Blank lines are skipped."""
     for number, line in enumerate(lines, 1):
         event = decode(line, max_event_bytes)
         if isinstance(event, Invalid):
             if line.strip():
                 on_invalid(DeadLetter(event.reason, source, number))
             continue
-        yield event_time_ms(event), number, event
+        if keep_raw:
+            yield event_time_ms(event), number, event, line
+        else:
+            yield event_time_ms(event), number, event
 
 
-def reorder(stream: Iterable[Timed], max_disorder_ms: int) -> Iterator[Timed]:
+def reorder(stream: Iterable[T], max_disorder_ms: int) -> Iterator[T]:
     """Sort a stream whose disorder is bounded by ``max_disorder_ms`` of event time, holding only that much."""
-    buffer: list[Timed] = []
+    buffer: list[T] = []
     newest: int | None = None
     push, pop = heapq.heappush, heapq.heappop
     for item in stream:
@@ -163,10 +169,12 @@ def merged_events(
     max_disorder_ms: int,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     counter: ByteCounter | None = None,
-) -> Iterator[Timed]:
-    """All events of all inputs, in event-time order (within the disorder bound)."""
+    keep_raw: bool = False,
+) -> Iterator[tuple[Any, ...]]:
+    """All events of all inputs, in event-time order (within the disorder bound):
+    ``(event_ms, seq, event)``, plus the raw line with ``keep_raw``."""
     streams = [
-        reorder(decode_lines(open_lines(path, counter), path, on_invalid, max_event_bytes), max_disorder_ms)
+        reorder(decode_lines(open_lines(path, counter), path, on_invalid, max_event_bytes, keep_raw), max_disorder_ms)
         for path in paths
     ]
     if len(streams) == 1:

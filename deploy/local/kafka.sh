@@ -60,6 +60,8 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
+# Backfills carry their events' own (old) timestamps: time-based retention would delete them on arrival.
+log.retention.ms=-1
 CONF
   cat > "$state/log4j.properties" <<CONF
 log4j.rootLogger=WARN, file

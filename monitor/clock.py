@@ -1,0 +1,63 @@
+"""The live worker's event-time clock: a watermark over several Kafka topic partitions.
+
+The watermark is the smallest of the newest event times seen on each active
+source (a topic and partition: requests, responses and disposals are fetched
+independently), minus the allowed lateness: a consumer that reads far ahead in
+one source does not make the others late. A partition that has been silent for
+``idle_ms`` of wall-clock time stops holding the watermark back; when every
+partition is silent, the watermark advances by the wall-clock time elapsed
+since the last event (SPEC §7), so a quiet stream still fires SLA and orphan
+alerts. The wall clock is passed in; tests drive it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+
+
+class PartitionClock:
+    def __init__(self, allowed_lateness_ms: int, idle_ms: int | None, wall_ms: Callable[[], int]) -> None:
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.idle_ms = idle_ms  # None: never advance on wall-clock time
+        self._wall_ms = wall_ms
+        self._newest: dict[Hashable, int] = {}  # source -> newest event time
+        self._heard: dict[Hashable, int] = {}  # source -> wall time of its last event
+        self._assigned: set[Hashable] = set()
+        self._watermark_ms: int | None = None
+        self._last_event_wall_ms: int | None = None
+
+    def assign(self, sources: Iterable[Hashable]) -> None:
+        self._assigned = set(sources)
+        for source in list(self._newest):
+            if source not in self._assigned:
+                del self._newest[source], self._heard[source]
+
+    def observe(self, source: Hashable, event_ms: int) -> None:
+        now = self._wall_ms()
+        self._assigned.add(source)
+        if event_ms > self._newest.get(source, event_ms - 1):
+            self._newest[source] = event_ms
+        self._heard[source] = now
+        self._last_event_wall_ms = now
+
+    def watermark(self) -> int | None:
+        """The current watermark (never moves backwards), or None before any event."""
+        now = self._wall_ms()
+        idle = self.idle_ms
+        active = [
+            newest
+            for source, newest in self._newest.items()
+            if idle is None or now - self._heard[source] < idle
+        ]
+        # An assigned partition not heard from yet holds the watermark, until the stream has been idle.
+        unheard = any(p not in self._newest for p in self._assigned)
+        since_event = None if self._last_event_wall_ms is None else now - self._last_event_wall_ms
+        waiting = unheard and (idle is None or since_event is None or since_event < idle)
+        candidate: int | None = None
+        if active and not waiting:
+            candidate = min(active) - self.allowed_lateness_ms
+        elif not active and self._newest and idle is not None and self._last_event_wall_ms is not None:
+            candidate = max(self._newest.values()) - self.allowed_lateness_ms + (now - self._last_event_wall_ms)
+        if candidate is not None and (self._watermark_ms is None or candidate > self._watermark_ms):
+            self._watermark_ms = candidate
+        return self._watermark_ms

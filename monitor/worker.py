@@ -1,0 +1,311 @@
+"""``dismon worker``: the live daemon. The only module that knows Faust.
+
+    requests ─┐
+    responses ├─► one agent ─► Detector (the same core as replay) ─► <prefix>.alerts (key: alert_id)
+    disposals ┘        │              │
+                       │              └─ join state: a changelog-backed Faust table (recovered on restart)
+                       └─ invalid events ─► <prefix>.deadletter (reason, source topic/partition/offset)
+
+The watermark comes from :class:`~monitor.clock.PartitionClock` (the minimum
+over the worker's partitions, advanced on wall-clock time while idle), checked
+after every event and once a second. Delivery is at least once: after a crash
+the events since the last committed offset are processed again, and findings
+may be sent twice with the same ``alert_id``; consumers de-duplicate on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import msgspec
+import orjson
+from aiohttp import web
+from faust.serializers import codecs
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from monitor.clock import PartitionClock
+from monitor.detector import Detector
+from monitor.events import DEFAULT_MAX_EVENT_BYTES, Invalid, decode, event_time_ms
+from monitor.findings import Finding, SubjectHasher
+from monitor.join import JoinEntry
+from monitor.metrics import Metrics, reason_label
+from monitor.policy import Policy
+from monitor.timeutil import format_ms
+
+log = logging.getLogger("dismon.worker")
+
+TOPIC_KINDS = ("requests", "responses", "disposals")
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "disclosure"
+    group: str = "dismon"
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+
+    def topic(self, kind: str) -> str:
+        return f"{self.topic_prefix}.{kind}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if "SSL" not in self.security_protocol:
+            return None
+        return ssl.create_default_context(cafile=self.ssl_cafile)
+
+    def client_options(self) -> dict[str, Any]:
+        """aiokafka client keyword arguments for these settings."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            options |= {"sasl_mechanism": self.sasl_mechanism, "sasl_plain_username": self.sasl_username,
+                        "sasl_plain_password": self.sasl_password}
+        context = self.ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        return options
+
+    def faust_credentials(self) -> Any:
+        context = self.ssl_context()
+        if self.sasl_mechanism:
+            return faust.SASLCredentials(
+                username=self.sasl_username, password=self.sasl_password, ssl_context=context,
+                mechanism=self.sasl_mechanism,
+            )
+        return context
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    kafka: KafkaSettings
+    partitions: int = 4  # for topics the worker creates
+    allowed_lateness_ms: int = 10 * 60_000
+    idle_ms: int | None = 30_000  # None: never advance the watermark on wall-clock time
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    session_timeout_s: float = 30.0
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+
+
+class _EntryCodec(codecs.Codec):
+    """Join entries in the changelog: msgpack via msgspec (compact, and typed on the way back)."""
+
+    _encoder = msgspec.msgpack.Encoder()
+    _decoder = msgspec.msgpack.Decoder(JoinEntry)
+
+    def _dumps(self, obj: Any) -> bytes:
+        return self._encoder.encode(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return self._decoder.decode(s)
+
+
+codecs.register("dismon-entry", _EntryCodec())
+
+
+class Runtime:
+    """Everything the agent needs, wired once: detector, clock, sinks and metrics."""
+
+    def __init__(self, app: faust.App, settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
+                 registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.metrics = Metrics(registry)
+        self.registry = registry
+        # use_partitioner: timers change entries outside any event; the producer's partitioner (murmur2 of the
+        # request id, like the producers of the input topics) then keeps each key in its source partition.
+        self.table = app.Table("join-state", default=None, key_type=str, partitions=settings.partitions,
+                               use_partitioner=True)
+        # Faust derives changelog serializers from model types (json otherwise): ours are set by hand,
+        # before the changelog topic is first made.
+        self.table.key_serializer = "raw"  # type: ignore[attr-defined]
+        self.table.value_serializer = "dismon-entry"  # type: ignore[attr-defined]
+        self.detector = Detector(policy, hasher, settings.allowed_lateness_ms, store=self.table,
+                                 external_watermark=True)
+        self.clock = PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, lambda: time.time_ns() // 1_000_000)
+        kafka = settings.kafka
+        self.alerts = app.topic(kafka.topic("alerts"), key_serializer="raw", value_serializer="raw")
+        self.deadletter = app.topic(kafka.topic("deadletter"), key_serializer="raw", value_serializer="raw")
+        self.ready = False
+        self.metrics.track_join_entries(lambda: len(self.table))
+
+    async def handle(self, event: Any) -> None:
+        message = event.message
+        raw = message.value
+        decoded = Invalid("empty") if raw is None else decode(raw, self.settings.max_event_bytes)
+        if isinstance(decoded, Invalid):
+            await self._dead_letter(decoded.reason, message)
+            return
+        event_ms = event_time_ms(decoded)
+        self.clock.observe((message.topic, message.partition), event_ms)
+        late_before = self.detector.stats.late_events
+        findings = list(self.detector.process(decoded, event_ms))
+        if self.detector.stats.late_events != late_before:
+            self.metrics.late.inc()
+        self.metrics.events.labels(type(decoded).__name__.lower()).inc()
+        findings += self._advance()
+        await self._send(findings)
+
+    async def tick(self) -> None:
+        """Once a second: let the watermark move on a quiet stream."""
+        await self._send(self._advance())
+
+    def _advance(self) -> list[Finding]:
+        watermark = self.clock.watermark()
+        if watermark is None:
+            return []
+        self.metrics.watermark.set(watermark / 1000)
+        return list(self.detector.advance_to(watermark))
+
+    async def _send(self, findings: list[Finding]) -> None:
+        now_ms = time.time_ns() // 1_000_000
+        for finding in findings:
+            self.metrics.finding(finding)
+            await self.alerts.send(key=finding.alert_id.encode(), value=orjson.dumps(finding.to_alert(now_ms)))
+
+    async def _dead_letter(self, reason: str, message: Any) -> None:
+        self.metrics.invalid.labels(reason_label(reason)).inc()
+        record = {
+            "reason": reason,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "size": len(message.value or b""),
+            "detected_at": format_ms(time.time_ns() // 1_000_000),
+        }
+        await self.deadletter.send(key=message.key, value=orjson.dumps(record))
+
+    def restore_state(self) -> int:
+        """After recovery: re-arm the timers of every entry this worker now owns."""
+        count = 0
+        for request_id, entry in list(self.table.items()):
+            if entry is not None:
+                self.detector.restore(request_id, entry)
+                count += 1
+        return count
+
+
+def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
+              registry: CollectorRegistry) -> tuple[faust.App, Runtime]:
+    kafka = settings.kafka
+    app = faust.App(
+        kafka.group,
+        broker=f"kafka://{kafka.bootstrap_servers}",
+        broker_credentials=kafka.faust_credentials(),
+        store="memory://",
+        web_enabled=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(settings.session_timeout_s / 10, 0.5),
+        broker_rebalance_timeout=settings.session_timeout_s * 2,
+        broker_commit_interval=1.0,
+    )
+    runtime = Runtime(app, settings, policy, hasher, registry)
+    source = app.topic(*(kafka.topic(kind) for kind in TOPIC_KINDS), key_serializer="raw", value_serializer="raw")
+
+    @app.agent(source)
+    async def consume(stream: faust.StreamT[Any]) -> None:
+        try:
+            async for event in stream.events():
+                await runtime.handle(event)
+        except Exception as exc:
+            # Bad input never gets here (it is dead-lettered); this is a bug. Stop the whole worker loudly
+            # rather than keep a half-dead daemon whose agent has died: the supervisor restarts it.
+            log.critical("the detector failed; stopping the worker", exc_info=exc)
+            await app.crash(exc)
+            raise
+
+    @app.timer(interval=1.0)
+    async def tick() -> None:
+        await runtime.tick()
+
+    @app.task
+    async def serve_http() -> None:
+        await _start_http(runtime, settings)
+
+    original = runtime.table.on_recovery_completed
+
+    sources = {kafka.topic(kind) for kind in TOPIC_KINDS}
+
+    async def on_recovery_completed(active_tps: Any, standby_tps: Any) -> None:
+        await original(active_tps, standby_tps)
+        assigned = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in sources)
+        runtime.clock.assign(assigned)
+        restored = runtime.restore_state()
+        runtime.ready = True
+        log.info("assigned %s; %d join entries restored", assigned, restored)
+
+    runtime.table.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
+    return app, runtime
+
+
+async def _start_http(runtime: Runtime, settings: WorkerSettings) -> None:
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(runtime.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def ready(_request: web.Request) -> web.Response:
+        return web.Response(status=200 if runtime.ready else 503, text="ready\n" if runtime.ready else "recovering\n")
+
+    async def live(_request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    http = web.Application()
+    http.add_routes([web.get("/metrics", metrics), web.get("/readyz", ready), web.get("/healthz", live)])
+    runner = web.AppRunner(http, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
+    log.info("metrics and health on http://%s:%d/metrics, /healthz, /readyz", settings.metrics_host,
+             settings.metrics_port)
+
+
+async def ensure_topics(settings: WorkerSettings) -> dict[str, int]:
+    """Create missing topics; refuse (ValueError) when the input topics are not co-partitioned."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    kafka = settings.kafka
+    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=15_000)
+    await admin.start()
+    try:
+        existing = {t: len(p) for t, p in (await _partition_counts(admin)).items()}
+        wanted = [kafka.topic(kind) for kind in (*TOPIC_KINDS, "alerts", "deadletter")]
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            await admin.create_topics([NewTopic(t, num_partitions=settings.partitions, replication_factor=1) for t in missing])
+            log.info("created topics %s with %d partitions", missing, settings.partitions)
+            existing |= {t: settings.partitions for t in missing}
+        counts = {kind: existing[kafka.topic(kind)] for kind in TOPIC_KINDS}
+        if len(set(counts.values())) != 1:
+            raise ValueError(
+                "input topics are not co-partitioned (requests, responses and disposals need the same "
+                f"partition count): {counts}"
+            )
+        return counts
+    finally:
+        await admin.close()
+
+
+async def _partition_counts(admin: Any) -> dict[str, list[int]]:
+    metadata = await admin.describe_topics()
+    return {t["topic"]: [p["partition"] for p in t["partitions"]] for t in metadata if not t.get("error_code")}
+
+
+def run(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher) -> int:
+    """Run the worker until SIGTERM/SIGINT; returns the exit code."""
+    counts = asyncio.run(ensure_topics(settings))
+    settings = WorkerSettings(**{**{f: getattr(settings, f) for f in settings.__dataclass_fields__},
+                                 "partitions": next(iter(counts.values()))})
+    app, _runtime = build_app(settings, policy, hasher, CollectorRegistry())
+    worker = faust.Worker(app, loglevel=os.environ.get("DISMON_LOG_LEVEL", "WARNING"), quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0
