@@ -113,6 +113,14 @@ class _EntryCodec(codecs.Codec):
 codecs.register("dismon-entry", _EntryCodec())
 
 
+class _JoinTable(faust.Table[str, JoinEntry]):
+    """Faust picks changelog serializers from model types (json for anything else): request ids as raw
+    UTF-8 (the same bytes as the input topics' keys, so the partitioner agrees) and entries as msgpack."""
+
+    def _serializer_from_type(self, typ: Any) -> str:
+        return "raw" if typ is str else "dismon-entry"
+
+
 class Runtime:
     """Everything the agent needs, wired once: detector, clock, sinks and metrics."""
 
@@ -123,12 +131,9 @@ class Runtime:
         self.registry = registry
         # use_partitioner: timers change entries outside any event; the producer's partitioner (murmur2 of the
         # request id, like the producers of the input topics) then keeps each key in its source partition.
-        self.table = app.Table("join-state", default=None, key_type=str, partitions=settings.partitions,
-                               use_partitioner=True)
-        # Faust derives changelog serializers from model types (json otherwise): ours are set by hand,
-        # before the changelog topic is first made.
-        self.table.key_serializer = "raw"  # type: ignore[attr-defined]
-        self.table.value_serializer = "dismon-entry"  # type: ignore[attr-defined]
+        self.table = _JoinTable(app, name="join-state", default=None, key_type=str, beacon=app.tables.beacon,
+                                partitions=settings.partitions, use_partitioner=True)
+        app.tables.add(self.table)
         self.detector = Detector(policy, hasher, settings.allowed_lateness_ms, store=self.table,
                                  external_watermark=True)
         self.clock = PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, lambda: time.time_ns() // 1_000_000)

@@ -1,0 +1,235 @@
+"""``dismon worker`` against the real local broker: parity with replay, bad input, a crash mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from monitor.cli import main
+from monitor.report import load_truth
+from monitor.timeutil import format_ms
+from tests.conftest import TEST_KEY, raw
+
+PARTITIONS = 4
+KINDS = ("requests", "responses", "disposals")
+ENV = {**os.environ, "DISMON_SUBJECT_KEY": TEST_KEY.decode(), "PYTHONUNBUFFERED": "1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Worker:
+    """A ``dismon worker`` subprocess with short Kafka timeouts, and its /metrics."""
+
+    def __init__(self, bootstrap: str, prefix: str, policy: Path, log: Path) -> None:
+        self.port = _free_port()
+        self.log = log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "worker", "--policy", str(policy), "--bootstrap-servers", bootstrap,
+             "--topic-prefix", prefix, "--group", f"{prefix}-group", "--metrics-port", str(self.port),
+             "--idle-after", "off", "--session-timeout", "6s", "--partitions", str(PARTITIONS)],
+            stdout=self.log, stderr=subprocess.STDOUT, env=ENV,
+        )
+        self._wait(lambda: self._get("/readyz") == 200, 60, "ready")
+
+    def _get(self, path: str) -> int | str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as answer:
+                return answer.read().decode() if path == "/metrics" else int(answer.status)
+        except OSError:
+            return None
+
+    def _wait(self, condition: object, seconds: float, what: str) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"worker exited with {self.process.returncode}"
+            if condition():  # type: ignore[operator]
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"worker not {what} within {seconds} s")
+
+    def events(self) -> int:
+        text = self._get("/metrics")
+        if not isinstance(text, str):
+            return -1
+        return int(sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("dismon_events_total")))
+
+    def wait_for_events(self, count: int, seconds: float = 90) -> None:
+        self._wait(lambda: self.events() >= count, seconds, f"through {count} events")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=60)
+        self.log.close()
+        return code
+
+
+async def _create_topics(bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(f"{prefix}.{k}", PARTITIONS, 1) for k in (*KINDS, "alerts", "deadletter")])
+    finally:
+        await admin.close()
+
+
+async def _produce(bootstrap: str, records: list[tuple[str, int | None, bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=4 << 20)
+    await producer.start()
+    try:
+        for topic, partition, key, value in records:
+            await producer.send_and_wait(topic, value, key=key, partition=partition)
+    finally:
+        await producer.stop()
+
+
+async def _consume_all(bootstrap: str, topic: str, quiet_ms: int = 3000) -> list[tuple[bytes, dict[str, object]]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        out = []
+        while batch := await consumer.getmany(timeout_ms=quiet_ms):
+            out += [(m.key, orjson.loads(m.value)) for messages in batch.values() for m in messages]
+        return out
+    finally:
+        await consumer.stop()
+
+
+def _ticks(prefix: str, at_ms: int) -> list[tuple[str, int, bytes, bytes]]:
+    """One event at ``at_ms`` on every input topic partition, so every partition's clock reaches it."""
+    records = []
+    for kind in KINDS:
+        for partition in range(PARTITIONS):
+            tick = raw("disposal", request_id=f"tick-{kind}-{partition}", agreement_id="tax-enforcement-2025",
+                       disposed_at=format_ms(at_ms))
+            records.append((f"{prefix}.{kind}", partition, f"tick-{kind}-{partition}".encode(), tick))
+    return records
+
+
+@pytest.fixture
+def scenario(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    assert main(["simulate", "--out", str(tmp_path), "--requests", "1500", "--fault", "all", "--seed", "8",
+                 "--fault-rate", "0.03"]) == 0
+    yield tmp_path, f"t{uuid.uuid4().hex[:10]}"
+
+
+def _replay_ids(directory: Path, ticks: list[tuple[str, int, bytes, bytes]], capsys: pytest.CaptureFixture[str]) -> set[str]:
+    with_ticks = directory / "with-ticks.jsonl"
+    with_ticks.write_bytes(gzip.open(directory / "events.jsonl.gz").read() + b"".join(v + b"\n" for *_r, v in ticks))
+    alerts_file = directory / "replay-alerts.jsonl"
+    assert main(["replay", "--policy", str(directory / "policy.toml"), "--alerts-out", str(alerts_file),
+                 str(with_ticks)]) == 0
+    capsys.readouterr()
+    return {orjson.loads(line)["alert_id"] for line in alerts_file.read_bytes().splitlines()}
+
+
+def _publish(directory: Path, bootstrap: str, prefix: str, capsys: pytest.CaptureFixture[str]) -> int:
+    assert main(["replay", "--to-kafka", "--policy", str(directory / "policy.toml"), "--bootstrap-servers", bootstrap,
+                 "--topic-prefix", prefix, str(directory / "events.jsonl.gz")]) == 0
+    err = capsys.readouterr().err
+    return int(err.split("published ")[1].split(" events")[0].replace(",", ""))
+
+
+def test_worker_finds_exactly_what_replay_finds(kafka_bootstrap: str, scenario: tuple[Path, str],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    directory, prefix = scenario
+    asyncio.run(_create_topics(kafka_bootstrap, prefix))
+    ticks = _ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
+    expected = _replay_ids(directory, ticks, capsys)
+    published = _publish(directory, kafka_bootstrap, prefix, capsys)
+    asyncio.run(_produce(kafka_bootstrap, ticks))
+    worker = Worker(kafka_bootstrap, prefix, directory / "policy.toml", directory / "worker.log")
+    try:
+        worker.wait_for_events(published + len(ticks))
+        time.sleep(2)
+    finally:
+        assert worker.stop() == 0  # SIGTERM: a clean exit
+    alerts = asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.alerts"))
+    assert {a["alert_id"] for _, a in alerts} == expected
+    assert all(key == a["alert_id"].encode() for key, a in alerts)  # type: ignore[union-attr]
+
+
+def test_a_worker_killed_mid_stream_loses_no_finding(kafka_bootstrap: str, scenario: tuple[Path, str],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    directory, prefix = scenario
+    asyncio.run(_create_topics(kafka_bootstrap, prefix))
+    truth = load_truth(str(directory / "truth.json"))
+    ticks = _ticks(prefix, truth.until_ms)
+    expected = _replay_ids(directory, ticks, capsys)
+    lines = gzip.open(directory / "events.jsonl.gz").read().splitlines()
+    half = len(lines) // 2
+    (directory / "first.jsonl").write_bytes(b"\n".join(lines[:half]) + b"\n")
+    (directory / "second.jsonl").write_bytes(b"\n".join(lines[half:]) + b"\n")
+    policy = directory / "policy.toml"
+    for part in ("first", "second"):
+        (directory / f"{part}.jsonl.gz").write_bytes(gzip.compress((directory / f"{part}.jsonl").read_bytes()))
+
+    def publish(part: str) -> int:
+        assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
+                     "--topic-prefix", prefix, str(directory / f"{part}.jsonl.gz")]) == 0
+        return int(capsys.readouterr().err.split("published ")[1].split(" events")[0].replace(",", ""))
+
+    first = publish("first")
+    worker = Worker(kafka_bootstrap, prefix, policy, directory / "worker.log")
+    worker.wait_for_events(first)
+    assert worker.stop(signal.SIGKILL) == -signal.SIGKILL  # no goodbye: state only in the changelog
+    publish("second")
+    asyncio.run(_produce(kafka_bootstrap, ticks))
+    restarted = Worker(kafka_bootstrap, prefix, policy, directory / "worker.log")
+    try:
+        restarted.wait_for_events(len(lines) - first + len(ticks))  # at least the rest (some may repeat)
+        time.sleep(3)
+    finally:
+        restarted.stop()
+    alerts = asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.alerts"))
+    assert {a["alert_id"] for _, a in alerts} == expected  # repeats allowed (same ids), nothing lost or new
+
+
+def test_garbage_goes_to_dead_letters_and_good_events_around_it_are_processed(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    policy = tmp_path / "policy.toml"
+    assert main(["simulate", "--out", str(tmp_path), "--requests", "10"]) == 0
+    asyncio.run(_create_topics(kafka_bootstrap, prefix))
+    request = raw("request", agreement_id="tax-enforcement-2025", subject__address__street="Failed to Provide",
+                  submitted_at="2025-06-03T10:00:00Z")
+    response = raw("response", agreement_id="tax-enforcement-2025", responded_at="2025-06-03T11:00:00Z")
+    garbage = [b"not json at all", raw("request", request_id=5), b'{"type":"response","x":"' + b"y" * 1_000_000 + b'"}']
+    records = [(f"{prefix}.requests", 0, b"r1", request)]
+    records += [(f"{prefix}.requests", 0, b"bad", blob) for blob in garbage]
+    records += [(f"{prefix}.responses", 0, b"r1", response)]
+    asyncio.run(_produce(kafka_bootstrap, records))
+    worker = Worker(kafka_bootstrap, prefix, policy, tmp_path / "worker.log")
+    try:
+        worker.wait_for_events(2)
+        time.sleep(2)
+    finally:
+        worker.stop()
+    dead = [record for _, record in asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.deadletter"))]
+    assert [(d["reason"], d["topic"], d["partition"], d["offset"]) for d in dead] == [
+        ("invalid_json", f"{prefix}.requests", 0, 1),
+        ("wrong_type:request_id", f"{prefix}.requests", 0, 2),
+        ("oversized", f"{prefix}.requests", 0, 3),
+    ]
+    alerts = [a for _, a in asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.alerts"))]
+    assert [a["rule"] for a in alerts] == ["incomplete_request_disclosure"]
+    assert "Failed to Provide" not in str(dead) + str(alerts)
