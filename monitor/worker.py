@@ -215,6 +215,9 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
         broker_heartbeat_interval=max(settings.session_timeout_s / 10, 0.5),
         broker_rebalance_timeout=settings.session_timeout_s * 2,
         broker_commit_interval=1.0,
+        # Standby replicas of the join table kept a worker that had been through a rebalance from ever
+        # consuming again (faust-streaming 0.15); a taken-over partition is recovered from the changelog.
+        table_standby_replicas=0,  # see above
     )
     runtime = Runtime(app, settings, policy, hasher, registry)
     source = app.topic(*(kafka.topic(kind) for kind in TOPIC_KINDS), key_serializer="raw", value_serializer="raw")
@@ -239,19 +242,16 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
     async def serve_http() -> None:
         await _start_http(runtime, settings)
 
-    original = runtime.table.on_recovery_completed
-
     sources = {kafka.topic(kind) for kind in TOPIC_KINDS}
 
-    async def on_recovery_completed(active_tps: Any, standby_tps: Any) -> None:
-        await original(active_tps, standby_tps)
+    @runtime.table.on_recover
+    async def on_recover() -> None:
         assigned = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in sources)
         runtime.clock.assign(assigned)
         restored = runtime.restore_state()
         runtime.ready = True
         log.info("assigned %s; %d join entries restored", assigned, restored)
 
-    runtime.table.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
     return app, runtime
 
 

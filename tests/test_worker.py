@@ -36,6 +36,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test() -> Iterator[None]:
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
 class Worker:
     """A ``dismon worker`` subprocess with short Kafka timeouts, and its /metrics."""
 
@@ -48,6 +61,7 @@ class Worker:
              "--idle-after", "off", "--session-timeout", "6s", "--partitions", str(PARTITIONS)],
             stdout=self.log, stderr=subprocess.STDOUT, env=ENV,
         )
+        _STARTED.append(self.process)
         self._wait(lambda: self._get("/readyz") == 200, 60, "ready")
 
     def _get(self, path: str) -> int | str | None:
@@ -233,3 +247,66 @@ def test_garbage_goes_to_dead_letters_and_good_events_around_it_are_processed(
     alerts = [a for _, a in asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.alerts"))]
     assert [a["rule"] for a in alerts] == ["incomplete_request_disclosure"]
     assert "Failed to Provide" not in str(dead) + str(alerts)
+
+
+def test_two_workers_split_partitions_and_one_takes_over_from_the_other(
+    kafka_bootstrap: str, scenario: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory, prefix = scenario
+    asyncio.run(_create_topics(kafka_bootstrap, prefix))
+    ticks = _ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
+    expected = _replay_ids(directory, ticks, capsys)
+    lines = gzip.open(directory / "events.jsonl.gz").read().splitlines()
+    half = len(lines) // 2
+    for part, chunk in (("first", lines[:half]), ("second", lines[half:])):
+        (directory / f"{part}.jsonl.gz").write_bytes(gzip.compress(b"\n".join(chunk) + b"\n"))
+    policy = directory / "policy.toml"
+    one = Worker(kafka_bootstrap, prefix, policy, directory / "one.log")
+    two = Worker(kafka_bootstrap, prefix, policy, directory / "two.log")
+    try:
+        assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
+                     "--topic-prefix", prefix, str(directory / "first.jsonl.gz")]) == 0
+        deadline = time.monotonic() + 90
+        while one.events() + two.events() < half and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert one.events() > 0 and two.events() > 0  # the partitions are split between them
+        done_by_two = two.events()
+        assert two.stop() == 0
+        assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
+                     "--topic-prefix", prefix, str(directory / "second.jsonl.gz")]) == 0
+        asyncio.run(_produce(kafka_bootstrap, ticks))
+        one.wait_for_events(len(lines) + len(ticks) - done_by_two)
+        time.sleep(3)
+    finally:
+        one.stop()
+        if two.process.poll() is None:
+            two.stop()
+    capsys.readouterr()
+    alerts = asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.alerts"))
+    assert {a["alert_id"] for _, a in alerts} == expected
+
+
+def test_worker_refuses_to_start_on_a_broken_policy_or_uncopartitioned_topics(
+    kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[[agreement]]\nid = "x"\n')
+    assert main(["worker", "--policy", str(broken), "--bootstrap-servers", kafka_bootstrap]) == 2
+    assert "broken.toml" in capsys.readouterr().err
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+
+    async def lopsided() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(f"{prefix}.requests", 4, 1), NewTopic(f"{prefix}.responses", 2, 1),
+                                       NewTopic(f"{prefix}.disposals", 4, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(lopsided())
+    assert main(["simulate", "--out", str(tmp_path), "--requests", "10"]) == 0
+    code = main(["worker", "--policy", str(tmp_path / "policy.toml"), "--bootstrap-servers", kafka_bootstrap,
+                 "--topic-prefix", prefix])
+    assert code == 2
+    assert "not co-partitioned" in capsys.readouterr().err
