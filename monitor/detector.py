@@ -199,7 +199,8 @@ class Detector:
         if not fields:
             if entry.scheduled_ms is None:  # a new entry (response before request): it needs its expiry timer
                 self._schedule(request_id, entry)
-            self.store[request_id] = entry
+            if entry.answered_ms == event_ms:  # a new entry or an earlier answer: worth persisting
+                self.store[request_id] = entry
             return  # an answer never makes anything due earlier
         disclosure = self._disclosure_facts(response, fields, event_ms)
         if entry.disclosures is None:
@@ -334,11 +335,13 @@ class Detector:
             if entry is None or entry.scheduled_ms != bucket:
                 continue  # expired already, or superseded by an earlier schedule
             entry.scheduled_ms = None
+            before = _durable_state(entry)
             if self._run_due(request_id, entry, watermark):
                 del store[request_id]
             else:
                 entry.scheduled_ms = self.timers.schedule(request_id, max(self._next_due(entry), watermark + 1))
-                store[request_id] = entry
+                if _durable_state(entry) != before:  # write back only what must survive a restart
+                    store[request_id] = entry
 
     def _run_due(self, request_id: str, entry: JoinEntry, watermark: int) -> bool:
         """Fire what is due; True when the entry has nothing left to wait for and may be dropped."""
@@ -458,6 +461,14 @@ class Detector:
         requests = sum(1 for e in self.store.values() if e.request is not None and e.answered_ms is None)
         orphans = sum(1 for e in self.store.values() for d in e.disclosures or () if not d.resolved)
         return {"entries": len(self.store), "unanswered_requests": requests, "pending_orphans": orphans}
+
+
+def _durable_state(entry: JoinEntry) -> tuple[object, ...]:
+    """What a timer may change in an entry that a restarted worker needs (not ``scheduled_ms``)."""
+    return (
+        entry.flags,
+        tuple((d.resolved, d.orphaned, d.improper, d.disposal_checked) for d in entry.disclosures or ()),
+    )
 
 
 def _grace_ms(agreement: Agreement | None) -> int:

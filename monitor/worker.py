@@ -219,6 +219,9 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
         # consuming again (faust-streaming 0.15); a taken-over partition is recovered from the changelog.
         table_standby_replicas=0,  # see above
     )
+    # Table writes queue in Faust's producer buffer, and the conductor pauses the stream whenever it holds
+    # more than 100 messages; a larger buffer keeps the agent from stalling on every burst.
+    app.producer.buffer.max_messages = 10_000
     runtime = Runtime(app, settings, policy, hasher, registry)
     source = app.topic(*(kafka.topic(kind) for kind in TOPIC_KINDS), key_serializer="raw", value_serializer="raw")
 

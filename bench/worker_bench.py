@@ -1,0 +1,157 @@
+"""Live-worker throughput on the local broker, next to Faust's and aiokafka's own ceilings.
+
+    .venv/bin/python bench/worker_bench.py [--requests 100000] [--partitions 4]
+
+Starts (or reuses) deploy/local/kafka.sh, publishes a simulated scenario into fresh topics once, then
+measures, each in its own process, the rate at which these get through all of it:
+
+* aiokafka:  a raw AIOKafkaConsumer reading the three input topics (no decoding);
+* faust:     a Faust agent that does nothing with its events (Faust's per-event ceiling);
+* worker:    ``dismon worker`` (decode, join state in the changelog-backed table, rules, alerts),
+             timed from its first event to its last through /metrics;
+* worker x2: two workers in one group on the same partitions.
+
+Not measured yet: detection latency at a fixed offered rate (the issue's p50/p99 target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+KINDS = ("requests", "responses", "disposals")
+
+FAUST_NOOP = r"""
+import os, sys, time, faust
+prefix, total = sys.argv[1], int(sys.argv[2])
+app = faust.App("noop-" + prefix, broker="kafka://" + os.environ["BOOT"], store="memory://", web_enabled=False,
+                consumer_auto_offset_reset="earliest")
+topic = app.topic(*(prefix + "." + k for k in ("requests", "responses", "disposals")), key_serializer="raw",
+                  value_serializer="raw")
+state = {"n": 0, "first": None}
+@app.agent(topic)
+async def noop(stream):
+    async for _event in stream.events():
+        if state["first"] is None:
+            state["first"] = time.perf_counter()
+        state["n"] += 1
+        if state["n"] >= total:
+            print("RATE", total / (time.perf_counter() - state["first"]), flush=True)
+            os._exit(0)
+faust.Worker(app, loglevel="ERROR", quiet=True).execute_from_commandline()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _raw_rate(boot: str, prefix: str, total: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(*(f"{prefix}.{k}" for k in KINDS), bootstrap_servers=boot,
+                                auto_offset_reset="earliest", group_id=f"raw-{uuid.uuid4().hex[:6]}")
+    await consumer.start()
+    try:
+        seen, first = 0, None
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=5000, max_records=10_000)
+            if first is None and batch:
+                first = time.perf_counter()
+            seen += sum(len(v) for v in batch.values())
+        return total / (time.perf_counter() - (first or time.perf_counter()))
+    finally:
+        await consumer.stop()
+
+
+def _metric_events(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return 0
+    return int(sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("dismon_events_total")))
+
+
+def _workers_rate(boot: str, prefix: str, policy: str, total: int, count: int) -> float:
+    env = {**os.environ, "DISMON_SUBJECT_KEY": "bench-key-0123456789abcdef"}
+    group = f"bench-{uuid.uuid4().hex[:6]}"
+    ports = [_free_port() for _ in range(count)]
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "monitor.cli", "worker", "--policy", policy, "--bootstrap-servers", boot,
+                          "--topic-prefix", prefix, "--group", group, "--metrics-port", str(port), "--idle-after", "off"],
+                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for port in ports
+    ]
+    try:
+        first = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            done = sum(_metric_events(port) for port in ports)
+            if first is None and done > 0:
+                first, first_count = time.perf_counter(), done
+            if done >= total:
+                return (done - first_count) / (time.perf_counter() - first)  # type: ignore[operator]
+            time.sleep(0.2)
+        raise SystemExit("the workers did not get through the events within 10 minutes")
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+    sys.path.insert(0, ROOT)
+    boot = subprocess.run(["bash", os.path.join(ROOT, "deploy/local/kafka.sh"), "start"], check=True,
+                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    prefix = f"bench{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory() as work:
+        subprocess.run([sys.executable, "-m", "monitor.cli", "simulate", "--out", work, "--requests", str(args.requests),
+                        "--fault", "all", "--fault-rate", "0.01"], cwd=ROOT, check=True, capture_output=True)
+
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        async def create() -> None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=boot)
+            await admin.start()
+            try:
+                await admin.create_topics([NewTopic(f"{prefix}.{k}", args.partitions, 1)
+                                           for k in (*KINDS, "alerts", "deadletter")])
+            finally:
+                await admin.close()
+
+        asyncio.run(create())
+        published = subprocess.run(
+            [sys.executable, "-m", "monitor.cli", "replay", "--to-kafka", "--policy", f"{work}/policy.toml",
+             "--bootstrap-servers", boot, "--topic-prefix", prefix, f"{work}/events.jsonl.gz"],
+            cwd=ROOT, check=True, capture_output=True, text=True).stderr
+        total = int(published.split("published ")[1].split(" events")[0].replace(",", ""))
+        print(f"{total:,} events in {args.partitions} partitions per topic; broker {boot}; {os.cpu_count()} cpus")
+        rows = [("aiokafka consumer, no decoding", asyncio.run(_raw_rate(boot, prefix, total)))]
+        noop = subprocess.run([sys.executable, "-c", FAUST_NOOP, prefix, str(total)], cwd=ROOT, capture_output=True,
+                              text=True, env={**os.environ, "BOOT": boot}, timeout=900)
+        rows.append(("Faust agent doing nothing", float(noop.stdout.split("RATE")[1].split()[0])))
+        rows.append(("dismon worker", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 1)))
+        rows.append(("dismon worker x2 (one group)", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 2)))
+    for name, rate in rows:
+        print(f"{name:<32} {rate:>10,.0f} events/s")
+
+
+if __name__ == "__main__":
+    main()
