@@ -200,3 +200,15 @@ def test_late_input_is_counted_and_changes_no_alert_id(rule: str) -> None:
     assert detector.stats.late_events >= 1
     assert detector.stats.requests + detector.stats.responses == len(events)  # every late event still processed
     assert {f.alert_id for f in _firing(found, rule)} == on_time
+
+
+def test_oversized_batch_resolves_once_the_batch_has_been_quiet_for_the_join_window() -> None:
+    requests = [request(request_id=f"b{i}", batch_id="B1", submitted_at=format_ms(DAY + i * 1000)) for i in range(12)]
+    detector = _detector()
+    found = [f for e in requests for f in detector.process(e)]
+    found += detector.advance_to(DAY + 13 * 24 * HOUR)  # quiet, but not yet for the 14-day join window
+    assert [f.status for f in found if f.rule == "oversized_batch"] == ["firing"]
+    found += detector.advance_to(DAY + 15 * 24 * HOUR)
+    batch = [f for f in found if f.rule == "oversized_batch"]
+    assert [f.status for f in batch] == ["firing", "resolved"]
+    assert batch[0].alert_id == batch[1].alert_id and batch[1].details["observed"] == 12
