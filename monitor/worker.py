@@ -268,8 +268,28 @@ async def _start_http(runtime: Runtime, settings: WorkerSettings) -> None:
     async def live(_request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
+    async def tasks(_request: web.Request) -> web.Response:
+        """Where every asyncio task is waiting, down the await chain: for diagnosing a stalled worker."""
+        lines = []
+        for task in asyncio.all_tasks():
+            lines.append(f"--- {task.get_name()}")
+            awaited: Any = task.get_coro()
+            for _depth in range(40):
+                frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None) or getattr(
+                    awaited, "gi_frame", None)
+                if frame is None:
+                    lines.append(f"    (waiting on {type(awaited).__name__})")
+                    break
+                lines.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+                awaited = (getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+                           or getattr(awaited, "gi_yieldfrom", None))
+                if awaited is None:
+                    break
+        return web.Response(text="\n".join(lines) + "\n")
+
     http = web.Application()
-    http.add_routes([web.get("/metrics", metrics), web.get("/readyz", ready), web.get("/healthz", live)])
+    http.add_routes([web.get("/metrics", metrics), web.get("/readyz", ready), web.get("/healthz", live),
+                     web.get("/debug/tasks", tasks)])
     runner = web.AppRunner(http, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
