@@ -33,7 +33,7 @@ KINDS = ("requests", "responses", "disposals")
 
 FAUST_NOOP = r"""
 import os, sys, time, faust
-prefix, total = sys.argv[1], int(sys.argv[2])
+prefix, total, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 app = faust.App("noop-" + prefix, broker="kafka://" + os.environ["BOOT"], store="memory://", web_enabled=False,
                 consumer_auto_offset_reset="earliest")
 topic = app.topic(*(prefix + "." + k for k in ("requests", "responses", "disposals")), key_serializer="raw",
@@ -46,9 +46,10 @@ async def noop(stream):
             state["first"] = time.perf_counter()
         state["n"] += 1
         if state["n"] >= total:
-            print("RATE", total / (time.perf_counter() - state["first"]), flush=True)
+            with open(out, "w") as handle:
+                handle.write(str(total / (time.perf_counter() - state["first"])))
             os._exit(0)
-faust.Worker(app, loglevel="ERROR", quiet=True).execute_from_commandline()
+faust.Worker(app, loglevel="ERROR", quiet=True, redirect_stdouts=False).execute_from_commandline()
 """
 
 
@@ -144,9 +145,11 @@ def main() -> None:
         total = int(published.split("published ")[1].split(" events")[0].replace(",", ""))
         print(f"{total:,} events in {args.partitions} partitions per topic; broker {boot}; {os.cpu_count()} cpus")
         rows = [("aiokafka consumer, no decoding", asyncio.run(_raw_rate(boot, prefix, total)))]
-        noop = subprocess.run([sys.executable, "-c", FAUST_NOOP, prefix, str(total)], cwd=ROOT, capture_output=True,
-                              text=True, env={**os.environ, "BOOT": boot}, timeout=900)
-        rows.append(("Faust agent doing nothing", float(noop.stdout.split("RATE")[1].split()[0])))
+        rate_file = os.path.join(work, "noop-rate")
+        subprocess.run([sys.executable, "-c", FAUST_NOOP, prefix, str(total), rate_file], cwd=ROOT,
+                       capture_output=True, env={**os.environ, "BOOT": boot}, timeout=900)
+        with open(rate_file) as handle:
+            rows.append(("Faust agent doing nothing", float(handle.read())))
         rows.append(("dismon worker", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 1)))
         rows.append(("dismon worker x2 (one group)", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 2)))
     for name, rate in rows:
