@@ -33,6 +33,7 @@ class ReplaySummary:
     first_event_ms: int | None = None
     last_event_ms: int | None = None
     seconds: float = 0.0
+    state_at_end: dict[str, int] = field(default_factory=dict)  # join state left when the input ended
 
     @property
     def total_events(self) -> int:
@@ -92,5 +93,6 @@ def run_replay(
     summary.late_events = detector.stats.late_events
     summary.first_event_ms = first_ms
     summary.last_event_ms = detector.max_event_ms
+    summary.state_at_end = detector.pending()
     summary.seconds = time.perf_counter() - started
     return summary

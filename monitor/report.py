@@ -71,6 +71,12 @@ def summary_lines(summary: ReplaySummary) -> list[str]:
     invalid = sum(summary.invalid.values())
     detail = ", ".join(f"{reason} {_n(c)}" for reason, c in summary.invalid.most_common())
     lines.append(f"invalid: {_n(invalid)}{f' ({detail})' if detail else ''}; late: {_n(summary.late_events)}")
+    state = summary.state_at_end
+    if state:
+        lines.append(
+            f"join state at the end: {_n(state['entries'])} request ids held, {_n(state['unanswered_requests'])}"
+            f" requests unanswered, {_n(state['pending_orphans'])} disclosures waiting for their request"
+        )
     if not summary.alerts:
         lines.append("alerts: none")
         return lines

@@ -16,6 +16,7 @@ may be sent twice with the same ``alert_id``; consumers de-duplicate on it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import logging
 import ssl
@@ -331,8 +332,7 @@ async def _partition_counts(admin: Any) -> dict[str, list[int]]:
 def run(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher) -> int:
     """Run the worker until SIGTERM/SIGINT; returns the exit code."""
     counts = asyncio.run(ensure_topics(settings))
-    settings = WorkerSettings(**{**{f: getattr(settings, f) for f in settings.__dataclass_fields__},
-                                 "partitions": next(iter(counts.values()))})
+    settings = dataclasses.replace(settings, partitions=next(iter(counts.values())))
     app, _runtime = build_app(settings, policy, hasher, CollectorRegistry())
     worker = faust.Worker(app, loglevel=os.environ.get("DISMON_LOG_LEVEL", "WARNING"), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -98,6 +98,7 @@ def test_invalid_lines_are_dead_lettered_with_position(tmp_path: Path, scenario:
     ]
     assert all(r["source"] == str(log) for r in records)
     assert "invalid: 3" in err and "replayed 50 events" in err
+    assert "join state at the end: " in err
 
 
 def test_fail_on_and_until(scenario: Path, capsys: pytest.CaptureFixture[str]) -> None:
