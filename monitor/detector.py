@@ -132,8 +132,11 @@ class Detector:
         """Move the watermark forward explicitly (``--until``, idle advance); never backwards."""
         if self.watermark_ms is None or watermark_ms > self.watermark_ms:
             self.watermark_ms = watermark_ms
-            self._fire_timers()
-            self._close_windows()
+            next_due = self.timers.next_due()
+            if next_due is not None and next_due <= watermark_ms:
+                self._fire_timers()
+            if self._windowed_due is not None and self._windowed_due <= watermark_ms:
+                self._close_windows()
         return self._take()
 
     def _take(self) -> Sequence[Finding]:
