@@ -1,0 +1,141 @@
+"""Detection latency of the live worker: a disclosing response produced -> its alert on the alerts topic.
+
+    .venv/bin/python bench/latency_bench.py [--rate 1000] [--seconds 30]
+
+Starts (or reuses) the local broker and one ``dismon worker`` on fresh topics, then offers ``--rate``
+events per second (request/response pairs, every response disclosing an address for a request whose
+address is "Failed to Provide", so every pair raises incomplete_request_disclosure) and reports the
+p50/p99/max latency from producing each response to reading its alert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+import orjson
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _pair(request_id: str) -> tuple[bytes, bytes]:
+    request = {
+        "type": "request", "request_id": request_id, "agreement_id": "tax-enforcement-2025",
+        "requester": {"agency": "ICE", "unit": "ERO Atlanta", "signatory": "ICE Director"}, "submitted_at": _now(),
+        "subject": {"name": {"first": "Ana", "last": "Garcia"},
+                    "address": {"street": "Failed to Provide", "city": "Atlanta", "state": "GA", "zip": "30301"}},
+        "legal_basis": {"statute": "8 U.S.C. 1231", "case_id": "A123456789", "removal_order": True},
+    }
+    response = {
+        "type": "response", "request_id": request_id, "agreement_id": "tax-enforcement-2025",
+        "responder": {"agency": "IRS"}, "responded_at": _now(),
+        "match": {"status": "matched", "score": 0.97, "matched_on": ["name", "address"]},
+        "disclosed": {"address": {"street": "9 Elm Court", "city": "Atlanta", "state": "GA", "zip": "30302"}},
+    }
+    return orjson.dumps(request), orjson.dumps(response)
+
+
+async def _measure(boot: str, prefix: str, rate: int, seconds: int) -> list[float]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    consumer = AIOKafkaConsumer(f"{prefix}.alerts", bootstrap_servers=boot, auto_offset_reset="latest",
+                                group_id=None, fetch_max_wait_ms=5)
+    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=boot, linger_ms=0)
+    await producer.start()
+    pairs = rate * seconds // 2
+
+    async def read() -> None:
+        while len(latencies) < pairs:
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for messages in batch.values():
+                for message in messages:
+                    request_id = orjson.loads(message.value)["request_id"]
+                    if request_id in sent:
+                        latencies.append(now - sent.pop(request_id))
+
+    reader = asyncio.create_task(read())
+    started = time.perf_counter()
+    for index in range(pairs):
+        request_id = f"lat-{index}"
+        request, response = _pair(request_id)
+        await producer.send(f"{prefix}.requests", request, key=request_id.encode())
+        sent[request_id] = time.perf_counter()
+        await producer.send(f"{prefix}.responses", response, key=request_id.encode())
+        pause = started + (index + 1) * 2 / rate - time.perf_counter()
+        if pause > 0:
+            await asyncio.sleep(pause)
+    try:
+        await asyncio.wait_for(reader, timeout=max(60, seconds))
+    except TimeoutError:
+        pass
+    await producer.stop()
+    await consumer.stop()
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=int, default=1000, help="events offered per second (default 1,000)")
+    parser.add_argument("--seconds", type=int, default=30)
+    args = parser.parse_args()
+    boot = subprocess.run(["bash", os.path.join(ROOT, "deploy/local/kafka.sh"), "start"], check=True,
+                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    prefix = f"lat{uuid.uuid4().hex[:6]}"
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as work:
+        subprocess.run([sys.executable, "-m", "monitor.cli", "simulate", "--out", work, "--requests", "10"], cwd=ROOT,
+                       check=True, capture_output=True)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "worker", "--policy", f"{work}/policy.toml", "--bootstrap-servers",
+             boot, "--topic-prefix", prefix, "--group", f"{prefix}-g", "--metrics-port", str(port)],
+            cwd=ROOT, env={**os.environ, "DISMON_SUBJECT_KEY": "bench-key-0123456789abcdef"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:
+                        if answer.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.5)
+            latencies = asyncio.run(_measure(boot, prefix, args.rate, args.seconds))
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    expected = args.rate * args.seconds // 2
+    if not latencies:
+        raise SystemExit("no alert came back")
+    ms = sorted(x * 1000 for x in latencies)
+    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+    print(f"offered {args.rate:,} events/s for {args.seconds} s: {len(ms):,} of {expected:,} alerts back; "
+          f"latency p50 {statistics.median(ms):.0f} ms, p99 {p99:.0f} ms, max {ms[-1]:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
