@@ -173,10 +173,3 @@ class RequiredFields:
 
 
 _UNSEEN = "\x00unseen"
-
-
-def missing_fields(
-    request: Request, paths: Iterable[str], extra_placeholders: frozenset[str] = frozenset()
-) -> tuple[tuple[str, str], ...]:
-    """``(path, check)`` for every required path whose value is missing (uncached convenience form)."""
-    return RequiredFields(paths, extra_placeholders).missing(request)

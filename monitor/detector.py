@@ -121,23 +121,24 @@ class Detector:
         else:
             self.stats.disposals += 1
             self._on_disposal(event, event_ms)
-        next_due = self.timers.next_due()
-        if next_due is not None and self.watermark_ms is not None and next_due <= self.watermark_ms:
-            self._fire_timers()
-        if self._windowed_due is not None and self.watermark_ms is not None and self._windowed_due <= self.watermark_ms:
-            self._close_windows()
+        if self.watermark_ms is not None:
+            self._fire_due(self.watermark_ms)
         return self._take()
 
     def advance_to(self, watermark_ms: int) -> Sequence[Finding]:
         """Move the watermark forward explicitly (``--until``, idle advance); never backwards."""
         if self.watermark_ms is None or watermark_ms > self.watermark_ms:
             self.watermark_ms = watermark_ms
-            next_due = self.timers.next_due()
-            if next_due is not None and next_due <= watermark_ms:
-                self._fire_timers()
-            if self._windowed_due is not None and self._windowed_due <= watermark_ms:
-                self._close_windows()
+            self._fire_due(watermark_ms)
         return self._take()
+
+    def _fire_due(self, watermark_ms: int) -> None:
+        """Fire the timers and close the windows the watermark has reached (cheap when nothing is due)."""
+        next_due = self.timers.next_due()
+        if next_due is not None and next_due <= watermark_ms:
+            self._fire_timers()
+        if self._windowed_due is not None and self._windowed_due <= watermark_ms:
+            self._close_windows()
 
     def _take(self) -> Sequence[Finding]:
         if not self._out:
@@ -196,7 +197,8 @@ class Detector:
         if entry.answered_ms is None or event_ms < entry.answered_ms:
             entry.answered_ms = event_ms
         fields = disclosed_fields(response)
-        if self._windowed and (agreement := self.policy.agreements.get(response.agreement_id)) is not None:
+        agreement = self.policy.agreements.get(response.agreement_id) if self._windowed else None
+        if agreement is not None:
             for windowed in self._windowed:
                 self._windowed_hook(windowed, windowed.on_response(agreement, event_ms, bool(fields)))
         if not fields:
@@ -215,7 +217,7 @@ class Detector:
             if not entry.flags & DUPLICATE_FIRED:
                 entry.flags |= DUPLICATE_FIRED
                 self._emit(DUPLICATE.violation(entry.disclosures), request_id, response.agreement_id, entry.request)
-        if self._windowed and (agreement := self.policy.agreements.get(response.agreement_id)) is not None:
+        if agreement is not None:
             for windowed in self._windowed:
                 self._windowed_hook(windowed, windowed.on_disclosure(disclosure, agreement))
         if entry.request is not None:

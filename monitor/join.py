@@ -21,7 +21,6 @@ import msgspec
 # JoinEntry.flags bits
 SLA_DONE = 1
 DUPLICATE_FIRED = 2
-LATE_JOINED = 4
 
 
 class RequestFacts(msgspec.Struct, frozen=True, gc=False):

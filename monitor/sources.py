@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar
 
 from monitor.errors import InputError
-from monitor.events import DEFAULT_MAX_EVENT_BYTES, Event, Invalid, decode, event_time_ms
+from monitor.events import DEFAULT_MAX_EVENT_BYTES, Invalid, decode, event_time_ms
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -36,8 +36,7 @@ class DeadLetter:
         return {"reason": self.reason, "source": self.source, "line": self.line}
 
 
-Timed = tuple[int, int, Event]  # (event time ms, arrival sequence, event)
-T = TypeVar("T", bound=tuple[Any, ...])  # Timed, or Timed plus the raw line
+T = TypeVar("T", bound=tuple[Any, ...])  # (event time ms, arrival sequence, event[, raw line])
 
 
 class ByteCounter:

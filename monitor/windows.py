@@ -1,7 +1,7 @@
 """Event-time windows: counts per key in tumbling or hopping windows, closed by the watermark.
 
 A window ``[start, start + size)`` closes once the watermark passes
-``start + size + close_delay_ms``; closed windows are handed out in start order
+``start + size``; closed windows are handed out in start order
 and forgotten, so state is bounded by the number of open windows per key.
 An addition to a window that has already closed is refused and counted
 (``late_additions``): the caller's event was later than the watermark allowed.
@@ -22,13 +22,13 @@ K = TypeVar("K", bound=Hashable)
 class WindowCounts(Generic[K]):
     """Per-key counts in windows of ``size_ms``, a new one every ``hop_ms`` (tumbling when equal)."""
 
-    __slots__ = ("_close_delay_ms", "_closing", "_fields", "_hop_ms", "_open", "_size_ms", "_watermark_ms", "late_additions")
+    __slots__ = ("_closing", "_fields", "_hop_ms", "_open", "_size_ms", "_watermark_ms", "late_additions")
 
-    def __init__(self, size_ms: int, hop_ms: int | None = None, close_delay_ms: int = 0, fields: int = 1) -> None:
+    def __init__(self, size_ms: int, hop_ms: int | None = None, fields: int = 1) -> None:
         hop_ms = size_ms if hop_ms is None else hop_ms
         if size_ms <= 0 or hop_ms <= 0 or size_ms % hop_ms:
             raise ValueError("window size must be a positive multiple of the hop")
-        self._size_ms, self._hop_ms, self._close_delay_ms, self._fields = size_ms, hop_ms, close_delay_ms, fields
+        self._size_ms, self._hop_ms, self._fields = size_ms, hop_ms, fields
         self._open: dict[tuple[K, int], list[int]] = {}
         self._closing: list[tuple[int, int, K]] = []  # (close time, start, key), a heap
         self._watermark_ms: int | None = None
@@ -43,7 +43,7 @@ class WindowCounts(Generic[K]):
             window = (key, start)
             counts = self._open.get(window)
             if counts is None:
-                close_at = start + size + self._close_delay_ms
+                close_at = start + size
                 if self._watermark_ms is not None and close_at <= self._watermark_ms:
                     self.late_additions += 1
                     start += hop
@@ -67,10 +67,6 @@ class WindowCounts(Generic[K]):
 
     def next_close_ms(self) -> int | None:
         return self._closing[0][0] if self._closing else None
-
-    @property
-    def size_ms(self) -> int:
-        return self._size_ms
 
     def __len__(self) -> int:
         return len(self._open)
