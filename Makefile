@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+	bash deploy/local/tools.sh
 
 demo: setup
 	$(BIN)/dismon simulate --scenario irs-ice-2025 --requests $(DEMO_REQUESTS) --out $(DEMO_DIR)

@@ -16,12 +16,14 @@ from contextlib import ExitStack
 from typing import IO, Any
 
 import orjson
+from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.detector import DEFAULT_ALLOWED_LATENESS_MS, Detector
 from monitor.errors import DismonError, UsageError
 from monitor.findings import KEY_ENV, KEY_FILE_ENV, SEVERITY_RANK, Finding, SubjectHasher
-from monitor.policy import load_policy
+from monitor.metrics import Metrics, reason_label, serve
+from monitor.policy import Policy, load_policy
 from monitor.report import Comparison, count_at_or_above, load_truth, summary_lines, truth_lines
 from monitor.replay import run_replay
 from monitor.simulate import write_scenario
@@ -68,6 +70,9 @@ def _add_replay(commands: Any) -> None:
     parser.add_argument("--max-event-bytes", type=int, default=64 * 1024, metavar="N", help="events larger than this are dead-lettered as oversized (default: 65536)")
     parser.add_argument("--ground-truth", metavar="F", help="a simulator truth.json: report found/missed/unexpected and how early the fault was caught (implies --until from the file unless given)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: when stderr is a terminal)")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT", help="serve the worker's Prometheus metrics on http://HOST:PORT/metrics while the replay runs, so it can be watched in Grafana")
+    parser.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port (default 127.0.0.1: loopback only)")
+    parser.add_argument("--metrics-linger", type=_duration, default=0, metavar="DUR", help="keep serving metrics this long after the replay ends, for a last scrape (default: 0)")
     parser.add_argument("--to-kafka", action="store_true", help="instead of detecting, publish the logs into the Kafka topics in event-time order (key: request_id, Kafka timestamp: event time) to backfill or rehearse")
     _add_kafka_options(parser)
     parser.set_defaults(run=_replay)
@@ -211,7 +216,10 @@ def _replay(args: argparse.Namespace) -> int:
         return _to_kafka(args)
     truth = load_truth(args.ground_truth) if args.ground_truth else None
     until_ms = args.until if args.until is not None else (truth.until_ms if truth else None)
-    detector = Detector(policy, SubjectHasher.from_environment(), args.allowed_lateness)
+    metrics = _replay_metrics(args, policy)
+    detector = Detector(policy, SubjectHasher.from_environment(), args.allowed_lateness, observer=metrics)
+    if metrics is not None:
+        metrics.track_state(detector.pending, lambda: detector.watermark_ms)
     comparison = Comparison()
     with ExitStack() as stack:
         alerts_out = _open_out(stack, args.alerts_out)
@@ -219,9 +227,14 @@ def _replay(args: argparse.Namespace) -> int:
 
         def on_finding(finding: Finding) -> None:
             comparison.add(finding)
-            alerts_out.write(orjson.dumps(finding.to_alert(_now_ms())) + b"\n")
+            now_ms = _now_ms()
+            if metrics is not None:
+                metrics.finding(finding, now_ms)
+            alerts_out.write(orjson.dumps(finding.to_alert(now_ms)) + b"\n")
 
         def on_dead_letter(letter: DeadLetter) -> None:
+            if metrics is not None:
+                metrics.invalid.labels(reason_label(letter.reason)).inc()
             if dead_out is not None:
                 record = letter.to_record() | {"detected_at": format_ms(_now_ms())}
                 dead_out.write(orjson.dumps(record) + b"\n")
@@ -239,9 +252,24 @@ def _replay(args: argparse.Namespace) -> int:
     if truth is not None:
         lines += truth_lines(comparison, truth)
     print("\n".join(lines), file=sys.stderr)
+    if metrics is not None and args.metrics_linger:
+        time.sleep(args.metrics_linger / 1000)
     if args.fail_on and count_at_or_above(summary.alerts_by_severity, SEVERITY_RANK[args.fail_on], SEVERITY_RANK):
         return EXIT_ALERTS
     return EXIT_OK
+
+
+def _replay_metrics(args: argparse.Namespace, policy: Policy) -> Metrics | None:
+    if args.metrics_port is None:
+        return None
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, policy)
+    try:
+        serve(registry, args.metrics_host, args.metrics_port)
+    except OSError as exc:
+        raise UsageError(f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc.strerror}") from exc
+    log.warning("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
+    return metrics
 
 
 def _to_kafka(args: argparse.Namespace) -> int:

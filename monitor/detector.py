@@ -25,6 +25,7 @@ import msgspec
 from monitor.checks import RequiredFields, normalize
 from monitor.events import Disposal, Event, Request, Response, disclosed_fields, encode, event_time_ms
 from monitor.findings import Finding, SubjectHasher, Violation, format_ref, make_alert_id
+from monitor.observe import Observer
 from monitor.join import (
     DUPLICATE_FIRED,
     SLA_DONE,
@@ -44,6 +45,7 @@ _DEFAULT_JOIN_WINDOW_MS = parse_duration_ms(DEFAULT_JOIN_WINDOW)
 _DEFAULT_ORPHAN_GRACE_MS = parse_duration_ms(DEFAULT_ORPHAN_GRACE)
 _LOW32 = 0xFFFFFFFF
 _NO_FINDINGS: Sequence[Finding] = ()
+_KIND: Mapping[type, str] = {Request: "request", Response: "response", Disposal: "disposal"}
 
 
 @dataclass(slots=True)
@@ -71,6 +73,7 @@ class Detector:
         store: JoinStore | None = None,
         timers: TimerWheel | None = None,
         external_watermark: bool = False,
+        observer: Observer | None = None,
     ) -> None:
         self.policy = policy
         self.hasher = hasher
@@ -82,6 +85,7 @@ class Detector:
         self.watermark_ms: int | None = None
         # When the shell owns the clock (the worker: the minimum over its partitions), events do not move it.
         self.external_watermark = external_watermark
+        self.observer = observer
         self._out: list[Finding] = []
         self._contexts: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
         self._required = {
@@ -108,6 +112,8 @@ class Detector:
             event_ms = event_time_ms(event)
         if self.watermark_ms is not None and event_ms < self.watermark_ms:
             self.stats.late_events += 1
+            if self.observer is not None:
+                self.observer.late()
         if self.max_event_ms is None or event_ms > self.max_event_ms:
             self.max_event_ms = event_ms
             if not self.external_watermark:
@@ -121,6 +127,8 @@ class Detector:
         else:
             self.stats.disposals += 1
             self._on_disposal(event, event_ms)
+        if self.observer is not None:
+            self.observer.event(_KIND[type(event)], event.agreement_id)
         if self.watermark_ms is not None:
             self._fire_due(self.watermark_ms)
         return self._take()
@@ -180,6 +188,8 @@ class Detector:
         if entry.request is not None:
             return  # a redelivered (or re-sent) request: the first one stands
         entry.request = facts
+        if self.observer is not None and entry.answered_ms is not None:
+            self.observer.joined(request.agreement_id, entry.answered_ms - event_ms)
         if agreement is not None:
             for windowed in self._windowed:
                 self._windowed_hook(windowed, windowed.on_request(request, facts, agreement))
@@ -194,6 +204,8 @@ class Detector:
     def _on_response(self, response: Response, event_ms: int) -> None:
         request_id = response.request_id
         entry = self._entry(request_id, event_ms)
+        if entry.answered_ms is None and entry.request is not None and self.observer is not None:
+            self.observer.joined(response.agreement_id, event_ms - entry.request.submitted_ms)
         if entry.answered_ms is None or event_ms < entry.answered_ms:
             entry.answered_ms = event_ms
         fields = disclosed_fields(response)
@@ -261,6 +273,8 @@ class Detector:
         disclosure.resolved = True
         disclosure.orphaned = orphan
         disclosure.improper = improper
+        if self.observer is not None:  # counted once joined (or orphaned), so the requester is known if it can be
+            self.observer.disclosure(disclosure.agreement_id, facts.agency if facts else None, disclosure.fields)
         if agreement is not None:
             for windowed in self._windowed:
                 self._windowed_hook(windowed, windowed.on_resolved(disclosure, facts, agreement))
@@ -462,10 +476,21 @@ class Detector:
     # -- introspection -----------------------------------------------------------------------
 
     def pending(self) -> dict[str, int]:
-        """Join state sizes, for metrics and the replay summary."""
-        requests = sum(1 for e in self.store.values() if e.request is not None and e.answered_ms is None)
-        orphans = sum(1 for e in self.store.values() for d in e.disclosures or () if not d.resolved)
-        return {"entries": len(self.store), "unanswered_requests": requests, "pending_orphans": orphans}
+        """Join state sizes, for metrics and the replay summary (one pass over the state)."""
+        entries = requests = orphans = open_improper = 0
+        for entry in self.store.values():
+            entries += 1
+            if entry.request is not None and entry.answered_ms is None:
+                requests += 1
+            for disclosure in entry.disclosures or ():
+                if not disclosure.resolved:
+                    orphans += 1
+                elif disclosure.improper and not disclosure.disposal_checked and not any(
+                    at >= disclosure.responded_ms for at in entry.disposals or ()
+                ):
+                    open_improper += 1
+        return {"entries": entries, "unanswered_requests": requests, "pending_orphans": orphans,
+                "open_improper": open_improper}
 
 
 def _durable_state(entry: JoinEntry) -> tuple[object, ...]:

@@ -128,24 +128,42 @@ class Runtime:
     def __init__(self, app: faust.App, settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
                  registry: CollectorRegistry) -> None:
         self.settings = settings
-        self.metrics = Metrics(registry)
+        self.metrics = Metrics(registry, policy)
         self.registry = registry
+        self.app = app
+        self.offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset handled
         # use_partitioner: timers change entries outside any event; the producer's partitioner (murmur2 of the
         # request id, like the producers of the input topics) then keeps each key in its source partition.
         self.table = _JoinTable(app, name="join-state", default=None, key_type=str, beacon=app.tables.beacon,
                                 partitions=settings.partitions, use_partitioner=True)
         app.tables.add(self.table)
         self.detector = Detector(policy, hasher, settings.allowed_lateness_ms, store=self.table,
-                                 external_watermark=True)
+                                 external_watermark=True, observer=self.metrics)
         self.clock = PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, lambda: time.time_ns() // 1_000_000)
         kafka = settings.kafka
+        self.sources = frozenset(kafka.topic(kind) for kind in TOPIC_KINDS)
         self.alerts = app.topic(kafka.topic("alerts"), key_serializer="raw", value_serializer="raw")
         self.deadletter = app.topic(kafka.topic("deadletter"), key_serializer="raw", value_serializer="raw")
         self.ready = False
-        self.metrics.track_join_entries(lambda: len(self.table))
+        self.metrics.track_state(self.detector.pending, lambda: self.detector.watermark_ms, self.consumer_lag)
+
+    def consumer_lag(self) -> dict[str, int]:
+        """Messages behind the high watermark, summed per input topic over the assigned partitions."""
+        lag: dict[str, int] = {}
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic not in self.sources:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            done = self.offsets.get((tp.topic, tp.partition), -1) + 1
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(highwater - done, 0)
+        return lag
 
     async def handle(self, event: Any) -> None:
         message = event.message
+        self.offsets[(message.topic, message.partition)] = message.offset
         raw = message.value
         decoded = Invalid("empty") if raw is None else decode(raw, self.settings.max_event_bytes)
         if isinstance(decoded, Invalid):
@@ -153,11 +171,7 @@ class Runtime:
             return
         event_ms = event_time_ms(decoded)
         self.clock.observe((message.topic, message.partition), event_ms)
-        late_before = self.detector.stats.late_events
         findings = list(self.detector.process(decoded, event_ms))
-        if self.detector.stats.late_events != late_before:
-            self.metrics.late.inc()
-        self.metrics.events.labels(type(decoded).__name__.lower()).inc()
         findings += self._advance()
         await self._send(findings)
 
@@ -169,13 +183,12 @@ class Runtime:
         watermark = self.clock.watermark()
         if watermark is None:
             return []
-        self.metrics.watermark.set(watermark / 1000)
         return list(self.detector.advance_to(watermark))
 
     async def _send(self, findings: list[Finding]) -> None:
         now_ms = time.time_ns() // 1_000_000
         for finding in findings:
-            self.metrics.finding(finding)
+            self.metrics.finding(finding, now_ms)
             await self.alerts.send(key=finding.alert_id.encode(), value=orjson.dumps(finding.to_alert(now_ms)))
 
     async def _dead_letter(self, reason: str, message: Any) -> None:
