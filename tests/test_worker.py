@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -79,6 +80,11 @@ class Worker:
                 return
             time.sleep(0.3)
         raise AssertionError(f"worker not {what} within {seconds} s")
+
+    def metrics(self) -> str:
+        text = self._get("/metrics")
+        assert isinstance(text, str), "no /metrics"
+        return text
 
     def events(self) -> int:
         text = self._get("/metrics")
@@ -174,10 +180,21 @@ def test_worker_finds_exactly_what_replay_finds(kafka_bootstrap: str, scenario: 
     try:
         worker.wait_for_events(published + len(ticks))
         time.sleep(2)
+        exposition = worker.metrics()
     finally:
         assert worker.stop() == 0  # SIGTERM: a clean exit
     alerts = asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.alerts"))
     assert {a["alert_id"] for _, a in alerts} == expected
+    # The live exposition is clean, caught up, and counts what went out.
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: `make setup` installs it (deploy/local/tools.sh)"
+    check = subprocess.run([promtool, "check", "metrics"], input=exposition.encode(), capture_output=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines()
+               if line and not line.startswith("#")}
+    assert sum(v for k, v in samples.items() if k.startswith("dismon_consumer_lag{")) == 0
+    firing = sum(v for k, v in samples.items() if k.startswith("dismon_findings_total{") and 'status="firing"' in k)
+    assert firing == len(expected)
     assert all(key == a["alert_id"].encode() for key, a in alerts)  # type: ignore[union-attr]
 
 
