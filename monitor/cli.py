@@ -162,6 +162,13 @@ def _add_worker(commands: Any) -> None:
     parser.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "9464") or 9464), help="default 9464")
     parser.add_argument("--session-timeout", type=_duration, default=30_000, metavar="DUR",
                         help="consumer session timeout; a dead worker's partitions move after this (default 30s)")
+    parser.add_argument("--alertmanager-url", default=_env("ALERTMANAGER_URL"), metavar="URL",
+                        help="also push every finding to this Alertmanager (v2 API), retried with backoff, never "
+                        "blocking the stream; e.g. http://127.0.0.1:9093")
+    parser.add_argument("--alertmanager-hold", type=_duration, default=3_600_000, metavar="DUR",
+                        help="how long a pushed finding stays active in Alertmanager (default 1h)")
+    parser.add_argument("--runbook-base", default=_env("RUNBOOK_BASE", "docs/runbooks/"), metavar="URL",
+                        help="prefix of the runbook link in pushed alerts: <base><rule>.md (default docs/runbooks/)")
     _add_kafka_options(parser)
     parser.set_defaults(run=_worker)
 
@@ -300,7 +307,8 @@ def _worker(args: argparse.Namespace) -> int:
     settings = worker.WorkerSettings(
         kafka=_kafka_settings(args), partitions=args.partitions, allowed_lateness_ms=args.allowed_lateness,
         idle_ms=idle_ms, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
-        session_timeout_s=args.session_timeout / 1000,
+        session_timeout_s=args.session_timeout / 1000, alertmanager_url=args.alertmanager_url,
+        alertmanager_hold_ms=args.alertmanager_hold, runbook_base=args.runbook_base,
     )
     try:
         return worker.run(settings, policy, SubjectHasher.from_environment())

@@ -32,6 +32,7 @@ from faust.serializers import codecs
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from monitor.alertmanager import DEFAULT_HOLD_MS, DEFAULT_RUNBOOK_BASE, AlertmanagerSink
 from monitor.clock import PartitionClock
 from monitor.detector import Detector
 from monitor.events import DEFAULT_MAX_EVENT_BYTES, Invalid, decode, event_time_ms
@@ -96,6 +97,9 @@ class WorkerSettings:
     metrics_port: int = 9464
     session_timeout_s: float = 30.0
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    alertmanager_url: str | None = None  # also push findings there
+    alertmanager_hold_ms: int = DEFAULT_HOLD_MS
+    runbook_base: str = DEFAULT_RUNBOOK_BASE
 
 
 class _EntryCodec(codecs.Codec):
@@ -145,6 +149,9 @@ class Runtime:
         self.alerts = app.topic(kafka.topic("alerts"), key_serializer="raw", value_serializer="raw")
         self.deadletter = app.topic(kafka.topic("deadletter"), key_serializer="raw", value_serializer="raw")
         self.ready = False
+        self.alertmanager = None if settings.alertmanager_url is None else AlertmanagerSink(
+            settings.alertmanager_url, registry, hold_ms=settings.alertmanager_hold_ms,
+            runbook_base=settings.runbook_base)
         self.metrics.track_state(self.detector.pending, lambda: self.detector.watermark_ms, self.consumer_lag)
 
     def consumer_lag(self) -> dict[str, int]:
@@ -189,6 +196,8 @@ class Runtime:
         now_ms = time.time_ns() // 1_000_000
         for finding in findings:
             self.metrics.finding(finding, now_ms)
+            if self.alertmanager is not None:
+                self.alertmanager.submit(finding, now_ms)
             await self.alerts.send(key=finding.alert_id.encode(), value=orjson.dumps(finding.to_alert(now_ms)))
 
     async def _dead_letter(self, reason: str, message: Any) -> None:
@@ -258,6 +267,9 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
     @app.task
     async def serve_http() -> None:
         await _start_http(runtime, settings)
+
+    if runtime.alertmanager is not None:
+        app.task(runtime.alertmanager.run)
 
     sources = {kafka.topic(kind) for kind in TOPIC_KINDS}
 
