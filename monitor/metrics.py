@@ -79,6 +79,9 @@ class Metrics:
         self.disclosures = Counter(
             "dismon_disclosures", "Fields disclosed in responses, by agreement, requester agency and field",
             ["agreement", "requester_agency", "field"], registry=registry)
+        self.disclosing_responses = Counter(
+            "dismon_disclosing_responses", "Responses that disclosed anything, by agreement and requester agency",
+            ["agreement", "requester_agency"], registry=registry)
         self.findings = Counter(
             "dismon_findings", "Findings emitted (status firing or resolved)",
             ["rule", "severity", "status", "agreement", "requester_unit"], registry=registry)
@@ -100,6 +103,7 @@ class Metrics:
 
     def disclosure(self, agreement_id: str, requester_agency: str | None, fields: tuple[str, ...]) -> None:
         agreement, agency = self.agreement(agreement_id), self.agency(requester_agency)
+        self.disclosing_responses.labels(agreement, agency).inc()
         for name in fields:
             self.disclosures.labels(agreement, agency, name).inc()
 

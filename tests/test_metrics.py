@@ -53,6 +53,7 @@ def test_events_disclosures_and_join_latency_are_counted_whatever_the_order(poli
                       field="employer") == 1
         assert _value(registry, "dismon_disclosures_total", agreement="a1", requester_agency="ICE",
                       field="address") == 2
+        assert _value(registry, "dismon_disclosing_responses_total", agreement="a1", requester_agency="ICE") == 2
         # One latency per joined pair, in event time, whichever side came first.
         assert _value(registry, "dismon_join_latency_seconds_count", agreement="a1") == 2
         assert _value(registry, "dismon_join_latency_seconds_sum", agreement="a1") == 2 * 3600 + 30 * 60
