@@ -20,6 +20,7 @@ import dataclasses
 import os
 import logging
 import ssl
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -230,6 +231,9 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
         broker=f"kafka://{kafka.bootstrap_servers}",
         broker_credentials=kafka.faust_credentials(),
         store="memory://",
+        # Faust creates a data directory even for in-memory tables; keep it out of the working directory
+        # (read-only in the container image).
+        datadir=os.environ.get("DISMON_DATA_DIR", os.path.join(tempfile.gettempdir(), "dismon-faust")),
         web_enabled=False,
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
