@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
+import os
 import random
 import shutil
 import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -13,7 +21,9 @@ from monitor.findings import SubjectHasher
 from monitor.metrics import MAX_UNITS, OTHER, UNKNOWN, BoundedLabel, Metrics
 from monitor.policy import Policy
 from monitor.timeutil import parse_time_ms
-from tests.conftest import disposal, request, response, run
+from monitor.cli import main
+from tests.conftest import TEST_KEY, disposal, request, response, run
+from tests.services import free_port, tool
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -101,3 +111,46 @@ def test_exposition_passes_promtool_and_carries_no_request_ids(policy: Policy, h
     assert check.returncode == 0, check.stdout + check.stderr
     assert b"req-1" not in text and b"Garcia" not in text
     assert text.count(b"requester_unit=") <= MAX_UNITS + 1
+
+
+def test_replay_serves_the_same_metrics_while_it_runs(tmp_path: Path) -> None:
+    assert main(["simulate", "--out", str(tmp_path), "--requests", "400", "--fault", "all", "--seed", "3"]) == 0
+    with gzip.open(tmp_path / "events.jsonl.gz") as log:
+        events = [orjson.loads(line) for line in log.read().splitlines()]
+    port = free_port()
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", "replay", "--policy", str(tmp_path / "policy.toml"), "--alerts-out",
+         str(tmp_path / "alerts.jsonl"), "--metrics-port", str(port), "--metrics-linger", "30s",
+         str(tmp_path / "events.jsonl.gz")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "DISMON_SUBJECT_KEY": TEST_KEY.decode()})
+    try:
+        deadline = time.monotonic() + 60
+        text = ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                    text = answer.read().decode()
+            except OSError:
+                text = ""
+            if _sum(text, "dismon_events_total{") == len(events):
+                break
+            time.sleep(0.2)
+        assert _sum(text, "dismon_events_total{") == len(events)
+        alerts = (tmp_path / "alerts.jsonl").read_bytes().count(b"\n")
+        assert _sum(text, 'dismon_findings_total{') == alerts > 0
+        check = subprocess.run([tool("promtool"), "check", "metrics"], input=text.encode(), capture_output=True,
+                               timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
+        # Nothing personal: no subject's last name, street or date of birth in the exposition.
+        for event in events:
+            if event["type"] == "request":
+                subject = event["subject"]
+                for value in (subject["name"]["last"], (subject.get("address") or {}).get("street"), subject.get("dob")):
+                    assert not value or len(value) < 4 or value not in text, value
+    finally:
+        replay.terminate()
+        replay.wait(timeout=30)
+
+
+def _sum(exposition: str, prefix: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines() if line.startswith(prefix))
