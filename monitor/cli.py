@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from monitor import __version__
 from monitor.detector import DEFAULT_ALLOWED_LATENESS_MS, Detector
 from monitor.errors import DismonError, UsageError
+from monitor.events import FUTURE_TOLERANCE_MS
 from monitor.findings import KEY_ENV, KEY_FILE_ENV, SEVERITY_RANK, Finding, SubjectHasher
 from monitor.metrics import Metrics, reason_label, serve
 from monitor.policy import Policy, load_policy
@@ -251,7 +252,7 @@ def _replay(args: argparse.Namespace) -> int:
         progress = _progress(args.progress, total, counter, stack)
         summary = run_replay(
             args.files, detector, on_finding, on_dead_letter, until_ms, args.max_disorder,
-            args.max_event_bytes, progress, counter,
+            args.max_event_bytes, progress, counter, _now_ms() + FUTURE_TOLERANCE_MS,
         )  # fmt: skip
     lines = summary_lines(summary)
     if until_ms is not None:

@@ -20,6 +20,9 @@ from monitor.timeutil import to_ms
 
 #: Bytes above which an event is refused unparsed (``oversized``).
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
+#: How far ahead of the wall clock an event time may be (clock skew). One event dated 9999 would otherwise
+#: drag the watermark to 9999 and fire every timer at once; the shells pass ``now + this`` as ``not_after_ms``.
+FUTURE_TOLERANCE_MS = 24 * 3600 * 1000
 
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
@@ -150,27 +153,33 @@ def _reason_from_validation(message: str) -> str:
         return f"missing_field:{path + '.' if path else ''}{field}"
     if not path:
         return "not_an_object"
-    if path == "type" and head.startswith("Invalid value"):
+    if path == "type" and head.startswith(("Invalid value", "Expected `")):
         return "unknown_type"
     if "got `null`" in head or "of length >= 1" in head:
         return f"missing_field:{path}"
     if "of length <=" in head:
         return f"too_long:{path}"
-    if head.startswith("Expected `") and "got" not in head:
+    if (head.startswith("Expected `") and "got" not in head) or head.startswith("Number out of range"):
         return f"out_of_range:{path}"
     if head.startswith(("Invalid value", "Invalid enum value")):
         return f"invalid_value:{path}"
     return f"wrong_type:{path}"
 
 
-def _post_validate(event: Event) -> str | None:
+def _post_validate(event: Event, not_after_ms: int | None) -> str | None:
     if event.event_time.tzinfo is None:  # RFC 3339 demands an offset; msgspec accepts naive times
         return "wrong_type:" + _TIME_FIELD[type(event)]
+    event_ms = to_ms(event.event_time)
+    if event_ms < 0 or (not_after_ms is not None and event_ms > not_after_ms):  # before 1970, or in the future
+        return "out_of_range:" + _TIME_FIELD[type(event)]
     return None
 
 
-def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event | Invalid:
-    """Decode one event; never raises. Invalid input gives :class:`Invalid` with a reason."""
+def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+           not_after_ms: int | None = None) -> Event | Invalid:
+    """Decode one event; never raises. Invalid input gives :class:`Invalid` with a reason.
+
+    Event times before 1970, or after ``not_after_ms`` when given, are ``out_of_range``."""
     if len(raw) > max_bytes:
         return Invalid("oversized")
     try:
@@ -179,9 +188,11 @@ def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_M
         return Invalid(_reason_from_validation(str(exc)))
     except msgspec.DecodeError:
         return Invalid("invalid_json")
+    except UnicodeDecodeError:  # invalid UTF-8 inside a string (found by the hostile-input corpus)
+        return Invalid("invalid_utf8")
     except RecursionError:
         return Invalid("too_deep")
-    problem = _post_validate(event)
+    problem = _post_validate(event, not_after_ms)
     if problem is not None:
         return Invalid(problem)
     return event

@@ -8,6 +8,8 @@ published; they go to the dead-letter callback like in a replay.
 
 from __future__ import annotations
 
+import time
+
 from collections import Counter
 from collections.abc import Callable, Iterable
 
@@ -15,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from monitor.errors import InputError
-from monitor.events import Disposal, Request
+from monitor.events import FUTURE_TOLERANCE_MS, Disposal, Request
 from monitor.sources import DeadLetter, merged_events
 from monitor.worker import KafkaSettings
 
@@ -40,10 +42,11 @@ async def publish(
     except KafkaError as exc:
         raise InputError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
     counts: Counter[str] = Counter()
+    not_after_ms = time.time_ns() // 1_000_000 + FUTURE_TOLERANCE_MS  # the worker would refuse later ones
     try:
         pending = []
         for event_ms, _seq, event, raw in merged_events(paths, dead_letter, max_disorder_ms, max_event_bytes,
-                                                        keep_raw=True):
+                                                        keep_raw=True, not_after_ms=not_after_ms):
             kind = "requests" if isinstance(event, Request) else "disposals" if isinstance(event, Disposal) else "responses"
             topic = kafka.topic(kind)
             pending.append(await producer.send(topic, raw, key=event.request_id.encode(), timestamp_ms=event_ms))

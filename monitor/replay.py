@@ -60,6 +60,7 @@ def run_replay(
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     progress: ProgressHook | None = None,
     counter: ByteCounter | None = None,
+    not_after_ms: int | None = None,
 ) -> ReplaySummary:
     """Feed every event of ``paths`` to ``detector`` in event-time order; returns the tallies."""
     summary = ReplaySummary()
@@ -78,7 +79,8 @@ def run_replay(
     process = detector.process
     first_ms: int | None = None
     count = 0
-    for event_ms, _seq, event in merged_events(paths, dead_letter, disorder, max_event_bytes, counter):
+    for event_ms, _seq, event in merged_events(paths, dead_letter, disorder, max_event_bytes, counter,
+                                                not_after_ms=not_after_ms):
         if first_ms is None:
             first_ms = event_ms
         findings = process(event, event_ms)

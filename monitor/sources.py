@@ -131,11 +131,12 @@ def decode_lines(
     on_invalid: Callable[[DeadLetter], None],
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     keep_raw: bool = False,
+    not_after_ms: int | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """Decode lines into ``(event_ms, seq, event)`` (plus the line with ``keep_raw``); invalid ones go to
     ``on_invalid``. Blank lines are skipped."""
     for number, line in enumerate(lines, 1):
-        event = decode(line, max_event_bytes)
+        event = decode(line, max_event_bytes, not_after_ms)
         if isinstance(event, Invalid):
             if line.strip():
                 on_invalid(DeadLetter(event.reason, source, number))
@@ -169,11 +170,13 @@ def merged_events(
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     counter: ByteCounter | None = None,
     keep_raw: bool = False,
+    not_after_ms: int | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """All events of all inputs, in event-time order (within the disorder bound):
     ``(event_ms, seq, event)``, plus the raw line with ``keep_raw``."""
     streams = [
-        reorder(decode_lines(open_lines(path, counter), path, on_invalid, max_event_bytes, keep_raw), max_disorder_ms)
+        reorder(decode_lines(open_lines(path, counter), path, on_invalid, max_event_bytes, keep_raw, not_after_ms),
+                max_disorder_ms)
         for path in paths
     ]
     if len(streams) == 1:

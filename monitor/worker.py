@@ -36,7 +36,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from monitor.alertmanager import DEFAULT_HOLD_MS, DEFAULT_RUNBOOK_BASE, AlertmanagerSink
 from monitor.clock import PartitionClock
 from monitor.detector import Detector
-from monitor.events import DEFAULT_MAX_EVENT_BYTES, Invalid, decode, event_time_ms
+from monitor.events import DEFAULT_MAX_EVENT_BYTES, FUTURE_TOLERANCE_MS, Invalid, decode, event_time_ms
 from monitor.findings import Finding, SubjectHasher
 from monitor.join import JoinEntry
 from monitor.metrics import Metrics, reason_label
@@ -173,7 +173,8 @@ class Runtime:
         message = event.message
         self.offsets[(message.topic, message.partition)] = message.offset
         raw = message.value
-        decoded = Invalid("empty") if raw is None else decode(raw, self.settings.max_event_bytes)
+        not_after_ms = time.time_ns() // 1_000_000 + FUTURE_TOLERANCE_MS
+        decoded = Invalid("empty") if raw is None else decode(raw, self.settings.max_event_bytes, not_after_ms)
         if isinstance(decoded, Invalid):
             await self._dead_letter(decoded.reason, message)
             return
