@@ -53,14 +53,15 @@ def _no_worker_outlives_its_test() -> Iterator[None]:
 class Worker:
     """A ``dismon worker`` subprocess with short Kafka timeouts, and its /metrics."""
 
-    def __init__(self, bootstrap: str, prefix: str, policy: Path, log: Path, extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, bootstrap: str, prefix: str, policy: Path, log: Path, extra: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.log = log.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "worker", "--policy", str(policy), "--bootstrap-servers", bootstrap,
              "--topic-prefix", prefix, "--group", f"{prefix}-group", "--metrics-port", str(self.port),
              "--idle-after", "off", "--session-timeout", "6s", "--partitions", str(PARTITIONS), *extra],
-            stdout=self.log, stderr=subprocess.STDOUT, env=ENV,
+            stdout=self.log, stderr=subprocess.STDOUT, env={**ENV, **(env or {})},
         )
         _STARTED.append(self.process)
         self._wait(lambda: self._get("/readyz") == 200, 60, "ready")

@@ -62,6 +62,9 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 # Backfills carry their events' own (old) timestamps: time-based retention would delete them on arrival.
 log.retention.ms=-1
+# Hostile-input tests send 10 MB messages: the broker must accept them so the worker can dead-letter them.
+message.max.bytes=16777216
+replica.fetch.max.bytes=16777216
 CONF
   cat > "$state/log4j.properties" <<CONF
 log4j.rootLogger=WARN, file
