@@ -151,7 +151,8 @@ def _add_worker(commands: Any) -> None:
         "join and check them with the same detector as replay, and write alerts to <prefix>.alerts (key: "
         "alert_id) and invalid events to <prefix>.deadletter. Join state lives in a changelog-backed Faust "
         "table, so a restarted or rebalanced worker recovers it. Delivery is at least once: de-duplicate "
-        "alerts on alert_id. Stops cleanly on SIGTERM or SIGINT.",
+        "alerts on alert_id. Stops cleanly on SIGTERM or SIGINT; SIGHUP reloads the policy file (a broken one is "
+        "refused with a log line and the policy in force stays).",
     )
     parser.add_argument("--policy", required=True, metavar="P", help="policy file (TOML)")
     parser.add_argument("--partitions", type=int, default=4, help="partitions for topics the worker creates (default 4)")

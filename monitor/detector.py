@@ -75,7 +75,6 @@ class Detector:
         external_watermark: bool = False,
         observer: Observer | None = None,
     ) -> None:
-        self.policy = policy
         self.hasher = hasher
         self.allowed_lateness_ms = allowed_lateness_ms
         self.store: JoinStore = {} if store is None else store
@@ -88,6 +87,16 @@ class Detector:
         self.observer = observer
         self._out: list[Finding] = []
         self._contexts: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
+        self._windowed: list[WindowedRule] = []
+        self._required: dict[str, tuple[RequiredFields, RequiredFields]] = {}
+        self.set_policy(policy)
+        self._windowed_due: int | None = None
+        self._last_names: dict[str, int] = {}  # raw name part -> 32-bit keyed hash of its normal form
+        self._first_names: dict[str, int] = {}
+
+    def set_policy(self, policy: Policy) -> None:
+        """Judge from now on by ``policy`` (a reload); join state, timers and window counts carry over."""
+        self.policy = policy
         self._required = {
             agreement.id: (
                 RequiredFields(agreement.identifying_fields, agreement.placeholder_values),
@@ -95,14 +104,12 @@ class Detector:
             )
             for agreement in policy.agreements.values()
         }
-        # Windowed rules cost nothing unless some agreement turns them on.
-        self._windowed: list[WindowedRule] = [
+        # Windowed rules cost nothing unless some agreement turns them on; a running one keeps its windows.
+        running = {type(rule) for rule in self._windowed}
+        self._windowed += [
             cls() for cls, setting in WINDOWED_RULES
-            if any(getattr(agreement, setting) is not None for agreement in policy.agreements.values())
+            if cls not in running and any(getattr(a, setting) is not None for a in policy.agreements.values())
         ]
-        self._windowed_due: int | None = None
-        self._last_names: dict[str, int] = {}  # raw name part -> 32-bit keyed hash of its normal form
-        self._first_names: dict[str, int] = {}
 
     # -- feeding -----------------------------------------------------------------------------
 

@@ -67,8 +67,7 @@ class Metrics:
     """Counters and histograms fed by the core (an :class:`~monitor.observe.Observer`) and by the shells."""
 
     def __init__(self, registry: CollectorRegistry, policy: Policy) -> None:
-        self._agreements = frozenset(policy.agreements)
-        self.agency = BoundedLabel(MAX_UNITS, {a for ag in policy.agreements.values() for a in ag.requesters})
+        self.set_policy(policy)
         self.unit = BoundedLabel(MAX_UNITS)
         self.events = Counter("dismon_events", "Valid events processed, by type and agreement",
                               ["type", "agreement"], registry=registry)
@@ -92,6 +91,11 @@ class Metrics:
             "dismon_detection_lag_seconds", "Offending event's time to the alert being emitted, wall clock",
             ["severity"], buckets=DETECTION_LAG_BUCKETS, registry=registry)
         self._registry = registry
+
+    def set_policy(self, policy: Policy) -> None:
+        """Label values follow the policy in force (agreements and requesters are bounded by it)."""
+        self._agreements = frozenset(policy.agreements)
+        self.agency = BoundedLabel(MAX_UNITS, {a for ag in policy.agreements.values() for a in ag.requesters})
 
     def agreement(self, agreement_id: str) -> str:
         return agreement_id if agreement_id in self._agreements else UNKNOWN

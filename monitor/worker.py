@@ -11,6 +11,7 @@ over the worker's partitions, advanced on wall-clock time while idle), checked
 after every event and once a second. Delivery is at least once: after a crash
 the events since the last committed offset are processed again, and findings
 may be sent twice with the same ``alert_id``; consumers de-duplicate on it.
+SIGHUP reloads the policy file; a broken file is refused and the policy in force stays.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import dataclasses
 import os
 import logging
+import signal
 import ssl
 import tempfile
 import time
@@ -40,7 +42,8 @@ from monitor.events import DEFAULT_MAX_EVENT_BYTES, FUTURE_TOLERANCE_MS, Invalid
 from monitor.findings import Finding, SubjectHasher
 from monitor.join import JoinEntry
 from monitor.metrics import Metrics, reason_label
-from monitor.policy import Policy
+from monitor.errors import DismonError
+from monitor.policy import Policy, load_policy
 from monitor.timeutil import format_ms
 
 log = logging.getLogger("dismon.worker")
@@ -214,6 +217,20 @@ class Runtime:
         }
         await self.deadletter.send(key=message.key, value=orjson.dumps(record))
 
+    def reload_policy(self) -> None:
+        """SIGHUP: load the policy file again; a broken one is refused and the one in force stays."""
+        path = self.detector.policy.path
+        try:
+            policy = load_policy(path)
+        except DismonError as exc:
+            log.error("policy reload refused, the policy in force (version %s) stays: %s",
+                      self.detector.policy.version, exc)
+            return
+        self.detector.set_policy(policy)
+        self.metrics.set_policy(policy)
+        log.warning("policy reloaded from %s: version %s, %d agreement(s)", path, policy.version,
+                    len(policy.agreements))
+
     def restore_state(self) -> int:
         """After recovery: re-arm the timers of every entry this worker now owns."""
         count = 0
@@ -271,6 +288,7 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
 
     @app.task
     async def serve_http() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, runtime.reload_policy)
         await _start_http(runtime, settings)
 
     if runtime.alertmanager is not None:
