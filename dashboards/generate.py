@@ -134,7 +134,9 @@ def pipeline() -> Dashboard:
         .with_panel(series("Join state", "short",
                            query("sum(dismon_join_entries)", "request ids held"),
                            query("sum(dismon_join_pending_requests)", "unanswered requests"),
-                           query("sum(dismon_join_pending_orphans)", "disclosures waiting for their request")))
+                           query("sum(dismon_join_pending_orphans)", "disclosures waiting for their request"),
+                           query("sum(dismon_join_capacity)", "cap (--max-join-entries)"),
+                           query("sum(rate(dismon_join_refused_total[$__rate_interval]))", "refused (state full)")))
         .with_panel(series("Detection lag (event -> alert, wall clock)", "s",
                            query(quantile.format(q=0.5, metric="dismon_detection_lag_seconds"), "p50"),
                            query(quantile.format(q=0.99, metric="dismon_detection_lag_seconds"), "p99")))

@@ -19,7 +19,7 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
-from monitor.detector import DEFAULT_ALLOWED_LATENESS_MS, Detector
+from monitor.detector import DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_MAX_JOIN_ENTRIES, Detector
 from monitor.errors import DismonError, UsageError
 from monitor.events import FUTURE_TOLERANCE_MS
 from monitor.findings import KEY_ENV, KEY_FILE_ENV, SEVERITY_RANK, Finding, SubjectHasher
@@ -71,6 +71,7 @@ def _add_replay(commands: Any) -> None:
     parser.add_argument("--max-event-bytes", type=int, default=64 * 1024, metavar="N", help="events larger than this are dead-lettered as oversized (default: 65536)")
     parser.add_argument("--ground-truth", metavar="F", help="a simulator truth.json: report found/missed/unexpected and how early the fault was caught (implies --until from the file unless given)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: when stderr is a terminal)")
+    parser.add_argument("--max-join-entries", type=int, default=DEFAULT_MAX_JOIN_ENTRIES, metavar="N", help=f"hold at most N request ids in the join state; events of new ids beyond it are not joined, and the summary says so (default {DEFAULT_MAX_JOIN_ENTRIES:,})")
     parser.add_argument("--metrics-port", type=int, metavar="PORT", help="serve the worker's Prometheus metrics on http://HOST:PORT/metrics while the replay runs, so it can be watched in Grafana")
     parser.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port (default 127.0.0.1: loopback only)")
     parser.add_argument("--metrics-linger", type=_duration, default=0, metavar="DUR", help="keep serving metrics this long after the replay ends, for a last scrape (default: 0)")
@@ -164,6 +165,10 @@ def _add_worker(commands: Any) -> None:
     parser.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "9464") or 9464), help="default 9464")
     parser.add_argument("--session-timeout", type=_duration, default=30_000, metavar="DUR",
                         help="consumer session timeout; a dead worker's partitions move after this (default 30s)")
+    parser.add_argument("--max-join-entries", type=int, default=int(_env("MAX_JOIN_ENTRIES") or DEFAULT_MAX_JOIN_ENTRIES),
+                        metavar="N", help="hold at most N request ids (over this worker's partitions); beyond it new ids "
+                        "are not joined, counted in dismon_join_refused_total and logged, and the DismonJoinStateFull "
+                        f"alert fires (default {DEFAULT_MAX_JOIN_ENTRIES:,}; $DISMON_MAX_JOIN_ENTRIES)")
     parser.add_argument("--alertmanager-url", default=_env("ALERTMANAGER_URL"), metavar="URL",
                         help="also push every finding to this Alertmanager (v2 API), retried with backoff, never "
                         "blocking the stream; e.g. http://127.0.0.1:9093")
@@ -226,9 +231,10 @@ def _replay(args: argparse.Namespace) -> int:
     truth = load_truth(args.ground_truth) if args.ground_truth else None
     until_ms = args.until if args.until is not None else (truth.until_ms if truth else None)
     metrics = _replay_metrics(args, policy)
-    detector = Detector(policy, SubjectHasher.from_environment(), args.allowed_lateness, observer=metrics)
+    detector = Detector(policy, SubjectHasher.from_environment(), args.allowed_lateness, observer=metrics,
+                        max_entries=args.max_join_entries)
     if metrics is not None:
-        metrics.track_state(detector.pending, lambda: detector.watermark_ms)
+        metrics.track_state(detector.pending, lambda: detector.watermark_ms, capacity=args.max_join_entries)
     comparison = Comparison()
     with ExitStack() as stack:
         alerts_out = _open_out(stack, args.alerts_out)
@@ -311,6 +317,7 @@ def _worker(args: argparse.Namespace) -> int:
         idle_ms=idle_ms, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
         session_timeout_s=args.session_timeout / 1000, alertmanager_url=args.alertmanager_url,
         alertmanager_hold_ms=args.alertmanager_hold, runbook_base=args.runbook_base,
+        max_join_entries=args.max_join_entries,
     )
     try:
         return worker.run(settings, policy, SubjectHasher.from_environment())

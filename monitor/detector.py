@@ -41,6 +41,8 @@ from monitor.rules.base import WindowedRule
 from monitor.timeutil import parse_duration_ms
 
 DEFAULT_ALLOWED_LATENESS_MS = 10 * 60_000
+#: Request ids held at most (a few hundred bytes each): beyond it, new ids are refused, counted and alerted on.
+DEFAULT_MAX_JOIN_ENTRIES = 5_000_000
 _DEFAULT_JOIN_WINDOW_MS = parse_duration_ms(DEFAULT_JOIN_WINDOW)
 _DEFAULT_ORPHAN_GRACE_MS = parse_duration_ms(DEFAULT_ORPHAN_GRACE)
 _LOW32 = 0xFFFFFFFF
@@ -54,6 +56,7 @@ class DetectorStats:
     responses: int = 0
     disposals: int = 0
     late_events: int = 0
+    refused: int = 0  # events of new request ids not joined because the join state was at its cap
     findings: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -74,6 +77,7 @@ class Detector:
         timers: TimerWheel | None = None,
         external_watermark: bool = False,
         observer: Observer | None = None,
+        max_entries: int | None = None,
     ) -> None:
         self.hasher = hasher
         self.allowed_lateness_ms = allowed_lateness_ms
@@ -85,6 +89,9 @@ class Detector:
         # When the shell owns the clock (the worker: the minimum over its partitions), events do not move it.
         self.external_watermark = external_watermark
         self.observer = observer
+        # A flood of distinct request ids must not end in an out-of-memory kill: past the cap, new ids are not
+        # joined (counted as refused; the shells alert on it) and only the rules that need no join judge them.
+        self.max_entries = max_entries
         self._out: list[Finding] = []
         self._contexts: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
         self._windowed: list[WindowedRule] = []
@@ -192,8 +199,8 @@ class Detector:
             for violation in rule.check_request(request, agreement, event_ms):
                 self._emit(violation, request.request_id, request.agreement_id, facts)
         entry = self._entry(request.request_id, event_ms)
-        if entry.request is not None:
-            return  # a redelivered (or re-sent) request: the first one stands
+        if entry is None or entry.request is not None:
+            return  # join state full; or a redelivered (or re-sent) request: the first one stands
         entry.request = facts
         if self.observer is not None and entry.answered_ms is not None:
             self.observer.joined(request.agreement_id, entry.answered_ms - event_ms)
@@ -211,6 +218,9 @@ class Detector:
     def _on_response(self, response: Response, event_ms: int) -> None:
         request_id = response.request_id
         entry = self._entry(request_id, event_ms)
+        if entry is None:
+            self._judge_untracked(response, event_ms)
+            return
         if entry.answered_ms is None and entry.request is not None and self.observer is not None:
             self.observer.joined(response.agreement_id, event_ms - entry.request.submitted_ms)
         if entry.answered_ms is None or event_ms < entry.answered_ms:
@@ -244,8 +254,22 @@ class Detector:
         self._schedule(request_id, entry)
         self.store[request_id] = entry
 
+    def _judge_untracked(self, response: Response, event_ms: int) -> None:
+        """Join state is full: the rules that need no request still judge the disclosure."""
+        fields = disclosed_fields(response)
+        if not fields:
+            return
+        disclosure = self._disclosure_facts(response, fields, event_ms)
+        agreement = self.policy.agreements.get(response.agreement_id)
+        for rule in DISCLOSURE_RULES:
+            if not rule.needs_request:
+                for violation in rule.check_disclosure(disclosure, None, agreement):
+                    self._emit(violation, response.request_id, response.agreement_id, None)
+
     def _on_disposal(self, disposal: Disposal, event_ms: int) -> None:
         entry = self._entry(disposal.request_id, event_ms)
+        if entry is None:
+            return
         if entry.disposals is None:
             entry.disposals = [event_ms]
         else:
@@ -253,9 +277,15 @@ class Detector:
         self._schedule(disposal.request_id, entry)
         self.store[disposal.request_id] = entry
 
-    def _entry(self, request_id: str, event_ms: int) -> JoinEntry:
+    def _entry(self, request_id: str, event_ms: int) -> JoinEntry | None:
+        """The request id's join entry, created if new; None when the join state is at its cap."""
         entry = self.store.get(request_id)
         if entry is None:
+            if self.max_entries is not None and len(self.store) >= self.max_entries:
+                self.stats.refused += 1
+                if self.observer is not None:
+                    self.observer.refused()
+                return None
             entry = JoinEntry(first_ms=event_ms)
             self.store[request_id] = entry
         elif event_ms < entry.first_ms:

@@ -75,6 +75,8 @@ class Metrics:
                                registry=registry)
         self.late_events = Counter("dismon_late_events", "Events older than the watermark on arrival (still processed)",
                             registry=registry)
+        self.refused_events = Counter("dismon_join_refused", "Events of new request ids not joined because the join "
+                               "state was at its cap (--max-join-entries); joined rules missed them", registry=registry)
         self.disclosures = Counter(
             "dismon_disclosures", "Fields disclosed in responses, by agreement, requester agency and field",
             ["agreement", "requester_agency", "field"], registry=registry)
@@ -114,6 +116,9 @@ class Metrics:
     def late(self) -> None:
         self.late_events.inc()
 
+    def refused(self) -> None:
+        self.refused_events.inc()
+
     def joined(self, agreement_id: str, latency_ms: int) -> None:
         self.join_latency.labels(self.agreement(agreement_id)).observe(max(latency_ms, 0) / 1000)
 
@@ -127,17 +132,19 @@ class Metrics:
             self.detection_lag.labels(finding.severity).observe(max(emitted_ms - finding.event_time_ms, 0) / 1000)
 
     def track_state(self, pending: Callable[[], Mapping[str, int]], watermark_ms: Callable[[], int | None],
-                    consumer_lag: Callable[[], Mapping[str, int]] | None = None, cache_s: float = 5.0) -> None:
+                    consumer_lag: Callable[[], Mapping[str, int]] | None = None, cache_s: float = 5.0,
+                    capacity: int | None = None) -> None:
         """Export join-state sizes, watermark lag and (live only) consumer lag, computed at scrape time."""
-        self._registry.register(_StateCollector(pending, watermark_ms, consumer_lag, cache_s))
+        self._registry.register(_StateCollector(pending, watermark_ms, consumer_lag, cache_s, capacity))
 
 
 class _StateCollector(Collector):
     """Scrape-time gauges; the join-state walk is cached for ``cache_s`` so frequent scrapes stay cheap."""
 
     def __init__(self, pending: Callable[[], Mapping[str, int]], watermark_ms: Callable[[], int | None],
-                 consumer_lag: Callable[[], Mapping[str, int]] | None, cache_s: float) -> None:
+                 consumer_lag: Callable[[], Mapping[str, int]] | None, cache_s: float, capacity: int | None) -> None:
         self._pending, self._watermark_ms, self._consumer_lag = pending, watermark_ms, consumer_lag
+        self._capacity = capacity
         self._cache_s = cache_s
         self._cached: tuple[float, Mapping[str, int]] | None = None
 
@@ -152,6 +159,9 @@ class _StateCollector(Collector):
                 self._cached = (now, walked)
         state: Mapping[str, int] = self._cached[1] if self._cached is not None else {}
         yield GaugeMetricFamily("dismon_join_entries", "Request ids held in join state", state.get("entries", 0))
+        if self._capacity is not None:
+            yield GaugeMetricFamily("dismon_join_capacity", "The cap on request ids held (--max-join-entries)",
+                                    self._capacity)
         yield GaugeMetricFamily("dismon_join_pending_requests", "Requests held without any answer yet",
                                 state.get("unanswered_requests", 0))
         yield GaugeMetricFamily("dismon_join_pending_orphans", "Disclosures waiting (within the grace) for their "

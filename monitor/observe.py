@@ -20,5 +20,8 @@ class Observer(Protocol):
     def late(self) -> None:
         """An event arrived behind the watermark (it is still processed)."""
 
+    def refused(self) -> None:
+        """The join state was at its cap: an event of a new request id was not joined."""
+
     def joined(self, agreement_id: str, latency_ms: int) -> None:
         """A request met its first answer, ``latency_ms`` apart in event time."""

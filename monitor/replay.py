@@ -27,6 +27,7 @@ class ReplaySummary:
     events: Counter[str] = field(default_factory=Counter)
     invalid: Counter[str] = field(default_factory=Counter)
     late_events: int = 0
+    refused: int = 0  # events not joined because the join state was at its cap
     alerts: Counter[str] = field(default_factory=Counter)
     alerts_by_severity: Counter[str] = field(default_factory=Counter)
     first_detection: dict[str, Finding] = field(default_factory=dict)  # rule -> earliest-detected finding
@@ -93,6 +94,7 @@ def run_replay(
         emit(detector.advance_to(until_ms))
     summary.events.update(detector.stats.events)
     summary.late_events = detector.stats.late_events
+    summary.refused = detector.stats.refused
     summary.first_event_ms = first_ms
     summary.last_event_ms = detector.max_event_ms
     summary.state_at_end = detector.pending()

@@ -37,7 +37,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from monitor.alertmanager import DEFAULT_HOLD_MS, DEFAULT_RUNBOOK_BASE, AlertmanagerSink
 from monitor.clock import PartitionClock
-from monitor.detector import Detector
+from monitor.detector import DEFAULT_MAX_JOIN_ENTRIES, Detector
 from monitor.events import DEFAULT_MAX_EVENT_BYTES, FUTURE_TOLERANCE_MS, Invalid, decode, event_time_ms
 from monitor.findings import Finding, SubjectHasher
 from monitor.join import JoinEntry
@@ -104,6 +104,7 @@ class WorkerSettings:
     alertmanager_url: str | None = None  # also push findings there
     alertmanager_hold_ms: int = DEFAULT_HOLD_MS
     runbook_base: str = DEFAULT_RUNBOOK_BASE
+    max_join_entries: int | None = DEFAULT_MAX_JOIN_ENTRIES
 
 
 class _EntryCodec(codecs.Codec):
@@ -146,7 +147,8 @@ class Runtime:
                                 partitions=settings.partitions, use_partitioner=True)
         app.tables.add(self.table)
         self.detector = Detector(policy, hasher, settings.allowed_lateness_ms, store=self.table,
-                                 external_watermark=True, observer=self.metrics)
+                                 external_watermark=True, observer=self.metrics,
+                                 max_entries=settings.max_join_entries)
         self.clock = PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, lambda: time.time_ns() // 1_000_000)
         kafka = settings.kafka
         self.sources = frozenset(kafka.topic(kind) for kind in TOPIC_KINDS)
@@ -156,7 +158,9 @@ class Runtime:
         self.alertmanager = None if settings.alertmanager_url is None else AlertmanagerSink(
             settings.alertmanager_url, registry, hold_ms=settings.alertmanager_hold_ms,
             runbook_base=settings.runbook_base)
-        self.metrics.track_state(self.detector.pending, lambda: self.detector.watermark_ms, self.consumer_lag)
+        self.metrics.track_state(self.detector.pending, lambda: self.detector.watermark_ms, self.consumer_lag,
+                                 capacity=settings.max_join_entries)
+        self._refused_logged = (0, 0.0)  # (count, monotonic time) of the last "join state full" log line
 
     def consumer_lag(self) -> dict[str, int]:
         """Messages behind the high watermark, summed per input topic over the assigned partitions."""
@@ -188,8 +192,13 @@ class Runtime:
         await self._send(findings)
 
     async def tick(self) -> None:
-        """Once a second: let the watermark move on a quiet stream."""
+        """Once a second: let the watermark move on a quiet stream (and say so if the join state is full)."""
         await self._send(self._advance())
+        refused, (logged, at) = self.detector.stats.refused, self._refused_logged
+        if refused > logged and time.monotonic() - at >= 60:
+            log.error("join state full (%d request ids, --max-join-entries): %d events of new request ids not "
+                      "joined so far; joined rules cannot judge them", len(self.table), refused)
+            self._refused_logged = (refused, time.monotonic())
 
     def _advance(self) -> list[Finding]:
         watermark = self.clock.watermark()

@@ -63,7 +63,7 @@ def test_worker_prometheus_rules_alertmanager_and_every_dashboard_query(kafka_bo
                                    for g in _get(f"{prom}/api/v1/rules")["data"]["groups"] for r in g["rules"]),
                        30, "evaluating every rule")
                 groups = _get(f"{prom}/api/v1/rules")["data"]["groups"]
-                assert sum(len(g["rules"]) for g in groups) == 8
+                assert sum(len(g["rules"]) for g in groups) == 9
                 # A backfilled scenario with critical findings makes the findings rule fire in Prometheus.
                 _until(lambda: any(a["labels"]["alertname"] == "DisclosureFindingCritical"
                                    for a in _get(f"{prom}/api/v1/alerts")["data"]["alerts"]), 60,
