@@ -2,14 +2,16 @@
 
 ``alert_id`` is a hash of what the finding is about (rule, agreement, request,
 discriminator), never of when it was found, so a replay or a restarted worker
-gives the same id and downstream can de-duplicate. ``subject_ref`` is a keyed
-BLAKE2b MAC of the normalised subject: stable under one key, useless for a
-dictionary attack without it.
+gives the same id and downstream can de-duplicate. ``subject_ref`` is an
+HMAC-SHA256 (truncated to 64 bits) of the normalised subject under a secret key
+of at least 16 bytes: stable under one key, useless for a dictionary attack
+without it (docs/security.md).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -93,14 +95,14 @@ class SubjectHasher:
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise UsageError(f"subject hash key is {len(key)} bytes; at least {MIN_KEY_BYTES} are required")
-        # Keying BLAKE2b costs more than hashing a short input: key once, copy the keyed state per hash.
-        self._keyed = hashlib.blake2b(key=key[:64], digest_size=8)
+        # HMAC-SHA256. Keying costs more than hashing a short input: key once, copy the keyed state per hash.
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def ref(self, *parts: str) -> int:
-        """A 64-bit keyed hash of normalised parts."""
+        """A 64-bit keyed hash (HMAC-SHA256, truncated) of normalised parts."""
         state = self._keyed.copy()
         state.update("\x1f".join(parts).encode())
-        return int.from_bytes(state.digest(), "big")
+        return int.from_bytes(state.digest()[:8], "big")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> SubjectHasher:

@@ -333,3 +333,35 @@ def test_worker_refuses_to_start_on_a_broken_policy_or_uncopartitioned_topics(
                  "--topic-prefix", prefix])
     assert code == 2
     assert "not co-partitioned" in capsys.readouterr().err
+
+
+def test_a_worker_killed_during_a_burst_of_disposals_and_responses_loses_nothing(
+        kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Many improper disclosures; the recipient disposes of half of them in time, the other half never.
+    assert main(["simulate", "--out", str(tmp_path), "--requests", "4000", "--seed", "21", "--fault",
+                 "incomplete_request_disclosure", "--fault", "disposal_overdue", "--fault-rate", "0.3"]) == 0
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    asyncio.run(_create_topics(kafka_bootstrap, prefix))
+    ticks = _ticks(prefix, load_truth(str(tmp_path / "truth.json")).until_ms)
+    expected = _replay_ids(tmp_path, ticks, capsys)
+    published = _publish(tmp_path, kafka_bootstrap, prefix, capsys)
+    asyncio.run(_produce(kafka_bootstrap, ticks))
+    policy = tmp_path / "policy.toml"
+    worker = Worker(kafka_bootstrap, prefix, policy, tmp_path / "worker.log")
+    worker._wait(lambda: worker.events() >= published * 0.4, 90, "into the burst")
+    processed = worker.events()
+    assert worker.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert processed < published  # killed mid-stream, not after it
+    restarted = Worker(kafka_bootstrap, prefix, policy, tmp_path / "worker.log")
+    try:
+        restarted.wait_for_events(published + len(ticks) - processed)
+        time.sleep(3)
+    finally:
+        restarted.stop()
+    alerts = asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.alerts"))
+    ids = [a["alert_id"] for _, a in alerts]
+    assert set(ids) == expected  # nothing lost, nothing new: the same ids, some sent twice
+    overdue = {a["request_id"] for _, a in alerts if a["rule"] == "disposal_overdue"}
+    truth = load_truth(str(tmp_path / "truth.json"))
+    should = {request_id for rule, request_id in truth.expected if rule == "disposal_overdue"}
+    assert overdue == should and len(should) > 100  # none reported as disposed that was not, nor the reverse
