@@ -32,7 +32,7 @@ import msgspec
 import orjson
 from aiohttp import web
 from faust.serializers import codecs
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from monitor.alertmanager import DEFAULT_HOLD_MS, DEFAULT_RUNBOOK_BASE, AlertmanagerSink
@@ -154,7 +154,8 @@ class Runtime:
         self.sources = frozenset(kafka.topic(kind) for kind in TOPIC_KINDS)
         self.alerts = app.topic(kafka.topic("alerts"), key_serializer="raw", value_serializer="raw")
         self.deadletter = app.topic(kafka.topic("deadletter"), key_serializer="raw", value_serializer="raw")
-        self.ready = False
+        self.ready = False  # partitions assigned and their join state recovered
+        self.broker_up = True  # the last metadata request to the cluster succeeded
         self.alertmanager = None if settings.alertmanager_url is None else AlertmanagerSink(
             settings.alertmanager_url, registry, hold_ms=settings.alertmanager_hold_ms,
             runbook_base=settings.runbook_base)
@@ -296,6 +297,15 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
         await runtime.tick()
 
     @app.task
+    async def watch_broker() -> None:
+        await _watch_broker(runtime, settings)
+
+    async def on_revoked(_app: Any, *_args: Any, **_kwargs: Any) -> None:
+        runtime.ready = False  # until the rebalance's recovery is done (on_recover)
+
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's signal types are too narrow
+
+    @app.task
     async def serve_http() -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, runtime.reload_policy)
         await _start_http(runtime, settings)
@@ -305,13 +315,26 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
 
     sources = {kafka.topic(kind) for kind in TOPIC_KINDS}
 
-    @runtime.table.on_recover
-    async def on_recover() -> None:
+    def take_assignment() -> list[tuple[str, int]]:
         assigned = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in sources)
         runtime.clock.assign(assigned)
+        return assigned
+
+    @runtime.table.on_recover
+    async def on_recover() -> None:
+        """After the changelog was replayed into the table: re-arm the timers of every entry now owned."""
+        assigned = take_assignment()
         restored = runtime.restore_state()
         runtime.ready = True
         log.info("assigned %s; %d join entries restored", assigned, restored)
+
+    async def on_rebalance_complete(_app: Any, *_args: Any, **_kwargs: Any) -> None:
+        # Sent on every rebalance, also when nothing had to be recovered (then on_recover is not called),
+        # e.g. after the broker came back and the group re-formed with the same assignment.
+        take_assignment()
+        runtime.ready = True
+
+    app.on_rebalance_complete.connect(on_rebalance_complete)  # type: ignore[arg-type]
 
     return app, runtime
 
@@ -321,6 +344,8 @@ async def _start_http(runtime: Runtime, settings: WorkerSettings) -> None:
         return web.Response(body=generate_latest(runtime.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def ready(_request: web.Request) -> web.Response:
+        if not runtime.broker_up:
+            return web.Response(status=503, text="broker unreachable\n")
         return web.Response(status=200 if runtime.ready else 503, text="ready\n" if runtime.ready else "recovering\n")
 
     async def live(_request: web.Request) -> web.Response:
@@ -353,6 +378,35 @@ async def _start_http(runtime: Runtime, settings: WorkerSettings) -> None:
     await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
     log.info("metrics and health on http://%s:%d/metrics, /healthz, /readyz", settings.metrics_host,
              settings.metrics_port)
+
+
+async def _watch_broker(runtime: Runtime, settings: WorkerSettings, every_s: float = 2.0) -> None:
+    """Ask the cluster for metadata every few seconds: /readyz and dismon_broker_up say whether it answers.
+    Faust and aiokafka reconnect by themselves; this only makes an outage visible."""
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.errors import KafkaError
+
+    client = AIOKafkaClient(**settings.kafka.client_options(), request_timeout_ms=5_000)
+    Gauge("dismon_broker_up", "1 while the Kafka cluster answers metadata requests", registry=runtime.registry
+          ).set_function(lambda: float(runtime.broker_up))
+    bootstrapped = False
+    try:
+        while True:
+            try:
+                if not bootstrapped:
+                    await asyncio.wait_for(client.bootstrap(), timeout=every_s * 2)
+                    bootstrapped = True
+                await asyncio.wait_for(client.fetch_all_metadata(), timeout=every_s * 2)
+                up = True
+            except (KafkaError, asyncio.TimeoutError, OSError):
+                up = False
+            if up != runtime.broker_up:
+                (log.warning if up else log.error)("Kafka at %s is %s", settings.kafka.bootstrap_servers,
+                                                   "reachable again" if up else "unreachable; not ready")
+            runtime.broker_up = up
+            await asyncio.sleep(every_s)
+    finally:
+        await client.close()
 
 
 async def ensure_topics(settings: WorkerSettings) -> dict[str, int]:

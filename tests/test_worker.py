@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -70,6 +71,8 @@ class Worker:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as answer:
                 return answer.read().decode() if path == "/metrics" else int(answer.status)
+        except urllib.error.HTTPError as exc:  # 503 while not ready
+            return int(exc.code)
         except OSError:
             return None
 

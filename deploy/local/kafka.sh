@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A real single-node Apache Kafka 3.9 broker (KRaft) on 127.0.0.1, for the demo, the tests and CI.
 #
-#   deploy/local/kafka.sh start    start it (or reuse the one already running); last stdout line: 127.0.0.1:PORT
-#   deploy/local/kafka.sh stop     stop it
+#   deploy/local/kafka.sh start    start a fresh one (or reuse the one already running); last stdout line: 127.0.0.1:PORT
+#   deploy/local/kafka.sh start --keep-data
+#                                  start the stopped broker again with its port, topics and offsets (fault tests)
+#   deploy/local/kafka.sh stop     stop it (its data stays until the next plain start)
 #   deploy/local/kafka.sh status   print the bootstrap address if running, exit 1 if not
 #
 # The jars come from Maven Central (deploy/local/pom.xml) and are cached outside the repository in
@@ -86,16 +88,23 @@ start() {
   fetch_jars
   mkdir -p "$state"
   local port controller classpath
-  port=$(pick_port "${KAFKA_PORT:-9092}")
-  controller=$(pick_port $((port + 1000)))
   classpath="$libs/*"
-  rm -rf "$state/data" "$state/broker.log" "$state/stdout.log"
-  write_config "$port" "$controller"
-  local cluster_id
-  cluster_id=$(java -cp "$classpath" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
-  java -Dlog4j.configuration="file:$state/log4j.properties" -cp "$classpath" kafka.tools.StorageTool format \
-    -t "$cluster_id" -c "$state/server.properties" >"$state/format.log" 2>&1 \
-    || { log "formatting the storage failed:"; cat "$state/format.log" >&2; exit 1; }
+  if [ "${1:-}" = "--keep-data" ] && [ -f "$state/server.properties" ] && [ -d "$state/data" ]; then
+    # The same broker again (its port, topics, offsets and group state), e.g. after a fault-injection stop.
+    port=$(sed -n 's/^listeners=PLAINTEXT:\/\/127.0.0.1:\([0-9]*\),.*/\1/p' "$state/server.properties")
+    port_free "$port" || { log "port $port is taken; cannot restart the same broker"; exit 1; }
+    rm -f "$state/broker.log"
+  else
+    port=$(pick_port "${KAFKA_PORT:-9092}")
+    controller=$(pick_port $((port + 1000)))
+    rm -rf "$state/data" "$state/broker.log" "$state/stdout.log"
+    write_config "$port" "$controller"
+    local cluster_id
+    cluster_id=$(java -cp "$classpath" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+    java -Dlog4j.configuration="file:$state/log4j.properties" -cp "$classpath" kafka.tools.StorageTool format \
+      -t "$cluster_id" -c "$state/server.properties" >"$state/format.log" 2>&1 \
+      || { log "formatting the storage failed:"; cat "$state/format.log" >&2; exit 1; }
+  fi
   nohup java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j.configuration="file:$state/log4j.properties" -cp "$classpath" kafka.Kafka "$state/server.properties" \
     >"$state/stdout.log" 2>&1 &
@@ -129,8 +138,8 @@ stop() {
 }
 
 case "${1:-}" in
-  start) start ;;
+  start) start "${2:-}" ;;
   stop) stop ;;
   status) running_address || exit 1 ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start [--keep-data]|stop|status" >&2; exit 2 ;;
 esac
