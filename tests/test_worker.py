@@ -270,11 +270,6 @@ def test_garbage_goes_to_dead_letters_and_good_events_around_it_are_processed(
     assert "Failed to Provide" not in str(dead) + str(alerts)
 
 
-@pytest.mark.skip(
-    reason="flaky (about 1 run in 4): after the second worker leaves, the remaining one recovers every partition "
-    "and reports ready, but its consumer stops delivering messages (Faust's fetcher loops in getmany with "
-    "nothing to hand over; seen with /debug/tasks). Open in issue 3."
-)
 def test_two_workers_split_partitions_and_one_takes_over_from_the_other(
     kafka_bootstrap: str, scenario: tuple[Path, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
