@@ -42,7 +42,7 @@ from monitor.events import DEFAULT_MAX_EVENT_BYTES, FUTURE_TOLERANCE_MS, Invalid
 from monitor.findings import Finding, SubjectHasher
 from monitor.join import JoinEntry
 from monitor.metrics import Metrics, reason_label
-from monitor.errors import DismonError
+from monitor.errors import DismonError, InputError, UsageError
 from monitor.policy import Policy, load_policy
 from monitor.timeutil import format_ms
 
@@ -68,7 +68,10 @@ class KafkaSettings:
     def ssl_context(self) -> ssl.SSLContext | None:
         if "SSL" not in self.security_protocol:
             return None
-        return ssl.create_default_context(cafile=self.ssl_cafile)
+        try:
+            return ssl.create_default_context(cafile=self.ssl_cafile)
+        except (ssl.SSLError, OSError) as exc:
+            raise UsageError(f"cannot load the CA file {self.ssl_cafile} for Kafka TLS: {exc}") from exc
 
     def client_options(self) -> dict[str, Any]:
         """aiokafka client keyword arguments for these settings."""
@@ -442,7 +445,17 @@ async def _partition_counts(admin: Any) -> dict[str, list[int]]:
 
 def run(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher) -> int:
     """Run the worker until SIGTERM/SIGINT; returns the exit code."""
-    counts = asyncio.run(ensure_topics(settings))
+    from aiokafka.errors import KafkaError
+
+    kafka = settings.kafka
+    try:
+        counts = asyncio.run(ensure_topics(settings))
+    except KafkaError as exc:
+        raise InputError(
+            f"cannot use Kafka at {kafka.bootstrap_servers} ({kafka.security_protocol}"
+            f"{', SASL ' + kafka.sasl_mechanism if kafka.sasl_mechanism else ''}): {exc}; the log line above gives "
+            "the broker's reason (e.g. a wrong SASL user or password, an untrusted certificate, nothing listening)"
+        ) from exc
     settings = dataclasses.replace(settings, partitions=next(iter(counts.values())))
     app, _runtime = build_app(settings, policy, hasher, CollectorRegistry())
     worker = faust.Worker(app, loglevel=os.environ.get("DISMON_LOG_LEVEL", "WARNING"), quiet=True, redirect_stdouts=False)

@@ -5,7 +5,12 @@
 #   deploy/local/kafka.sh start --keep-data
 #                                  start the stopped broker again with its port, topics and offsets (fault tests)
 #   deploy/local/kafka.sh stop     stop it (its data stays until the next plain start)
+#
+# Besides the PLAINTEXT listener, the broker has a TLS + SASL/PLAIN listener with a CA made on the fly; its
+# address, user, password and CA file are in $DISMON_KAFKA_STATE/secure.env as DISMON_* variables, ready for
+#   env $(cat ~/.cache/dismon/kafka-state/secure.env) dismon worker --policy P
 #   deploy/local/kafka.sh status   print the bootstrap address if running, exit 1 if not
+#   deploy/local/kafka.sh secure-env   print DISMON_* settings for its TLS + SASL/PLAIN listener
 #
 # The jars come from Maven Central (deploy/local/pom.xml) and are cached outside the repository in
 # $DISMON_CACHE (default ~/.cache/dismon). Environment: KAFKA_PORT (default: 9092, or a free port if taken),
@@ -43,17 +48,53 @@ pick_port() {
   echo "$port"
 }
 
+# A self-signed CA, a broker certificate for 127.0.0.1 and a random SASL/PLAIN password, made on every fresh start.
+make_tls() {
+  local dir="$state/tls" pass
+  rm -rf "$dir"; mkdir -p "$dir"
+  pass=$(openssl rand -hex 16)
+  {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=dismon local CA" -keyout "$dir/ca.key" -out "$dir/ca.pem"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$dir/broker.key" -out "$dir/broker.csr"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$dir/san.ext"
+    openssl x509 -req -in "$dir/broker.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 30 \
+      -extfile "$dir/san.ext" -out "$dir/broker.pem"
+    openssl pkcs12 -export -in "$dir/broker.pem" -inkey "$dir/broker.key" -certfile "$dir/ca.pem" -name broker \
+      -out "$dir/broker.p12" -passout "pass:$pass"
+  } >"$dir/openssl.log" 2>&1 || { log "making the TLS certificates failed:"; cat "$dir/openssl.log" >&2; exit 1; }
+  chmod 600 "$dir"/*.key "$dir/broker.p12"
+  echo "$pass" > "$dir/password"
+  chmod 600 "$dir/password"
+}
+
 write_config() {
-  local port=$1 controller=$2
+  local port=$1 controller=$2 secure=$3 pass
+  pass=$(cat "$state/tls/password")
+  cat > "$state/secure.env" <<ENV
+DISMON_BOOTSTRAP_SERVERS=127.0.0.1:$secure
+DISMON_SECURITY_PROTOCOL=SASL_SSL
+DISMON_SASL_MECHANISM=PLAIN
+DISMON_SASL_USERNAME=dismon
+DISMON_SASL_PASSWORD=$pass
+DISMON_SSL_CAFILE=$state/tls/ca.pem
+ENV
+  chmod 600 "$state/secure.env"
   cat > "$state/server.properties" <<CONF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$secure,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$secure
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+# TLS + SASL/PLAIN listener (user dismon; its password and the CA are in secure.env next to this file).
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_dismon="$pass";
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$state/tls/broker.p12
+ssl.keystore.password=$pass
+ssl.key.password=$pass
 log.dirs=$state/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -87,7 +128,7 @@ start() {
   command -v java >/dev/null || { log "java is not installed"; exit 1; }
   fetch_jars
   mkdir -p "$state"
-  local port controller classpath
+  local port controller secure classpath
   classpath="$libs/*"
   if [ "${1:-}" = "--keep-data" ] && [ -f "$state/server.properties" ] && [ -d "$state/data" ]; then
     # The same broker again (its port, topics, offsets and group state), e.g. after a fault-injection stop.
@@ -97,8 +138,10 @@ start() {
   else
     port=$(pick_port "${KAFKA_PORT:-9092}")
     controller=$(pick_port $((port + 1000)))
+    secure=$(pick_port $((port + 2000)))
     rm -rf "$state/data" "$state/broker.log" "$state/stdout.log"
-    write_config "$port" "$controller"
+    make_tls
+    write_config "$port" "$controller" "$secure"
     local cluster_id
     cluster_id=$(java -cp "$classpath" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
     java -Dlog4j.configuration="file:$state/log4j.properties" -cp "$classpath" kafka.tools.StorageTool format \
@@ -141,5 +184,6 @@ case "${1:-}" in
   start) start "${2:-}" ;;
   stop) stop ;;
   status) running_address || exit 1 ;;
-  *) echo "usage: $0 start [--keep-data]|stop|status" >&2; exit 2 ;;
+  secure-env) running_address >/dev/null && cat "$state/secure.env" || { log "not running"; exit 1; } ;;
+  *) echo "usage: $0 start [--keep-data]|stop|status|secure-env" >&2; exit 2 ;;
 esac
