@@ -169,6 +169,10 @@ def _add_worker(commands: Any) -> None:
                         metavar="N", help="hold at most N request ids (over this worker's partitions); beyond it new ids "
                         "are not joined, counted in dismon_join_refused_total and logged, and the DismonJoinStateFull "
                         f"alert fires (default {DEFAULT_MAX_JOIN_ENTRIES:,}; $DISMON_MAX_JOIN_ENTRIES)")
+    parser.add_argument("--dead-letter-payload", action="store_true", default=_env("DEAD_LETTER_PAYLOAD") == "1",
+                        help="keep the offending bytes (base64, at most 256 KiB) in dead-letter records, to repair and "
+                        "re-send them; they may hold personal data, so only the dead-letter topic ever gets them "
+                        "($DISMON_DEAD_LETTER_PAYLOAD=1; default off)")
     parser.add_argument("--alertmanager-url", default=_env("ALERTMANAGER_URL"), metavar="URL",
                         help="also push every finding to this Alertmanager (v2 API), retried with backoff, never "
                         "blocking the stream; e.g. http://127.0.0.1:9093")
@@ -317,7 +321,7 @@ def _worker(args: argparse.Namespace) -> int:
         idle_ms=idle_ms, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
         session_timeout_s=args.session_timeout / 1000, alertmanager_url=args.alertmanager_url,
         alertmanager_hold_ms=args.alertmanager_hold, runbook_base=args.runbook_base,
-        max_join_entries=args.max_join_entries,
+        max_join_entries=args.max_join_entries, dead_letter_payload=args.dead_letter_payload,
     )
     try:
         return worker.run(settings, policy, SubjectHasher.from_environment())

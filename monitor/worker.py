@@ -17,6 +17,7 @@ SIGHUP reloads the policy file; a broken file is refused and the policy in force
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import os
 import logging
@@ -47,6 +48,7 @@ from monitor.policy import Policy, load_policy
 from monitor.timeutil import format_ms
 
 log = logging.getLogger("dismon.worker")
+MAX_DEAD_LETTER_PAYLOAD = 256 * 1024  # bytes of an invalid message kept with --dead-letter-payload
 
 TOPIC_KINDS = ("requests", "responses", "disposals")
 
@@ -108,6 +110,7 @@ class WorkerSettings:
     alertmanager_hold_ms: int = DEFAULT_HOLD_MS
     runbook_base: str = DEFAULT_RUNBOOK_BASE
     max_join_entries: int | None = DEFAULT_MAX_JOIN_ENTRIES
+    dead_letter_payload: bool = False  # keep the offending bytes (base64) in dead-letter records: personal data!
 
 
 class _EntryCodec(codecs.Codec):
@@ -228,6 +231,11 @@ class Runtime:
             "size": len(message.value or b""),
             "detected_at": format_ms(time.time_ns() // 1_000_000),
         }
+        if self.settings.dead_letter_payload and message.value:
+            # Only on request (--dead-letter-payload), and only here on the dead-letter topic: it may be personal.
+            kept = bytes(message.value[:MAX_DEAD_LETTER_PAYLOAD])
+            record |= {"payload_b64": base64.b64encode(kept).decode(),
+                       "payload_truncated": len(message.value) > len(kept)}
         await self.deadletter.send(key=message.key, value=orjson.dumps(record))
 
     def reload_policy(self) -> None:

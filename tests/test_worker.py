@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import os
 import shutil
@@ -253,13 +254,16 @@ def test_garbage_goes_to_dead_letters_and_good_events_around_it_are_processed(
     records += [(f"{prefix}.requests", 0, b"bad", blob) for blob in garbage]
     records += [(f"{prefix}.responses", 0, b"r1", response)]
     asyncio.run(_produce(kafka_bootstrap, records))
-    worker = Worker(kafka_bootstrap, prefix, policy, tmp_path / "worker.log")
+    worker = Worker(kafka_bootstrap, prefix, policy, tmp_path / "worker.log", extra=("--dead-letter-payload",))
     try:
         worker.wait_for_events(2)
         time.sleep(2)
     finally:
         worker.stop()
     dead = [record for _, record in asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.deadletter"))]
+    # --dead-letter-payload: the bytes are kept (base64, capped), so the producer's bug can be seen and fixed.
+    assert [base64.b64decode(d.pop("payload_b64")) for d in dead] == [garbage[0], garbage[1], garbage[2][:256 * 1024]]
+    assert [d.pop("payload_truncated") for d in dead] == [False, False, True]
     assert [(d["reason"], d["topic"], d["partition"], d["offset"]) for d in dead] == [
         ("invalid_json", f"{prefix}.requests", 0, 1),
         ("wrong_type:request_id", f"{prefix}.requests", 0, 2),
