@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,14 +23,7 @@ import uuid
 
 import orjson
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from bench_common import BENCH_ENV, ROOT, free_port, start_broker
 
 
 def _now() -> str:
@@ -103,17 +94,16 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000, help="events offered per second (default 1,000)")
     parser.add_argument("--seconds", type=int, default=30)
     args = parser.parse_args()
-    boot = subprocess.run(["bash", os.path.join(ROOT, "deploy/local/kafka.sh"), "start"], check=True,
-                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    boot = start_broker()
     prefix = f"lat{uuid.uuid4().hex[:6]}"
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as work:
         subprocess.run([sys.executable, "-m", "monitor.cli", "simulate", "--out", work, "--requests", "10"], cwd=ROOT,
                        check=True, capture_output=True)
         worker = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "worker", "--policy", f"{work}/policy.toml", "--bootstrap-servers",
              boot, "--topic-prefix", prefix, "--group", f"{prefix}-g", "--metrics-port", str(port)],
-            cwd=ROOT, env={**os.environ, "DISMON_SUBJECT_KEY": "bench-key-0123456789abcdef"},
+            cwd=ROOT, env=BENCH_ENV,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60

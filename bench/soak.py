@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
-import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,22 +25,14 @@ import uuid
 
 import orjson
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from bench_common import BENCH_ENV, KINDS, ROOT, create_topics, free_port, metric_sums, start_broker
+
 sys.path.insert(0, ROOT)
 
 from monitor.report import load_truth  # noqa: E402
 from monitor.timeutil import format_ms  # noqa: E402
 
-KINDS = ("requests", "responses", "disposals")
 TOPIC_OF = {"request": "requests", "response": "responses", "disposal": "disposals"}
-ENV = {**os.environ, "DISMON_SUBJECT_KEY": "soak-key-0123456789abcdef"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _rss_mib(pid: int) -> float:
@@ -53,28 +43,14 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
-def _metrics(port: int) -> dict[str, float]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-            text = answer.read().decode()
-    except OSError:
-        return {}
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name = line.split("{")[0].split(" ")[0]
-            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
-
-
 class Worker:
     def __init__(self, boot: str, prefix: str, policy: str, log: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log = open(log, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "worker", "--policy", policy, "--bootstrap-servers", boot,
              "--topic-prefix", prefix, "--group", f"{prefix}-g", "--metrics-port", str(self.port)],
-            cwd=ROOT, env=ENV, stdout=self.log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=BENCH_ENV, stdout=self.log, stderr=subprocess.STDOUT)
         started = time.monotonic()
         while True:
             try:
@@ -146,25 +122,13 @@ async def _alert_keys(boot: str, prefix: str) -> set[tuple[str, str]]:
         await consumer.stop()
 
 
-async def _create(boot: str, prefix: str, partitions: int) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=boot)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(f"{prefix}.{k}", partitions, 1) for k in (*KINDS, "alerts", "deadletter")])
-    finally:
-        await admin.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=800, help="events offered per second (default 800)")
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
-    boot = subprocess.run(["bash", os.path.join(ROOT, "deploy/local/kafka.sh"), "start"], check=True,
-                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    boot = start_broker()
     prefix = f"soak{uuid.uuid4().hex[:6]}"
     total_events = int(args.rate * args.minutes * 60)
     with tempfile.TemporaryDirectory() as work:
@@ -174,7 +138,7 @@ def main() -> None:
         with gzip.open(f"{work}/events.jsonl.gz") as log:
             lines = log.read().splitlines()
         truth = load_truth(f"{work}/truth.json")
-        asyncio.run(_create(boot, prefix, args.partitions))
+        create_topics(boot, prefix, args.partitions)
         policy = f"{work}/policy.toml"
         print(f"{len(lines):,} events (150 days of event time) offered at {args.rate:,}/s for {args.minutes:g} min; "
               f"broker {boot}; restart half-way")
@@ -191,7 +155,7 @@ def main() -> None:
         while True:
             time.sleep(10)
             now = time.monotonic() - started
-            metrics = _metrics(worker.port)
+            metrics = metric_sums(worker.port)
             events = base_events + metrics.get("dismon_events_total", 0.0)
             rate = (events - last_events) / (time.monotonic() - last_t)
             last_events, last_t = events, time.monotonic()

@@ -19,17 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-KINDS = ("requests", "responses", "disposals")
+from bench_common import BENCH_ENV, KINDS, ROOT, create_topics, free_port, metric_sums, start_broker
 
 FAUST_NOOP = r"""
 import os, sys, time, faust
@@ -53,12 +49,6 @@ faust.Worker(app, loglevel="ERROR", quiet=True, redirect_stdouts=False).execute_
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _raw_rate(boot: str, prefix: str, total: int) -> float:
     from aiokafka import AIOKafkaConsumer
 
@@ -78,18 +68,13 @@ async def _raw_rate(boot: str, prefix: str, total: int) -> float:
 
 
 def _metric_events(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-            text = answer.read().decode()
-    except OSError:
-        return 0
-    return int(sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("dismon_events_total")))
+    return int(metric_sums(port).get("dismon_events_total", 0))
 
 
 def _workers_rate(boot: str, prefix: str, policy: str, total: int, count: int) -> float:
-    env = {**os.environ, "DISMON_SUBJECT_KEY": "bench-key-0123456789abcdef"}
+    env = BENCH_ENV
     group = f"bench-{uuid.uuid4().hex[:6]}"
-    ports = [_free_port() for _ in range(count)]
+    ports = [free_port() for _ in range(count)]
     processes = [
         subprocess.Popen([sys.executable, "-m", "monitor.cli", "worker", "--policy", policy, "--bootstrap-servers", boot,
                           "--topic-prefix", prefix, "--group", group, "--metrics-port", str(port), "--idle-after", "off"],
@@ -119,25 +104,13 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
-    boot = subprocess.run(["bash", os.path.join(ROOT, "deploy/local/kafka.sh"), "start"], check=True,
-                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    boot = start_broker()
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory() as work:
         subprocess.run([sys.executable, "-m", "monitor.cli", "simulate", "--out", work, "--requests", str(args.requests),
                         "--fault", "all", "--fault-rate", "0.01"], cwd=ROOT, check=True, capture_output=True)
 
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-        async def create() -> None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=boot)
-            await admin.start()
-            try:
-                await admin.create_topics([NewTopic(f"{prefix}.{k}", args.partitions, 1)
-                                           for k in (*KINDS, "alerts", "deadletter")])
-            finally:
-                await admin.close()
-
-        asyncio.run(create())
+        create_topics(boot, prefix, args.partitions)
         published = subprocess.run(
             [sys.executable, "-m", "monitor.cli", "replay", "--to-kafka", "--policy", f"{work}/policy.toml",
              "--bootstrap-servers", boot, "--topic-prefix", prefix, f"{work}/events.jsonl.gz"],

@@ -135,7 +135,7 @@ def _add_kafka_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _kafka_settings(args: argparse.Namespace) -> Any:
-    from monitor.worker import KafkaSettings
+    from monitor.kafka_io import KafkaSettings
 
     return KafkaSettings(
         bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix, group=args.group,

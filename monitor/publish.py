@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from monitor.errors import InputError
 from monitor.events import FUTURE_TOLERANCE_MS, Disposal, Request
 from monitor.sources import DeadLetter, merged_events
-from monitor.worker import KafkaSettings
+from monitor.kafka_io import KafkaSettings
 
 
 async def publish(

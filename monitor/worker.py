@@ -22,7 +22,6 @@ import dataclasses
 import os
 import logging
 import signal
-import ssl
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,70 +30,24 @@ from typing import Any
 import faust
 import msgspec
 import orjson
-from aiohttp import web
 from faust.serializers import codecs
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Gauge
 
 from monitor.alertmanager import DEFAULT_HOLD_MS, DEFAULT_RUNBOOK_BASE, AlertmanagerSink
+from monitor import endpoints
 from monitor.clock import PartitionClock
 from monitor.detector import DEFAULT_MAX_JOIN_ENTRIES, Detector
 from monitor.events import DEFAULT_MAX_EVENT_BYTES, FUTURE_TOLERANCE_MS, Invalid, decode, event_time_ms
 from monitor.findings import Finding, SubjectHasher
 from monitor.join import JoinEntry
+from monitor.kafka_io import TOPIC_KINDS, KafkaSettings, ensure_topics, watch_broker
 from monitor.metrics import Metrics, reason_label
-from monitor.errors import DismonError, InputError, UsageError
+from monitor.errors import DismonError, InputError
 from monitor.policy import Policy, load_policy
 from monitor.timeutil import format_ms
 
 log = logging.getLogger("dismon.worker")
 MAX_DEAD_LETTER_PAYLOAD = 256 * 1024  # bytes of an invalid message kept with --dead-letter-payload
-
-TOPIC_KINDS = ("requests", "responses", "disposals")
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaSettings:
-    bootstrap_servers: str = "127.0.0.1:9092"
-    topic_prefix: str = "disclosure"
-    group: str = "dismon"
-    security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
-    sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
-    sasl_username: str | None = None
-    sasl_password: str | None = None
-    ssl_cafile: str | None = None
-
-    def topic(self, kind: str) -> str:
-        return f"{self.topic_prefix}.{kind}"
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        if "SSL" not in self.security_protocol:
-            return None
-        try:
-            return ssl.create_default_context(cafile=self.ssl_cafile)
-        except (ssl.SSLError, OSError) as exc:
-            raise UsageError(f"cannot load the CA file {self.ssl_cafile} for Kafka TLS: {exc}") from exc
-
-    def client_options(self) -> dict[str, Any]:
-        """aiokafka client keyword arguments for these settings."""
-        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.security_protocol}
-        if self.sasl_mechanism:
-            options |= {"sasl_mechanism": self.sasl_mechanism, "sasl_plain_username": self.sasl_username,
-                        "sasl_plain_password": self.sasl_password}
-        context = self.ssl_context()
-        if context is not None:
-            options["ssl_context"] = context
-        return options
-
-    def faust_credentials(self) -> Any:
-        context = self.ssl_context()
-        if self.sasl_mechanism:
-            return faust.SASLCredentials(
-                username=self.sasl_username, password=self.sasl_password, ssl_context=context,
-                mechanism=self.sasl_mechanism,
-            )
-        return context
-
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
@@ -111,6 +64,14 @@ class WorkerSettings:
     runbook_base: str = DEFAULT_RUNBOOK_BASE
     max_join_entries: int | None = DEFAULT_MAX_JOIN_ENTRIES
     dead_letter_payload: bool = False  # keep the offending bytes (base64) in dead-letter records: personal data!
+
+
+def _faust_credentials(kafka: KafkaSettings) -> Any:
+    context = kafka.ssl_context()
+    if kafka.sasl_mechanism:
+        return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password,
+                                     ssl_context=context, mechanism=kafka.sasl_mechanism)
+    return context
 
 
 class _EntryCodec(codecs.Codec):
@@ -162,6 +123,8 @@ class Runtime:
         self.deadletter = app.topic(kafka.topic("deadletter"), key_serializer="raw", value_serializer="raw")
         self.ready = False  # partitions assigned and their join state recovered
         self.broker_up = True  # the last metadata request to the cluster succeeded
+        Gauge("dismon_broker_up", "1 while the Kafka cluster answers metadata requests", registry=registry
+              ).set_function(lambda: float(self.broker_up))
         self.alertmanager = None if settings.alertmanager_url is None else AlertmanagerSink(
             settings.alertmanager_url, registry, hold_ms=settings.alertmanager_hold_ms,
             runbook_base=settings.runbook_base)
@@ -238,6 +201,15 @@ class Runtime:
                        "payload_truncated": len(message.value) > len(kept)}
         await self.deadletter.send(key=message.key, value=orjson.dumps(record))
 
+    def set_broker_up(self, up: bool) -> None:
+        self.broker_up = up
+
+    def not_ready(self) -> str | None:
+        """Why /readyz says 503, or None when ready."""
+        if not self.broker_up:
+            return "broker unreachable"
+        return None if self.ready else "recovering"
+
     def reload_policy(self) -> None:
         """SIGHUP: load the policy file again; a broken one is refused and the one in force stays."""
         path = self.detector.policy.path
@@ -268,7 +240,7 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
     app = faust.App(
         kafka.group,
         broker=f"kafka://{kafka.bootstrap_servers}",
-        broker_credentials=kafka.faust_credentials(),
+        broker_credentials=_faust_credentials(kafka),
         store="memory://",
         # Faust creates a data directory even for in-memory tables; keep it out of the working directory
         # (read-only in the container image).
@@ -308,8 +280,8 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
         await runtime.tick()
 
     @app.task
-    async def watch_broker() -> None:
-        await _watch_broker(runtime, settings)
+    async def watch_cluster() -> None:
+        await watch_broker(kafka, runtime.set_broker_up)
 
     async def on_revoked(_app: Any, *_args: Any, **_kwargs: Any) -> None:
         runtime.ready = False  # until the rebalance's recovery is done (on_recover)
@@ -319,7 +291,7 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
     @app.task
     async def serve_http() -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, runtime.reload_policy)
-        await _start_http(runtime, settings)
+        await endpoints.serve(runtime.registry, runtime.not_ready, settings.metrics_host, settings.metrics_port)
 
     if runtime.alertmanager is not None:
         app.task(runtime.alertmanager.run)
@@ -350,114 +322,13 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
     return app, runtime
 
 
-async def _start_http(runtime: Runtime, settings: WorkerSettings) -> None:
-    async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(runtime.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def ready(_request: web.Request) -> web.Response:
-        if not runtime.broker_up:
-            return web.Response(status=503, text="broker unreachable\n")
-        return web.Response(status=200 if runtime.ready else 503, text="ready\n" if runtime.ready else "recovering\n")
-
-    async def live(_request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def tasks(_request: web.Request) -> web.Response:
-        """Where every asyncio task is waiting, down the await chain: for diagnosing a stalled worker."""
-        lines = []
-        for task in asyncio.all_tasks():
-            lines.append(f"--- {task.get_name()}")
-            awaited: Any = task.get_coro()
-            for _depth in range(40):
-                frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None) or getattr(
-                    awaited, "gi_frame", None)
-                if frame is None:
-                    lines.append(f"    (waiting on {type(awaited).__name__})")
-                    break
-                lines.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
-                awaited = (getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
-                           or getattr(awaited, "gi_yieldfrom", None))
-                if awaited is None:
-                    break
-        return web.Response(text="\n".join(lines) + "\n")
-
-    http = web.Application()
-    http.add_routes([web.get("/metrics", metrics), web.get("/readyz", ready), web.get("/healthz", live),
-                     web.get("/debug/tasks", tasks)])
-    runner = web.AppRunner(http, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
-    log.info("metrics and health on http://%s:%d/metrics, /healthz, /readyz", settings.metrics_host,
-             settings.metrics_port)
-
-
-async def _watch_broker(runtime: Runtime, settings: WorkerSettings, every_s: float = 2.0) -> None:
-    """Ask the cluster for metadata every few seconds: /readyz and dismon_broker_up say whether it answers.
-    Faust and aiokafka reconnect by themselves; this only makes an outage visible."""
-    from aiokafka.client import AIOKafkaClient
-    from aiokafka.errors import KafkaError
-
-    client = AIOKafkaClient(**settings.kafka.client_options(), request_timeout_ms=5_000)
-    Gauge("dismon_broker_up", "1 while the Kafka cluster answers metadata requests", registry=runtime.registry
-          ).set_function(lambda: float(runtime.broker_up))
-    bootstrapped = False
-    try:
-        while True:
-            try:
-                if not bootstrapped:
-                    await asyncio.wait_for(client.bootstrap(), timeout=every_s * 2)
-                    bootstrapped = True
-                await asyncio.wait_for(client.fetch_all_metadata(), timeout=every_s * 2)
-                up = True
-            except (KafkaError, asyncio.TimeoutError, OSError):
-                up = False
-            if up != runtime.broker_up:
-                (log.warning if up else log.error)("Kafka at %s is %s", settings.kafka.bootstrap_servers,
-                                                   "reachable again" if up else "unreachable; not ready")
-            runtime.broker_up = up
-            await asyncio.sleep(every_s)
-    finally:
-        await client.close()
-
-
-async def ensure_topics(settings: WorkerSettings) -> dict[str, int]:
-    """Create missing topics; refuse (ValueError) when the input topics are not co-partitioned."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    kafka = settings.kafka
-    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=15_000)
-    await admin.start()
-    try:
-        existing = {t: len(p) for t, p in (await _partition_counts(admin)).items()}
-        wanted = [kafka.topic(kind) for kind in (*TOPIC_KINDS, "alerts", "deadletter")]
-        missing = [t for t in wanted if t not in existing]
-        if missing:
-            await admin.create_topics([NewTopic(t, num_partitions=settings.partitions, replication_factor=1) for t in missing])
-            log.info("created topics %s with %d partitions", missing, settings.partitions)
-            existing |= {t: settings.partitions for t in missing}
-        counts = {kind: existing[kafka.topic(kind)] for kind in TOPIC_KINDS}
-        if len(set(counts.values())) != 1:
-            raise ValueError(
-                "input topics are not co-partitioned (requests, responses and disposals need the same "
-                f"partition count): {counts}"
-            )
-        return counts
-    finally:
-        await admin.close()
-
-
-async def _partition_counts(admin: Any) -> dict[str, list[int]]:
-    metadata = await admin.describe_topics()
-    return {t["topic"]: [p["partition"] for p in t["partitions"]] for t in metadata if not t.get("error_code")}
-
-
 def run(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher) -> int:
     """Run the worker until SIGTERM/SIGINT; returns the exit code."""
     from aiokafka.errors import KafkaError
 
     kafka = settings.kafka
     try:
-        counts = asyncio.run(ensure_topics(settings))
+        counts = asyncio.run(ensure_topics(kafka, settings.partitions))
     except KafkaError as exc:
         raise InputError(
             f"cannot use Kafka at {kafka.bootstrap_servers} ({kafka.security_protocol}"

@@ -1,0 +1,111 @@
+"""Kafka settings and the plain-aiokafka chores around the worker: topics, and watching the cluster.
+
+No Faust here: ``dismon replay --to-kafka`` and the tests use it without loading the stream engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
+
+from monitor.errors import UsageError
+
+log = logging.getLogger("dismon.kafka")
+
+TOPIC_KINDS = ("requests", "responses", "disposals")
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "disclosure"
+    group: str = "dismon"
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+
+    def topic(self, kind: str) -> str:
+        return f"{self.topic_prefix}.{kind}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if "SSL" not in self.security_protocol:
+            return None
+        try:
+            return ssl.create_default_context(cafile=self.ssl_cafile)
+        except (ssl.SSLError, OSError) as exc:
+            raise UsageError(f"cannot load the CA file {self.ssl_cafile} for Kafka TLS: {exc}") from exc
+
+    def client_options(self) -> dict[str, Any]:
+        """aiokafka client keyword arguments for these settings."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            options |= {"sasl_mechanism": self.sasl_mechanism, "sasl_plain_username": self.sasl_username,
+                        "sasl_plain_password": self.sasl_password}
+        context = self.ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        return options
+
+
+async def watch_broker(kafka: KafkaSettings, on_change: Callable[[bool], None], every_s: float = 2.0) -> None:
+    """Ask the cluster for metadata every few seconds and report whether it answers (``on_change``, called
+    on every transition). Faust and aiokafka reconnect by themselves; this only makes an outage visible."""
+    client = AIOKafkaClient(**kafka.client_options(), request_timeout_ms=5_000)
+    bootstrapped, was_up = False, True
+    try:
+        while True:
+            try:
+                if not bootstrapped:
+                    await asyncio.wait_for(client.bootstrap(), timeout=every_s * 2)
+                    bootstrapped = True
+                await asyncio.wait_for(client.fetch_all_metadata(), timeout=every_s * 2)
+                up = True
+            except (KafkaError, asyncio.TimeoutError, OSError):
+                up = False
+            if up != was_up:
+                (log.warning if up else log.error)("Kafka at %s is %s", kafka.bootstrap_servers,
+                                                   "reachable again" if up else "unreachable; not ready")
+                on_change(up)
+                was_up = up
+            await asyncio.sleep(every_s)
+    finally:
+        await client.close()
+
+
+async def ensure_topics(kafka: KafkaSettings, partitions: int) -> dict[str, int]:
+    """Create missing topics (with ``partitions``); refuse (ValueError) when the input topics are not
+    co-partitioned. Returns the input topics' partition counts."""
+    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=15_000)
+    await admin.start()
+    try:
+        existing = {t: len(p) for t, p in (await _partition_counts(admin)).items()}
+        wanted = [kafka.topic(kind) for kind in (*TOPIC_KINDS, "alerts", "deadletter")]
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            await admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing])
+            log.info("created topics %s with %d partitions", missing, partitions)
+            existing |= {t: partitions for t in missing}
+        counts = {kind: existing[kafka.topic(kind)] for kind in TOPIC_KINDS}
+        if len(set(counts.values())) != 1:
+            raise ValueError(
+                "input topics are not co-partitioned (requests, responses and disposals need the same "
+                f"partition count): {counts}"
+            )
+        return counts
+    finally:
+        await admin.close()
+
+
+async def _partition_counts(admin: Any) -> dict[str, list[int]]:
+    metadata = await admin.describe_topics()
+    return {t["topic"]: [p["partition"] for p in t["partitions"]] for t in metadata if not t.get("error_code")}
