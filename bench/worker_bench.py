@@ -71,13 +71,13 @@ def _metric_events(port: int) -> int:
     return int(metric_sums(port).get("dismon_events_total", 0))
 
 
-def _workers_rate(boot: str, prefix: str, policy: str, total: int, count: int) -> float:
+def _workers_rate(boot: str, prefix: str, policy: str, total: int, count: int, *extra: str) -> float:
     env = BENCH_ENV
     group = f"bench-{uuid.uuid4().hex[:6]}"
     ports = [free_port() for _ in range(count)]
     processes = [
         subprocess.Popen([sys.executable, "-m", "monitor.cli", "worker", "--policy", policy, "--bootstrap-servers", boot,
-                          "--topic-prefix", prefix, "--group", group, "--metrics-port", str(port), "--idle-after", "off"],
+                          "--topic-prefix", prefix, "--group", group, "--metrics-port", str(port), "--idle-after", "off", *extra],
                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for port in ports
     ]
@@ -125,6 +125,8 @@ def main() -> None:
             rows.append(("Faust agent doing nothing", float(handle.read())))
         rows.append(("dismon worker", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 1)))
         rows.append(("dismon worker x2 (one group)", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 2)))
+        rows.append(("dismon worker --write-back-state",
+                     _workers_rate(boot, prefix, f"{work}/policy.toml", total, 1, "--write-back-state")))
     for name, rate in rows:
         print(f"{name:<32} {rate:>10,.0f} events/s")
 

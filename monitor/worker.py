@@ -44,6 +44,7 @@ from monitor.kafka_io import TOPIC_KINDS, KafkaSettings, ensure_topics, watch_br
 from monitor.metrics import Metrics, reason_label
 from monitor.errors import DismonError, InputError
 from monitor.policy import Policy, load_policy
+from monitor.writeback import WriteBack
 from monitor.timeutil import format_ms
 
 log = logging.getLogger("dismon.worker")
@@ -64,6 +65,7 @@ class WorkerSettings:
     runbook_base: str = DEFAULT_RUNBOOK_BASE
     max_join_entries: int | None = DEFAULT_MAX_JOIN_ENTRIES
     dead_letter_payload: bool = False  # keep the offending bytes (base64) in dead-letter records: personal data!
+    write_back_state: bool = False  # experimental: buffer join-state writes until the next commit
 
 
 def _faust_credentials(kafka: KafkaSettings) -> Any:
@@ -113,7 +115,12 @@ class Runtime:
         self.table = _JoinTable(app, name="join-state", default=None, key_type=str, beacon=app.tables.beacon,
                                 partitions=settings.partitions, use_partitioner=True)
         app.tables.add(self.table)
-        self.detector = Detector(policy, hasher, settings.allowed_lateness_ms, store=self.table,
+        # Experimental (--write-back-state): writes reach the table (and its changelog) at flush(), right before
+        # every offset commit and before partitions are given up (monitor/writeback.py). Off by default: see
+        # the README (Worker throughput) for what it gains and the one takeover run in twenty that it failed.
+        self.join_state: WriteBack[JoinEntry] | None = WriteBack(self.table) if settings.write_back_state else None
+        self.detector = Detector(policy, hasher, settings.allowed_lateness_ms,
+                                 store=self.table if self.join_state is None else self.join_state,
                                  external_watermark=True, observer=self.metrics,
                                  max_entries=settings.max_join_entries)
         self.clock = PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, lambda: time.time_ns() // 1_000_000)
@@ -163,6 +170,8 @@ class Runtime:
 
     async def tick(self) -> None:
         """Once a second: let the watermark move on a quiet stream (and say so if the join state is full)."""
+        if not self.ready:
+            return  # partitions are moving: timers must not touch entries this worker may no longer own
         await self._send(self._advance())
         refused, (logged, at) = self.detector.stats.refused, self._refused_logged
         if refused > logged and time.monotonic() - at >= 60:
@@ -234,6 +243,18 @@ class Runtime:
         return count
 
 
+class _FlushBeforeCommit(faust.Sensor):
+    """Faust calls this as it starts a commit, before it flushes the producer and commits offsets."""
+
+    def __init__(self, join_state: WriteBack[JoinEntry]) -> None:
+        super().__init__()
+        self.join_state = join_state
+
+    def on_commit_initiated(self, consumer: Any) -> Any:
+        self.join_state.flush()
+        return None
+
+
 def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
               registry: CollectorRegistry) -> tuple[faust.App, Runtime]:
     kafka = settings.kafka
@@ -285,8 +306,14 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
 
     async def on_revoked(_app: Any, *_args: Any, **_kwargs: Any) -> None:
         runtime.ready = False  # until the rebalance's recovery is done (on_recover)
+        if runtime.join_state is not None:
+            # Everything this worker changed reaches the changelog before another worker may recover from it.
+            runtime.join_state.flush()
+            await app.producer.flush()
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's signal types are too narrow
+    if runtime.join_state is not None:
+        app.sensors.add(_FlushBeforeCommit(runtime.join_state))
 
     @app.task
     async def serve_http() -> None:
