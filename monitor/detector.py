@@ -25,7 +25,6 @@ import msgspec
 from monitor.checks import RequiredFields, normalize
 from monitor.events import Disposal, Event, Request, Response, disclosed_fields, encode, event_time_ms
 from monitor.findings import Finding, SubjectHasher, Violation, format_ref, make_alert_id
-from monitor.observe import Observer
 from monitor.join import (
     DUPLICATE_FIRED,
     SLA_DONE,
@@ -35,6 +34,7 @@ from monitor.join import (
     RequestFacts,
     TimerWheel,
 )
+from monitor.observe import Observer
 from monitor.policy import DEFAULT_JOIN_WINDOW, DEFAULT_ORPHAN_GRACE, Agreement, Policy
 from monitor.rules import DISCLOSURE_RULES, DISPOSAL, DUPLICATE, ORPHAN, REQUEST_RULES, SLA, WINDOWED_RULES
 from monitor.rules.base import WindowedRule

@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import os
 import logging
+import os
 import signal
 import tempfile
 import time
@@ -33,19 +33,19 @@ import orjson
 from faust.serializers import codecs
 from prometheus_client import CollectorRegistry, Gauge
 
-from monitor.alertmanager import DEFAULT_HOLD_MS, DEFAULT_RUNBOOK_BASE, AlertmanagerSink
 from monitor import endpoints
+from monitor.alertmanager import DEFAULT_HOLD_MS, DEFAULT_RUNBOOK_BASE, AlertmanagerSink
 from monitor.clock import PartitionClock
 from monitor.detector import DEFAULT_MAX_JOIN_ENTRIES, Detector
+from monitor.errors import DismonError, InputError
 from monitor.events import DEFAULT_MAX_EVENT_BYTES, FUTURE_TOLERANCE_MS, Invalid, decode, event_time_ms
 from monitor.findings import Finding, SubjectHasher
 from monitor.join import JoinEntry
 from monitor.kafka_io import TOPIC_KINDS, KafkaSettings, ensure_topics, watch_broker
 from monitor.metrics import Metrics, reason_label
-from monitor.errors import DismonError, InputError
 from monitor.policy import Policy, load_policy
-from monitor.writeback import WriteBack
 from monitor.timeutil import format_ms
+from monitor.writeback import WriteBack
 
 log = logging.getLogger("dismon.worker")
 MAX_DEAD_LETTER_PAYLOAD = 256 * 1024  # bytes of an invalid message kept with --dead-letter-payload
