@@ -3,6 +3,7 @@
 #   prometheus, promtool            (package prometheus)
 #   prometheus-alertmanager, amtool (package prometheus-alertmanager)
 #   docker-compose                  (package docker-compose; only `config -q` is used, no engine needed)
+#   openssl                         (the local broker's TLS certificates)
 # Packages already present are left alone. Services are never started: the tests start their own on loopback.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ need=()
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v openssl >/dev/null || need+=(openssl)  # kafka.sh makes the TLS listener's CA with it
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=()
