@@ -10,6 +10,7 @@ here raises on bad input.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -166,12 +167,23 @@ def _reason_from_validation(message: str) -> str:
     return f"wrong_type:{path}"
 
 
+# Bounds compared as datetimes: the callers convert the event time to milliseconds once, afterwards.
+# to_ms(t) < 0 exactly when t <= epoch - 1 ms, and to_ms(t) > n exactly when t >= n + 1 ms.
+_BEFORE_1970 = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) - dt.timedelta(milliseconds=1)
+
+
+@functools.lru_cache(maxsize=1)  # a replay passes the same bound for every line
+def _too_late(not_after_ms: int) -> dt.datetime:
+    """The first event time after ``not_after_ms``."""
+    return dt.datetime.fromtimestamp((not_after_ms + 1) / 1000, tz=dt.timezone.utc)
+
+
 def _post_validate(event: Event, not_after_ms: int | None) -> str | None:
-    if event.event_time.tzinfo is None:  # RFC 3339 demands an offset; msgspec accepts naive times
+    moment = event.event_time
+    if moment.tzinfo is None:  # RFC 3339 demands an offset; msgspec accepts naive times
         return "wrong_type:" + _TIME_FIELD[type(event)]
-    event_ms = to_ms(event.event_time)
-    if event_ms < 0 or (not_after_ms is not None and event_ms > not_after_ms):  # before 1970, or in the future
-        return "out_of_range:" + _TIME_FIELD[type(event)]
+    if moment <= _BEFORE_1970 or (not_after_ms is not None and moment >= _too_late(not_after_ms)):
+        return "out_of_range:" + _TIME_FIELD[type(event)]  # before 1970, or in the future
     return None
 
 
