@@ -23,7 +23,7 @@ from monitor.detector import DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_MAX_JOIN_ENTRI
 from monitor.errors import DismonError, UsageError
 from monitor.events import FUTURE_TOLERANCE_MS
 from monitor.findings import KEY_ENV, KEY_FILE_ENV, SEVERITY_RANK, Finding, SubjectHasher
-from monitor.metrics import Metrics, reason_label, serve
+from monitor.metrics import Metrics, serve
 from monitor.policy import Policy, load_policy
 from monitor.report import Comparison, count_at_or_above, load_truth, summary_lines, truth_lines
 from monitor.replay import run_replay
@@ -256,7 +256,7 @@ def _replay(args: argparse.Namespace) -> int:
 
         def on_dead_letter(letter: DeadLetter) -> None:
             if metrics is not None:
-                metrics.invalid.labels(reason_label(letter.reason)).inc()
+                metrics.dead_letter(letter.reason)
             if dead_out is not None:
                 record = letter.to_record() | {"detected_at": format_ms(_now_ms())}
                 dead_out.write(orjson.dumps(record) + b"\n")

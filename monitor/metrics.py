@@ -124,6 +124,9 @@ class Metrics:
 
     # -- the shells ----------------------------------------------------------------------------
 
+    def dead_letter(self, reason: str) -> None:
+        self.invalid.labels(reason_label(reason)).inc()
+
     def finding(self, finding: Finding, emitted_ms: int | None = None) -> None:
         unit = self.unit(finding.requester.get("unit") if finding.requester else None)
         self.findings.labels(finding.rule, finding.severity, finding.status, self.agreement(finding.agreement_id),

@@ -42,7 +42,7 @@ from monitor.events import DEFAULT_MAX_EVENT_BYTES, FUTURE_TOLERANCE_MS, Invalid
 from monitor.findings import Finding, SubjectHasher
 from monitor.join import JoinEntry
 from monitor.kafka_io import TOPIC_KINDS, KafkaSettings, ensure_topics, watch_broker
-from monitor.metrics import Metrics, reason_label
+from monitor.metrics import Metrics
 from monitor.policy import Policy, load_policy
 from monitor.timeutil import format_ms
 from monitor.writeback import WriteBack
@@ -194,7 +194,7 @@ class Runtime:
             await self.alerts.send(key=finding.alert_id.encode(), value=orjson.dumps(finding.to_alert(now_ms)))
 
     async def _dead_letter(self, reason: str, message: Any) -> None:
-        self.metrics.invalid.labels(reason_label(reason)).inc()
+        self.metrics.dead_letter(reason)
         record = {
             "reason": reason,
             "topic": message.topic,
