@@ -20,6 +20,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def metric_sum(exposition: str, prefix: str, containing: str = "") -> float:
+    """The sum of the samples in a Prometheus text exposition whose line starts with ``prefix``."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines()
+               if line.startswith(prefix) and containing in line)
+
+
 def tool(name: str) -> str:
     path = shutil.which(name)
     assert path, f"{name} missing: `make setup` installs it (deploy/local/tools.sh)"

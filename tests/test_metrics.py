@@ -23,7 +23,7 @@ from monitor.policy import Policy
 from monitor.timeutil import parse_time_ms
 from monitor.cli import main
 from tests.conftest import TEST_KEY, disposal, request, response, run
-from tests.services import free_port, tool
+from tests.services import free_port, metric_sum, tool
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -132,12 +132,12 @@ def test_replay_serves_the_same_metrics_while_it_runs(tmp_path: Path) -> None:
                     text = answer.read().decode()
             except OSError:
                 text = ""
-            if _sum(text, "dismon_events_total{") == len(events):
+            if metric_sum(text, "dismon_events_total{") == len(events):
                 break
             time.sleep(0.2)
-        assert _sum(text, "dismon_events_total{") == len(events)
+        assert metric_sum(text, "dismon_events_total{") == len(events)
         alerts = (tmp_path / "alerts.jsonl").read_bytes().count(b"\n")
-        assert _sum(text, 'dismon_findings_total{') == alerts > 0
+        assert metric_sum(text, 'dismon_findings_total{') == alerts > 0
         check = subprocess.run([tool("promtool"), "check", "metrics"], input=text.encode(), capture_output=True,
                                timeout=60)
         assert check.returncode == 0, check.stdout + check.stderr
@@ -150,7 +150,3 @@ def test_replay_serves_the_same_metrics_while_it_runs(tmp_path: Path) -> None:
     finally:
         replay.terminate()
         replay.wait(timeout=30)
-
-
-def _sum(exposition: str, prefix: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines() if line.startswith(prefix))

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.services import REPO, alertmanager, prometheus
+from tests.services import REPO, alertmanager, metric_sum, prometheus
 from tests.test_worker import KINDS, Worker, _create_topics, _produce, _publish, _STARTED
 from monitor.cli import main
 
@@ -73,8 +73,7 @@ def test_worker_prometheus_rules_alertmanager_and_every_dashboard_query(kafka_bo
                 assert not empty, f"panels whose query returned no data: {empty}"
             # Every finding the worker emitted was pushed to Alertmanager, one alert per alert_id.
             exposition = worker.metrics()
-            emitted = sum(float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines()
-                          if line.startswith("dismon_findings_total{") and 'status="firing"' in line)
+            emitted = metric_sum(exposition, "dismon_findings_total{", 'status="firing"')
             assert emitted > 0
             _until(lambda: _alertmanager_findings(am_url) >= emitted, 30, "all findings in Alertmanager")
             assert _alertmanager_findings(am_url) == emitted

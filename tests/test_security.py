@@ -14,9 +14,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from monitor.cli import main
-from tests.corpus import CORPUS
-from tests.services import free_port
 from monitor.report import load_truth
+from tests.corpus import CORPUS
+from tests.services import free_port, metric_sum
 from tests.test_worker import (KINDS, PARTITIONS, Worker, _STARTED, _consume_all, _create_topics, _produce, _publish,
                                _ticks)
 
@@ -82,7 +82,7 @@ def test_hostile_input_through_the_worker_and_no_personal_data_anywhere(
                     extra=("--alertmanager-url", dead_alertmanager), env={"DISMON_LOG_LEVEL": "INFO"})
     try:
         worker.wait_for_events(published + valid_hostile + len(ticks))
-        worker._wait(lambda: _sample(worker.metrics(), "dismon_alertmanager_push_failures_total") >= 2, 30,
+        worker._wait(lambda: metric_sum(worker.metrics(), "dismon_alertmanager_push_failures_total") >= 2, 30,
                      "retrying Alertmanager")
         exposition = worker.metrics()
     finally:
@@ -92,7 +92,7 @@ def test_hostile_input_through_the_worker_and_no_personal_data_anywhere(
     ids = {a["alert_id"] for _, a in alerts}
     assert expected <= ids  # every finding of the scenario, although Alertmanager never answered
     assert all(a["request_id"] == "r1" for _, a in alerts if a["alert_id"] not in expected)  # the corpus' own
-    assert _sample(exposition, "dismon_alertmanager_alerts_pushed_total") == 0
+    assert metric_sum(exposition, "dismon_alertmanager_alerts_pushed_total") == 0
 
     # Every invalid message is dead-lettered with its specific reason and position, never its payload.
     dead = asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.deadletter"))
@@ -122,7 +122,3 @@ def test_hostile_input_through_the_worker_and_no_personal_data_anywhere(
     assert len(outputs["worker log"]) > 1000  # INFO logging was on: there was something to scan
     for where, text in outputs.items():
         assert not _leaks(text, values), f"personal data in {where}: {_leaks(text, values)[:5]}"
-
-
-def _sample(exposition: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines() if line.startswith(name))
