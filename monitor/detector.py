@@ -278,7 +278,10 @@ class Detector:
         self.store[disposal.request_id] = entry
 
     def _entry(self, request_id: str, event_ms: int) -> JoinEntry | None:
-        """The request id's join entry, created if new; None when the join state is at its cap."""
+        """The request id's join entry, created if new; None when the join state is at its cap.
+
+        A new entry is not stored here: every caller stores it once it is complete (one changelog write
+        per event in the worker, not two)."""
         entry = self.store.get(request_id)
         if entry is None:
             if self.max_entries is not None and len(self.store) >= self.max_entries:
@@ -287,7 +290,6 @@ class Detector:
                     self.observer.refused()
                 return None
             entry = JoinEntry(first_ms=event_ms)
-            self.store[request_id] = entry
         elif event_ms < entry.first_ms:
             entry.first_ms = event_ms
         return entry

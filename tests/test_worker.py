@@ -274,11 +274,6 @@ def test_garbage_goes_to_dead_letters_and_good_events_around_it_are_processed(
     assert "Failed to Provide" not in str(dead) + str(alerts)
 
 
-@pytest.mark.skip(
-    reason="flaky: now and then (about 1 run in 10 to 20 here) both workers stop receiving messages after a "
-    "rebalance for a minute or more (Faust's fetcher polls, nothing is handed to the agent); when that happens "
-    "after the takeover the test times out. Passes otherwise; open in issue 3."
-)
 def test_two_workers_split_partitions_and_one_takes_over_from_the_other(
     kafka_bootstrap: str, scenario: tuple[Path, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -296,7 +291,7 @@ def test_two_workers_split_partitions_and_one_takes_over_from_the_other(
     try:
         assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
                      "--topic-prefix", prefix, str(directory / "first.jsonl.gz")]) == 0
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240
         while one.events() + two.events() < half and time.monotonic() < deadline:
             time.sleep(0.5)
         assert one.events() > 0 and two.events() > 0  # the partitions are split between them
@@ -305,7 +300,9 @@ def test_two_workers_split_partitions_and_one_takes_over_from_the_other(
         assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
                      "--topic-prefix", prefix, str(directory / "second.jsonl.gz")]) == 0
         asyncio.run(_produce(kafka_bootstrap, ticks))
-        one.wait_for_events(len(lines) + len(ticks) - done_by_two)
+        # Now and then (about 1 run in 10 to 20 here) Faust hands a worker nothing for a minute or more after
+        # a rebalance while its fetcher keeps polling; the events come afterwards, so the deadline allows it.
+        one.wait_for_events(len(lines) + len(ticks) - done_by_two, seconds=240)
         time.sleep(3)
     finally:
         one.stop()
