@@ -173,9 +173,6 @@ def _add_worker(commands: Any) -> None:
                         help="keep the offending bytes (base64, at most 256 KiB) in dead-letter records, to repair and "
                         "re-send them; they may hold personal data, so only the dead-letter topic ever gets them "
                         "($DISMON_DEAD_LETTER_PAYLOAD=1; default off)")
-    parser.add_argument("--write-back-state", action="store_true", default=_env("WRITE_BACK_STATE") == "1",
-                        help="experimental: buffer join-state writes and send them to the changelog once per commit "
-                        "(about 1.5x the throughput; see the README before using it)")
     parser.add_argument("--alertmanager-url", default=_env("ALERTMANAGER_URL"), metavar="URL",
                         help="also push every finding to this Alertmanager (v2 API), retried with backoff, never "
                         "blocking the stream; e.g. http://127.0.0.1:9093")
@@ -325,7 +322,6 @@ def _worker(args: argparse.Namespace) -> int:
         session_timeout_s=args.session_timeout / 1000, alertmanager_url=args.alertmanager_url,
         alertmanager_hold_ms=args.alertmanager_hold, runbook_base=args.runbook_base,
         max_join_entries=args.max_join_entries, dead_letter_payload=args.dead_letter_payload,
-        write_back_state=args.write_back_state,
     )
     try:
         return worker.run(settings, policy, SubjectHasher.from_environment())

@@ -1,16 +1,17 @@
-"""``dismon worker``: the live daemon. The only module that knows Faust.
+"""``dismon worker``: the live daemon. With monitor/batching.py, the only modules that know Faust.
 
-    requests ─┐
-    responses ├─► one agent ─► Detector (the same core as replay) ─► <prefix>.alerts (key: alert_id)
-    disposals ┘        │              │
-                       │              └─ join state: a changelog-backed Faust table (recovered on restart)
+    requests ─┐                   fetched batches
+    responses ├─► Faust consumer ───────────────► Detector (the same core as replay) ─► <prefix>.alerts (key: alert_id)
+    disposals ┘        │                              │
+                       │                              └─ join state: a changelog-backed Faust table (recovered on restart)
                        └─ invalid events ─► <prefix>.deadletter (reason, source topic/partition/offset)
 
-The watermark comes from :class:`~monitor.clock.PartitionClock` (the minimum
-over the worker's partitions, advanced on wall-clock time while idle), checked
-after every event and once a second. Delivery is at least once: after a crash
-the events since the last committed offset are processed again, and findings
-may be sent twice with the same ``alert_id``; consumers de-duplicate on it.
+Each fetched batch goes through the detector event by event; its findings go to the alerts topic, then
+(once the broker has them) its join-state changes to the table, then its offsets are acked. The watermark
+comes from :class:`~monitor.clock.PartitionClock` (the minimum over the worker's partitions, advanced on
+wall-clock time while idle), checked after every event and once a second. Delivery is at least once:
+after a crash the events since the last committed offset are processed again, and findings may be sent
+twice with the same ``alert_id``; consumers de-duplicate on it.
 SIGHUP reloads the policy file; a broken file is refused and the policy in force stays.
 """
 
@@ -35,6 +36,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from monitor import endpoints
 from monitor.alertmanager import DEFAULT_HOLD_MS, DEFAULT_RUNBOOK_BASE, AlertmanagerSink
+from monitor.batching import BatchApp, drain_producer_buffer
 from monitor.clock import PartitionClock
 from monitor.detector import DEFAULT_MAX_JOIN_ENTRIES, Detector
 from monitor.errors import DismonError, InputError
@@ -65,7 +67,6 @@ class WorkerSettings:
     runbook_base: str = DEFAULT_RUNBOOK_BASE
     max_join_entries: int | None = DEFAULT_MAX_JOIN_ENTRIES
     dead_letter_payload: bool = False  # keep the offending bytes (base64) in dead-letter records: personal data!
-    write_back_state: bool = False  # experimental: buffer join-state writes until the next commit
 
 
 def _faust_credentials(kafka: KafkaSettings) -> Any:
@@ -115,12 +116,10 @@ class Runtime:
         self.table = _JoinTable(app, name="join-state", default=None, key_type=str, beacon=app.tables.beacon,
                                 partitions=settings.partitions, use_partitioner=True)
         app.tables.add(self.table)
-        # Experimental (--write-back-state): writes reach the table (and its changelog) at flush(), right before
-        # every offset commit and before partitions are given up (monitor/writeback.py). Off by default: see
-        # the README (Worker throughput) for what it gains and the one takeover run in twenty that it failed.
-        self.join_state: WriteBack[JoinEntry] | None = WriteBack(self.table) if settings.write_back_state else None
-        self.detector = Detector(policy, hasher, settings.allowed_lateness_ms,
-                                 store=self.table if self.join_state is None else self.join_state,
+        # The detector's writes wait here and reach the table (and its changelog) once the findings they
+        # record are on the alerts topic: see _commit().
+        self.join_state: WriteBack[JoinEntry] = WriteBack(self.table)
+        self.detector = Detector(policy, hasher, settings.allowed_lateness_ms, store=self.join_state,
                                  external_watermark=True, observer=self.metrics,
                                  max_entries=settings.max_join_entries)
         self.clock = PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, lambda: time.time_ns() // 1_000_000)
@@ -153,26 +152,28 @@ class Runtime:
             lag[tp.topic] = lag.get(tp.topic, 0) + max(highwater - done, 0)
         return lag
 
-    async def handle(self, event: Any) -> None:
-        message = event.message
-        self.offsets[(message.topic, message.partition)] = message.offset
-        raw = message.value
+    async def handle(self, messages: list[Any]) -> None:
+        """One fetched batch of input messages, in order; each goes through the detector on its own."""
         not_after_ms = time.time_ns() // 1_000_000 + FUTURE_TOLERANCE_MS
-        decoded = Invalid("empty") if raw is None else decode(raw, self.settings.max_event_bytes, not_after_ms)
-        if isinstance(decoded, Invalid):
-            await self._dead_letter(decoded.reason, message)
-            return
-        event_ms = event_time_ms(decoded)
-        self.clock.observe((message.topic, message.partition), event_ms)
-        findings = list(self.detector.process(decoded, event_ms))
-        findings += self._advance()
-        await self._send(findings)
+        findings: list[Finding] = []
+        for message in messages:
+            self.offsets[(message.topic, message.partition)] = message.offset
+            raw = message.value
+            decoded = Invalid("empty") if raw is None else decode(raw, self.settings.max_event_bytes, not_after_ms)
+            if isinstance(decoded, Invalid):
+                await self._dead_letter(decoded.reason, message)
+                continue
+            event_ms = event_time_ms(decoded)
+            self.clock.observe((message.topic, message.partition), event_ms)
+            findings += self.detector.process(decoded, event_ms)
+            findings += self._advance()  # after every event, as the replay does
+        await self._commit(findings)
 
     async def tick(self) -> None:
         """Once a second: let the watermark move on a quiet stream (and say so if the join state is full)."""
         if not self.ready:
             return  # partitions are moving: timers must not touch entries this worker may no longer own
-        await self._send(self._advance())
+        await self._commit(self._advance())
         refused, (logged, at) = self.detector.stats.refused, self._refused_logged
         if refused > logged and time.monotonic() - at >= 60:
             log.error("join state full (%d request ids, --max-join-entries): %d events of new request ids not "
@@ -185,13 +186,26 @@ class Runtime:
             return []
         return list(self.detector.advance_to(watermark))
 
-    async def _send(self, findings: list[Finding]) -> None:
+    async def _commit(self, findings: list[Finding]) -> None:
+        """Findings to the alerts topic, and only once the broker has them, the join-state changes.
+
+        The state remembers which findings were raised; were it in the changelog before the alerts reached
+        their topic, a crash in between would lose those alerts for good (the events processed again would
+        find them raised already). This way round a crash can only send an alert twice, with the same
+        ``alert_id``. Offsets are committed after both (the batch is acked when this returns, and Faust
+        flushes the producer before it commits)."""
         now_ms = time.time_ns() // 1_000_000
+        sent = []
         for finding in findings:
             self.metrics.finding(finding, now_ms)
             if self.alertmanager is not None:
                 self.alertmanager.submit(finding, now_ms)
-            await self.alerts.send(key=finding.alert_id.encode(), value=orjson.dumps(finding.to_alert(now_ms)))
+            sent.append(await self.alerts.send(key=finding.alert_id.encode(),
+                                               value=orjson.dumps(finding.to_alert(now_ms))))
+        if sent:
+            await asyncio.gather(*sent)
+        self.join_state.flush()
+        await drain_producer_buffer(self.app)  # with aiokafka before the batch is acked (and committed)
 
     async def _dead_letter(self, reason: str, message: Any) -> None:
         self.metrics.dead_letter(reason)
@@ -243,22 +257,10 @@ class Runtime:
         return count
 
 
-class _FlushBeforeCommit(faust.Sensor):
-    """Faust calls this as it starts a commit, before it flushes the producer and commits offsets."""
-
-    def __init__(self, join_state: WriteBack[JoinEntry]) -> None:
-        super().__init__()
-        self.join_state = join_state
-
-    def on_commit_initiated(self, consumer: Any) -> Any:
-        self.join_state.flush()
-        return None
-
-
 def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
               registry: CollectorRegistry) -> tuple[faust.App, Runtime]:
     kafka = settings.kafka
-    app = faust.App(
+    app = BatchApp(
         kafka.group,
         broker=f"kafka://{kafka.bootstrap_servers}",
         broker_credentials=_faust_credentials(kafka),
@@ -275,27 +277,31 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
         broker_rebalance_timeout=settings.session_timeout_s * 2,
         broker_commit_interval=1.0,
         producer_linger=0.01,
+        broker_max_poll_records=1000,  # events in one batch
         # Standby replicas of the join table kept a worker that had been through a rebalance from ever
         # consuming again (faust-streaming 0.15); a taken-over partition is recovered from the changelog.
         table_standby_replicas=0,  # see above
     )
-    # Table writes queue in Faust's producer buffer, and the conductor pauses the stream whenever it holds
-    # more than 100 messages; a larger buffer keeps the agent from stalling on every burst.
-    app.producer.buffer.max_messages = 10_000
+    # Join-state writes wait in Faust's producer buffer; the consumer waits for it to drain below this before
+    # each batch (at most broker_max_poll_records events, a few writes each).
+    app.producer.buffer.max_messages = 20_000
     runtime = Runtime(app, settings, policy, hasher, registry)
-    source = app.topic(*(kafka.topic(kind) for kind in TOPIC_KINDS), key_serializer="raw", value_serializer="raw")
+    # The input topics are subscribed, but not through an agent: the consumer hands each fetched batch to
+    # consume() and acks it afterwards (monitor/batching.py), which saves Faust's ~100 µs a message.
+    app.topics.add(app.topic(*(kafka.topic(kind) for kind in TOPIC_KINDS), key_serializer="raw", value_serializer="raw"))
+    app.batch_topics = runtime.sources
 
-    @app.agent(source)
-    async def consume(stream: faust.StreamT[Any]) -> None:
+    async def consume(messages: list[Any]) -> None:
         try:
-            async for event in stream.events():
-                await runtime.handle(event)
+            await runtime.handle(messages)
         except Exception as exc:
             # Bad input never gets here (it is dead-lettered); this is a bug. Stop the whole worker loudly
-            # rather than keep a half-dead daemon whose agent has died: the supervisor restarts it.
+            # rather than keep a half-dead daemon: the supervisor restarts it.
             log.critical("the detector failed; stopping the worker", exc_info=exc)
             await app.crash(exc)
             raise
+
+    app.on_batch = consume
 
     @app.timer(interval=1.0)
     async def tick() -> None:
@@ -307,14 +313,12 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
 
     async def on_revoked(_app: Any, *_args: Any, **_kwargs: Any) -> None:
         runtime.ready = False  # until the rebalance's recovery is done (on_recover)
-        if runtime.join_state is not None:
-            # Everything this worker changed reaches the changelog before another worker may recover from it.
-            runtime.join_state.flush()
-            await app.producer.flush()
+        # A tick cut short by the rebalance may have left changes: into the changelog before another
+        # worker recovers from it.
+        runtime.join_state.flush()
+        await app.producer.flush()
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's signal types are too narrow
-    if runtime.join_state is not None:
-        app.sensors.add(_FlushBeforeCommit(runtime.join_state))
 
     @app.task
     async def serve_http() -> None:

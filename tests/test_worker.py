@@ -27,6 +27,7 @@ from monitor.cli import main
 from monitor.report import load_truth
 from monitor.timeutil import format_ms
 from tests.conftest import TEST_KEY, raw
+from tests.services import metric_sum
 
 PARTITIONS = 4
 KINDS = ("requests", "responses", "disposals")
@@ -99,6 +100,17 @@ class Worker:
 
     def wait_for_events(self, count: int, seconds: float = 90) -> None:
         self._wait(lambda: self.events() >= count, seconds, f"through {count} events")
+
+    def wait_caught_up(self, count: int, seconds: float = 90) -> None:
+        """Through at least ``count`` events (events handled again after a restart count too, so this alone
+        says little) and nothing left to read on its partitions; then a moment for the last batch's alerts."""
+        def caught_up() -> bool:
+            text = self._get("/metrics")
+            return (isinstance(text, str) and metric_sum(text, "dismon_events_total") >= count
+                    and metric_sum(text, "dismon_consumer_lag") == 0)
+
+        self._wait(caught_up, seconds, f"caught up after {count} events")
+        time.sleep(3)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.process.send_signal(sig)
@@ -231,8 +243,7 @@ def test_a_worker_killed_mid_stream_loses_no_finding(kafka_bootstrap: str, scena
     asyncio.run(_produce(kafka_bootstrap, ticks))
     restarted = Worker(kafka_bootstrap, prefix, policy, directory / "worker.log")
     try:
-        restarted.wait_for_events(len(lines) - first + len(ticks))  # at least the rest (some may repeat)
-        time.sleep(3)
+        restarted.wait_caught_up(len(lines) - first + len(ticks))  # at least the rest (some may repeat)
     finally:
         restarted.stop()
     alerts = asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.alerts"))
@@ -291,7 +302,7 @@ def test_two_workers_split_partitions_and_one_takes_over_from_the_other(
     try:
         assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
                      "--topic-prefix", prefix, str(directory / "first.jsonl.gz")]) == 0
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 90
         while one.events() + two.events() < half and time.monotonic() < deadline:
             time.sleep(0.5)
         assert one.events() > 0 and two.events() > 0  # the partitions are split between them
@@ -300,10 +311,7 @@ def test_two_workers_split_partitions_and_one_takes_over_from_the_other(
         assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
                      "--topic-prefix", prefix, str(directory / "second.jsonl.gz")]) == 0
         asyncio.run(_produce(kafka_bootstrap, ticks))
-        # Now and then (about 1 run in 10 to 20 here) Faust hands a worker nothing for a minute or more after
-        # a rebalance while its fetcher keeps polling; the events come afterwards, so the deadline allows it.
-        one.wait_for_events(len(lines) + len(ticks) - done_by_two, seconds=240)
-        time.sleep(3)
+        one.wait_caught_up(len(lines) + len(ticks) - done_by_two)
     finally:
         one.stop()
         if two.process.poll() is None:
@@ -343,15 +351,21 @@ def test_worker_refuses_to_start_on_a_broken_policy_or_uncopartitioned_topics(
 def test_a_worker_killed_during_a_burst_of_disposals_and_responses_loses_nothing(
         kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Many improper disclosures; the recipient disposes of half of them in time, the other half never.
-    assert main(["simulate", "--out", str(tmp_path), "--requests", "4000", "--seed", "21", "--fault",
+    # Big enough (about 42,000 events) that the worker is still busy with it when it is killed.
+    assert main(["simulate", "--out", str(tmp_path), "--requests", "20000", "--seed", "21", "--fault",
                  "incomplete_request_disclosure", "--fault", "disposal_overdue", "--fault-rate", "0.3"]) == 0
+    # Only the join state is durable: the windowed rules' counters and baselines live in the worker's memory
+    # and start afresh after a restart (README, "Open"), so this test, about the join state, leaves them out.
+    policy = tmp_path / "policy.toml"
+    windowed = ("rate_spike", "ratio_drift", "max_disclosures_per_day", "max_batch_size")
+    policy.write_text("".join(line for line in policy.read_text().splitlines(keepends=True)
+                              if not line.startswith(windowed)))
     prefix = f"t{uuid.uuid4().hex[:10]}"
     asyncio.run(_create_topics(kafka_bootstrap, prefix))
     ticks = _ticks(prefix, load_truth(str(tmp_path / "truth.json")).until_ms)
     expected = _replay_ids(tmp_path, ticks, capsys)
     published = _publish(tmp_path, kafka_bootstrap, prefix, capsys)
     asyncio.run(_produce(kafka_bootstrap, ticks))
-    policy = tmp_path / "policy.toml"
     worker = Worker(kafka_bootstrap, prefix, policy, tmp_path / "worker.log")
     worker._wait(lambda: worker.events() >= published * 0.4, 90, "into the burst")
     processed = worker.events()
@@ -359,8 +373,7 @@ def test_a_worker_killed_during_a_burst_of_disposals_and_responses_loses_nothing
     assert processed < published  # killed mid-stream, not after it
     restarted = Worker(kafka_bootstrap, prefix, policy, tmp_path / "worker.log")
     try:
-        restarted.wait_for_events(published + len(ticks) - processed)
-        time.sleep(3)
+        restarted.wait_caught_up(published + len(ticks) - processed)
     finally:
         restarted.stop()
     alerts = asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.alerts"))

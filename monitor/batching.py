@@ -1,0 +1,142 @@
+"""Faust, handing the worker each fetched batch of input messages at once.
+
+Faust takes every message through its conductor, a queue and a stream iterator, with four tasks and a
+wait around each: about 100 µs a message, most of what a worker spends (README, "Worker throughput").
+:class:`BatchApp` keeps all the rest of Faust (group membership, co-partitioned assignment, the join
+table's changelog and its recovery, offset commits, flow control during rebalances) and changes only
+how messages of the input topics reach the worker:
+
+* each batch a fetch returns is handed to one coroutine, ``on_batch``;
+* its messages are tracked before and acked after it, so an offset is committed only once its message
+  was handled (at least once, as with a stream), and a rebalance waits for the batch to finish;
+* messages of any other topic (the changelog, while recovering) take Faust's own path.
+
+Offsets read before a seek back are skipped and gaps recorded exactly as Faust's own loop does
+(``faust.transport.consumer.Consumer._drain_messages``, which this replaces).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, cast
+
+import faust
+from aiokafka.errors import IllegalStateError
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.transport.producer import ProducerBuffer
+from faust.types import Message
+
+log = logging.getLogger("dismon.worker")
+BatchHandler = Callable[[list[Message]], Awaitable[None]]
+
+
+class BatchApp(faust.App):
+    """A Faust app whose consumer hands messages of ``batch_topics`` to ``on_batch``, a batch at a time."""
+
+    batch_topics: Collection[str] = frozenset()
+    on_batch: BatchHandler | None = None
+
+    def _new_transport(self) -> Any:
+        return _BatchTransport(self.conf.broker_consumer, self)
+
+
+async def drain_producer_buffer(app: faust.App) -> None:
+    """Wait until every message in Faust's producer buffer (where table writes wait) is with aiokafka.
+
+    Faust's own ``ProducerBuffer.flush`` gives up after 0.1 s without progress, and Faust commits offsets
+    right after it: a table write still in the buffer then is lost if the worker dies before it is sent,
+    while the offset of the event that made it is committed (found by the SIGKILL test: false
+    ``disposal_overdue`` after a restart). Messages handed to aiokafka are flushed before every commit."""
+    buffer = cast(ProducerBuffer, app.producer.buffer)
+    while buffer.size:
+        buffer.message_sent.clear()
+        await buffer.message_sent.wait()
+
+
+class _BatchConsumer(aiokafka_driver.Consumer):
+    async def _drain_messages(self, fetcher: Any) -> None:
+        app = cast(BatchApp, self.app)
+        handler, batch_topics = app.on_batch, app.batch_topics
+        assert handler is not None, "BatchApp.on_batch is not set"
+        callback = self.callback
+        consumer_stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
+        read_offset = self._read_offset
+        acks_enabled_for = app.topics.acks_enabled_for
+        inbound = app.monitor.stream_inbound_time  # Faust's slow-stream warnings look at it
+        acquire_flow_control, producer_ebb = app.flow_control.acquire, app.producer.buffer.wait_until_ebb
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                batch: list[Message] = []
+                for tp, message in await self._fetch():
+                    offset, last = message.offset, read_offset[tp]
+                    if last is not None and offset < last:
+                        continue  # read before the partition was sought back; it comes again
+                    if last and offset - last > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, last + 1, offset)  # e.g. transaction markers
+                    if message.topic in batch_topics:
+                        self.track_message(message)
+                        batch.append(message)
+                    else:
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                    read_offset[tp] = offset
+                if not batch:
+                    continue
+                await acquire_flow_control()  # held while a rebalance is under way
+                await producer_ebb()  # the join table's changelog writes wait in the producer's buffer
+                await handler(batch)
+                now = time.monotonic()
+                for message in batch:
+                    self.ack(message)
+                    inbound[message.tp] = now
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+        except self.consumer_stopped_errors:
+            if not self.transport.app.should_stop:
+                raise
+        except asyncio.CancelledError:
+            if not self.transport.app.should_stop:
+                raise
+
+
+    async def _fetch(self) -> list[tuple[Any, Message]]:
+        """The next fetched records, as Faust's ``getmany`` gives them, but none dropped unseen: whatever is
+        fetched and not handed on (a rebalance began, the partition is paused) is sought back to, so the
+        consumer reads it again rather than going on past it."""
+        records, active = await self._wait_next_records(1.0)
+        if not records or self.should_stop:
+            return []
+        if not self.flow_active:
+            # A rebalance began while fetching. Faust seeks back to the committed offsets, but a partition with
+            # none committed yet then stays past these records (found by the two-worker test): seek each
+            # partition back to its first record here; the recovery after the rebalance seeks to committed
+            # offsets where there are some.
+            for tp, fetched_records in records.items():
+                if fetched_records:
+                    try:
+                        await self.seek(tp, fetched_records[0].offset)
+                    except IllegalStateError:
+                        pass  # no longer assigned: its next owner starts from the committed offset
+            return []
+        fetched: list[tuple[Any, Message]] = []
+        skipped: dict[Any, int] = {}
+        to_message, buffered = self._to_message, self._buffered_partitions
+        for tp, record in self.scheduler.iterate(records):
+            if active is None or tp in active or tp in buffered:
+                fetched.append((tp, to_message(tp, record)))
+            elif tp not in skipped:
+                skipped[tp] = record.offset
+        for tp, offset in skipped.items():
+            log.info("records of %s fetched while it was not active: seeking back to offset %d", tp, offset)
+            try:
+                await self.seek(tp, offset)
+            except IllegalStateError:
+                pass
+        return fetched
+
+
+class _BatchTransport(aiokafka_driver.Transport):
+    Consumer = _BatchConsumer
