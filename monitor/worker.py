@@ -277,6 +277,7 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
         broker_rebalance_timeout=settings.session_timeout_s * 2,
         broker_commit_interval=1.0,
         producer_linger=0.01,
+        producer_max_batch_size=512 * 1024,  # alerts by the hundred per batch; 16 KiB made each send wait
         broker_max_poll_records=1000,  # events in one batch
         # Standby replicas of the join table kept a worker that had been through a rebalance from ever
         # consuming again (faust-streaming 0.15); a taken-over partition is recovered from the changelog.
