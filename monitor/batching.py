@@ -101,7 +101,6 @@ class _BatchConsumer(aiokafka_driver.Consumer):
             if not self.transport.app.should_stop:
                 raise
 
-
     async def _fetch(self) -> list[tuple[Any, Message]]:
         """The next fetched records, as Faust's ``getmany`` gives them, but none dropped unseen: whatever is
         fetched and not handed on (a rebalance began, the partition is paused) is sought back to, so the
@@ -114,12 +113,7 @@ class _BatchConsumer(aiokafka_driver.Consumer):
             # none committed yet then stays past these records (found by the two-worker test): seek each
             # partition back to its first record here; the recovery after the rebalance seeks to committed
             # offsets where there are some.
-            for tp, fetched_records in records.items():
-                if fetched_records:
-                    try:
-                        await self.seek(tp, fetched_records[0].offset)
-                    except IllegalStateError:
-                        pass  # no longer assigned: its next owner starts from the committed offset
+            await self._seek_back({tp: batch[0].offset for tp, batch in records.items() if batch})
             return []
         fetched: list[tuple[Any, Message]] = []
         skipped: dict[Any, int] = {}
@@ -128,14 +122,17 @@ class _BatchConsumer(aiokafka_driver.Consumer):
             if active is None or tp in active or tp in buffered:
                 fetched.append((tp, to_message(tp, record)))
             elif tp not in skipped:
-                skipped[tp] = record.offset
-        for tp, offset in skipped.items():
-            log.info("records of %s fetched while it was not active: seeking back to offset %d", tp, offset)
+                skipped[tp] = record.offset  # paused meanwhile
+        await self._seek_back(skipped)
+        return fetched
+
+    async def _seek_back(self, offsets: dict[Any, int]) -> None:
+        for tp, offset in offsets.items():
+            log.info("records of %s fetched but not handed on: seeking back to offset %d", tp, offset)
             try:
                 await self.seek(tp, offset)
             except IllegalStateError:
-                pass
-        return fetched
+                pass  # no longer assigned: its next owner starts from the committed offset
 
 
 class _BatchTransport(aiokafka_driver.Transport):
