@@ -74,14 +74,13 @@ def _metric_events(port: int) -> int:
     return int(metric_sums(port).get("dismon_events_total", 0))
 
 
-def _workers_rate(boot: str, prefix: str, policy: str, total: int, count: int, *extra: str) -> float:
-    env = BENCH_ENV
+def _workers_rate(boot: str, prefix: str, policy: str, total: int, count: int) -> float:
     group = f"bench-{uuid.uuid4().hex[:6]}"
     ports = [free_port() for _ in range(count)]
     processes = [
         subprocess.Popen([sys.executable, "-m", "monitor.cli", "worker", "--policy", policy, "--bootstrap-servers", boot,
-                          "--topic-prefix", prefix, "--group", group, "--metrics-port", str(port), "--idle-after", "off", *extra],
-                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          "--topic-prefix", prefix, "--group", group, "--metrics-port", str(port), "--idle-after", "off"],
+                         cwd=ROOT, env=BENCH_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for port in ports
     ]
     try:

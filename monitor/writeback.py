@@ -1,10 +1,10 @@
 """Join state in front of a durable table: reads see every write at once, the table gets them at ``flush()``.
 
-The worker's table is changelog-backed: every assignment is a message to Kafka, the largest cost per event
-(py-spy). A request and its answer usually come within the same second, and timers touch entries again, so
-the worker buffers writes here and flushes them right before Faust commits offsets (and before it gives up
-partitions in a rebalance). Offsets are only committed after a flush, so an event whose effect on the state
-is not in the changelog yet is never marked done: after a crash it is processed again (at least once).
+The worker's table is changelog-backed: every assignment is a message to Kafka. The worker buffers the
+detector's writes here while it handles a batch and flushes them once the batch's findings are on the alerts
+topic, before the batch is acked (and before it gives up partitions in a rebalance): the changelog never
+says a finding was raised before the alert is out, and an event whose effect on the state is not on its way
+to the changelog is never marked done (monitor/worker.py, ``Runtime._commit``).
 """
 
 from __future__ import annotations
