@@ -317,6 +317,7 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
         # A tick cut short by the rebalance may have left changes: into the changelog before another
         # worker recovers from it.
         runtime.join_state.flush()
+        await drain_producer_buffer(app)  # Faust's producer flush alone may give up with writes still buffered
         await app.producer.flush()
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's signal types are too narrow
