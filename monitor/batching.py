@@ -26,7 +26,6 @@ from typing import Any, cast
 import faust
 from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.transport.producer import ProducerBuffer
 from faust.types import Message
 
 log = logging.getLogger("dismon.worker")
@@ -41,19 +40,6 @@ class BatchApp(faust.App):
 
     def _new_transport(self) -> Any:
         return _BatchTransport(self.conf.broker_consumer, self)
-
-
-async def drain_producer_buffer(app: faust.App) -> None:
-    """Wait until every message in Faust's producer buffer (where table writes wait) is with aiokafka.
-
-    Faust's own ``ProducerBuffer.flush`` gives up after 0.1 s without progress, and Faust commits offsets
-    right after it: a table write still in the buffer then is lost if the worker dies before it is sent,
-    while the offset of the event that made it is committed (found by the SIGKILL test: false
-    ``disposal_overdue`` after a restart). Messages handed to aiokafka are flushed before every commit."""
-    buffer = cast(ProducerBuffer, app.producer.buffer)
-    while buffer.size:
-        buffer.message_sent.clear()
-        await buffer.message_sent.wait()
 
 
 class _BatchConsumer(aiokafka_driver.Consumer):

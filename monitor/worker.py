@@ -1,4 +1,5 @@
-"""``dismon worker``: the live daemon. With monitor/batching.py, the only modules that know Faust.
+"""``dismon worker``: the live daemon. With monitor/batching.py and monitor/changelog.py, the only modules that
+know Faust.
 
     requests ─┐                   fetched batches
     responses ├─► Faust consumer ───────────────► Detector (the same core as replay) ─► <prefix>.alerts (key: alert_id)
@@ -26,7 +27,7 @@ import signal
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 import msgspec
@@ -36,7 +37,8 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from monitor import endpoints
 from monitor.alertmanager import DEFAULT_HOLD_MS, DEFAULT_RUNBOOK_BASE, AlertmanagerSink
-from monitor.batching import BatchApp, drain_producer_buffer
+from monitor.batching import BatchApp
+from monitor.changelog import ChangelogWriter
 from monitor.clock import PartitionClock
 from monitor.detector import DEFAULT_MAX_JOIN_ENTRIES, Detector
 from monitor.errors import DismonError, InputError
@@ -116,9 +118,15 @@ class Runtime:
         self.table = _JoinTable(app, name="join-state", default=None, key_type=str, beacon=app.tables.beacon,
                                 partitions=settings.partitions, use_partitioner=True)
         app.tables.add(self.table)
-        # The detector's writes wait here and reach the table (and its changelog) once the findings they
-        # record are on the alerts topic: see _commit().
-        self.join_state: WriteBack[JoinEntry] = WriteBack(self.table)
+        # The table's in-memory store, which Faust's recovery fills; the worker reads and writes it directly and
+        # writes the changelog itself, a record batch per partition (monitor/changelog.py).
+        self.store = cast(dict[str, JoinEntry], self.table.data.data)
+        self.changelog: ChangelogWriter[JoinEntry] = ChangelogWriter(
+            lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
+            self.table.changelog_topic_name, settings.partitions, _EntryCodec._encoder.encode, self._changelog_failed)
+        # The detector's writes wait here and reach the store and its changelog once the findings they record
+        # are on the alerts topic: see _commit().
+        self.join_state: WriteBack[JoinEntry] = WriteBack(self.store)
         self.detector = Detector(policy, hasher, settings.allowed_lateness_ms, store=self.join_state,
                                  external_watermark=True, observer=self.metrics,
                                  max_entries=settings.max_join_entries)
@@ -177,7 +185,7 @@ class Runtime:
         refused, (logged, at) = self.detector.stats.refused, self._refused_logged
         if refused > logged and time.monotonic() - at >= 60:
             log.error("join state full (%d request ids, --max-join-entries): %d events of new request ids not "
-                      "joined so far; joined rules cannot judge them", len(self.table), refused)
+                      "joined so far; joined rules cannot judge them", len(self.store), refused)
             self._refused_logged = (refused, time.monotonic())
 
     def _advance(self) -> list[Finding]:
@@ -204,8 +212,11 @@ class Runtime:
                                                value=orjson.dumps(finding.to_alert(now_ms))))
         if sent:
             await asyncio.gather(*sent)
-        self.join_state.flush()
-        await drain_producer_buffer(self.app)  # with aiokafka before the batch is acked (and committed)
+        await self.changelog.write(self.join_state.flush())  # with aiokafka before the batch is acked
+
+    def _changelog_failed(self, exc: BaseException) -> None:
+        log.critical("join-state changelog write failed after aiokafka's retries; stopping the worker", exc_info=exc)
+        asyncio.ensure_future(self.app.crash(exc))
 
     async def _dead_letter(self, reason: str, message: Any) -> None:
         self.metrics.dead_letter(reason)
@@ -247,14 +258,15 @@ class Runtime:
         log.warning("policy reloaded from %s: version %s, %d agreement(s)", path, policy.version,
                     len(policy.agreements))
 
+    def take_partitions(self, partitions: set[int]) -> int:
+        """After a rebalance: forget the entries of partitions given away; returns how many."""
+        return self.changelog.forget(self.store, partitions)
+
     def restore_state(self) -> int:
         """After recovery: re-arm the timers of every entry this worker now owns."""
-        count = 0
-        for request_id, entry in list(self.table.items()):
-            if entry is not None:
-                self.detector.restore(request_id, entry)
-                count += 1
-        return count
+        for request_id, entry in self.store.items():
+            self.detector.restore(request_id, entry)
+        return len(self.store)
 
 
 def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
@@ -283,9 +295,6 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
         # consuming again (faust-streaming 0.15); a taken-over partition is recovered from the changelog.
         table_standby_replicas=0,  # see above
     )
-    # Join-state writes wait in Faust's producer buffer; the consumer waits for it to drain below this before
-    # each batch (at most broker_max_poll_records events, a few writes each).
-    app.producer.buffer.max_messages = 20_000
     runtime = Runtime(app, settings, policy, hasher, registry)
     # The input topics are subscribed, but not through an agent: the consumer hands each fetched batch to
     # consume() and acks it afterwards (monitor/batching.py), which saves Faust's ~100 µs a message.
@@ -316,8 +325,7 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
         runtime.ready = False  # until the rebalance's recovery is done (on_recover)
         # A tick cut short by the rebalance may have left changes: into the changelog before another
         # worker recovers from it.
-        runtime.join_state.flush()
-        await drain_producer_buffer(app)  # Faust's producer flush alone may give up with writes still buffered
+        await runtime.changelog.write(runtime.join_state.flush())
         await app.producer.flush()
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's signal types are too narrow
@@ -335,6 +343,9 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
     def take_assignment() -> list[tuple[str, int]]:
         assigned = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in sources)
         runtime.clock.assign(assigned)
+        forgotten = runtime.take_partitions({partition for _topic, partition in assigned})
+        if forgotten:
+            log.info("forgot %d join entries of partitions now owned by other workers", forgotten)
         return assigned
 
     @runtime.table.on_recover

@@ -1,10 +1,11 @@
 """Join state in front of a durable table: reads see every write at once, the table gets them at ``flush()``.
 
-The worker's table is changelog-backed: every assignment is a message to Kafka. The worker buffers the
-detector's writes here while it handles a batch and flushes them once the batch's findings are on the alerts
-topic, before the batch is acked (and before it gives up partitions in a rebalance): the changelog never
-says a finding was raised before the alert is out, and an event whose effect on the state is not on its way
-to the changelog is never marked done (monitor/worker.py, ``Runtime._commit``).
+The worker's join state is a changelog-backed table. The worker buffers the detector's writes here while it
+handles a batch and flushes them once the batch's findings are on the alerts topic, before the batch is acked
+(and before it gives up partitions in a rebalance); what ``flush()`` returns goes to the changelog
+(monitor/changelog.py). So the changelog never says a finding was raised before the alert is out, and an event
+whose effect on the state is not on its way to the changelog is never marked done (monitor/worker.py,
+``Runtime._commit``).
 """
 
 from __future__ import annotations
@@ -63,16 +64,14 @@ class WriteBack(MutableMapping[str, V], Generic[V]):
     def pending(self) -> int:
         return len(self._pending)
 
-    def flush(self) -> int:
-        """Write every pending change to the table; returns how many."""
-        table, pending = self.table, self._pending
-        for key, value in pending.items():
-            if value is None:
-                if key in table:
-                    del table[key]
-            else:
+    def flush(self) -> dict[str, V | None]:
+        """Write every pending change to the table; returns them (None: deleted), for a changelog."""
+        table, changes = self.table, self._pending
+        for key, value in list(changes.items()):
+            if value is not None:
                 table[key] = value
-        count = len(pending)
-        pending.clear()
+            elif table.pop(key, _MISSING) is _MISSING:
+                del changes[key]  # written and deleted within one batch: never durable, nothing to delete
+        self._pending = {}
         self._growth = 0
-        return count
+        return changes

@@ -322,6 +322,51 @@ def test_two_workers_split_partitions_and_one_takes_over_from_the_other(
     assert {a["alert_id"] for _, a in alerts} == expected, f"unexpected: {extra}"
 
 
+def test_a_worker_that_gives_partitions_away_forgets_their_requests(
+    kafka_bootstrap: str, scenario: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One worker runs alone through half the stream, then a second joins and takes some of its partitions
+    with their join state. Requests of those partitions still waiting for an answer or a disposal must be
+    judged by the new owner only: were they left in the first worker, its timers would fire for them on
+    events it no longer sees (false SLA breaches, false overdue disposals)."""
+    directory, prefix = scenario
+    asyncio.run(_create_topics(kafka_bootstrap, prefix))
+    ticks = _ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
+    expected = _replay_ids(directory, ticks, capsys)
+    lines = gzip.open(directory / "events.jsonl.gz").read().splitlines()
+    half = len(lines) // 2
+    for part, chunk in (("first", lines[:half]), ("second", lines[half:])):
+        (directory / f"{part}.jsonl.gz").write_bytes(gzip.compress(b"\n".join(chunk) + b"\n"))
+    policy = directory / "policy.toml"
+
+    def publish(part: str) -> None:
+        assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
+                     "--topic-prefix", prefix, str(directory / f"{part}.jsonl.gz")]) == 0
+
+    one = Worker(kafka_bootstrap, prefix, policy, directory / "one.log")
+    two = None
+    try:
+        publish("first")
+        one.wait_caught_up(half)
+        two = joined = Worker(kafka_bootstrap, prefix, policy, directory / "two.log")
+        publish("second")
+        asyncio.run(_produce(kafka_bootstrap, ticks))
+        total = len(lines) + len(ticks)
+        one._wait(lambda: one.events() + joined.events() >= total, 90, "through the stream (both workers)")
+        one.wait_caught_up(half)
+        joined.wait_caught_up(1)
+        assert joined.events() > 0  # it did take partitions
+    finally:
+        one.stop()
+        if two is not None:
+            two.stop()
+    capsys.readouterr()
+    alerts = asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.alerts"))
+    extra = sorted((a["rule"], a["request_id"]) for _, a in alerts if a["alert_id"] not in expected)
+    assert not extra, f"found by a worker that no longer owned the request: {extra}"
+    assert {a["alert_id"] for _, a in alerts} == expected
+
+
 def test_worker_refuses_to_start_on_a_broken_policy_or_uncopartitioned_topics(
     kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,7 +17,7 @@ def test_reads_see_writes_and_deletes_before_the_flush() -> None:
     assert (store.get("a"), store.get("b"), store.get("c")) == (10, None, 3)
     assert table == {"a": 1, "b": 2}  # nothing durable yet
     assert sorted(store) == ["a", "c"] and len(store) == 2
-    assert store.flush() == 3
+    assert store.flush() == {"c": 3, "a": 10, "b": None}
     assert table == {"a": 10, "c": 3} and store.pending == 0
 
 
