@@ -27,14 +27,18 @@ def start_broker() -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def create_topics(boot: str, prefix: str, partitions: int) -> None:
+def create_topics(boot: str, prefix: str, partitions: int, alerts_append_time: bool = False) -> None:
+    """The worker's topics; with ``alerts_append_time`` the broker stamps each alert with the time it appended
+    it (``LogAppendTime``), so a reader can tell when an alert reached the topic however late it reads it."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     async def create() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=boot)
         await admin.start()
+        stamped = {"message.timestamp.type": "LogAppendTime"} if alerts_append_time else {}
         try:
-            await admin.create_topics([NewTopic(f"{prefix}.{k}", partitions, 1)
+            await admin.create_topics([NewTopic(f"{prefix}.{k}", partitions, 1,
+                                                topic_configs=stamped if k == "alerts" else {})
                                        for k in (*KINDS, "alerts", "deadletter")])
         finally:
             await admin.close()
