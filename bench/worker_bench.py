@@ -6,10 +6,12 @@ Starts (or reuses) deploy/local/kafka.sh, publishes a simulated scenario into fr
 measures, each in its own process, the rate at which these get through all of it:
 
 * aiokafka:  a raw AIOKafkaConsumer reading the three input topics (no decoding);
-* faust:     a Faust agent that does nothing with its events (Faust's per-event ceiling);
+* faust:     a Faust agent that does nothing with its events (Faust's per-event ceiling), as Faust
+             configures its consumer and with dismon's shorter fetch wait (monitor/batching.py);
 * worker:    ``dismon worker`` (decode, join state in the changelog-backed table, rules, alerts),
              timed from its first event to its last through /metrics;
-* worker x2: two workers in one group on the same partitions.
+* worker x2: two workers in one group on the same partitions, timed once both are ready (after the
+             rebalance that let the second one in).
 
 Detection latency at a fixed offered rate: bench/latency_bench.py.
 """
@@ -23,14 +25,25 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 
 from bench_common import BENCH_ENV, KINDS, ROOT, create_topics, free_port, metric_sums, start_broker
 
+from monitor.batching import FETCH_MAX_WAIT_MS
+
 FAUST_NOOP = r"""
 import os, sys, time, faust
-prefix, total, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-app = faust.App("noop-" + prefix, broker="kafka://" + os.environ["BOOT"], store="memory://", web_enabled=False,
+from faust.transport.drivers import aiokafka as driver
+prefix, total, out, fetch_wait_ms = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+if fetch_wait_ms:  # as dismon's consumer (monitor/batching.py, FETCH_MAX_WAIT_MS) instead of Faust's fixed 1,500 ms
+    create = driver.AIOKafkaConsumerThread._create_worker_consumer
+    def short_wait(self, transport):
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = fetch_wait_ms
+        return consumer
+    driver.AIOKafkaConsumerThread._create_worker_consumer = short_wait
+app = faust.App(f"noop-{prefix}-{fetch_wait_ms}", broker="kafka://" + os.environ["BOOT"], store="memory://", web_enabled=False,
                 consumer_auto_offset_reset="earliest")
 topic = app.topic(*(prefix + "." + k for k in ("requests", "responses", "disposals")), key_serializer="raw",
                   value_serializer="raw")
@@ -74,6 +87,14 @@ def _metric_events(port: int) -> int:
     return int(metric_sums(port).get("dismon_events_total", 0))
 
 
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:  # 503 while recovering, or not up yet
+        return False
+
+
 def _workers_rate(boot: str, prefix: str, policy: str, total: int, count: int) -> float:
     group = f"bench-{uuid.uuid4().hex[:6]}"
     ports = [free_port() for _ in range(count)]
@@ -84,14 +105,16 @@ def _workers_rate(boot: str, prefix: str, policy: str, total: int, count: int) -
         for port in ports
     ]
     try:
-        first = None
+        # Timed from the first look at which every worker is ready and events are flowing: for two workers, after
+        # the rebalance that let the second one in (the first may have started alone).
+        start: tuple[float, int] | None = None
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             done = sum(_metric_events(port) for port in ports)
-            if first is None and done > 0:
-                first, first_count = time.perf_counter(), done
-            if done >= total:
-                return (done - first_count) / (time.perf_counter() - first)  # type: ignore[operator]
+            if start is None and done > 0 and all(_ready(port) for port in ports):
+                start = (time.perf_counter(), done)
+            if done >= total and start is not None:
+                return (done - start[1]) / (time.perf_counter() - start[0])
             time.sleep(0.2)
         raise SystemExit("the workers did not get through the events within 10 minutes")
     finally:
@@ -120,11 +143,13 @@ def main() -> None:
         total = int(published.split("published ")[1].split(" events")[0].replace(",", ""))
         print(f"{total:,} events in {args.partitions} partitions per topic; broker {boot}; {os.cpu_count()} cpus")
         rows = [("aiokafka consumer, no decoding", asyncio.run(_raw_rate(boot, prefix, total)))]
-        rate_file = os.path.join(work, "noop-rate")
-        subprocess.run([sys.executable, "-c", FAUST_NOOP, prefix, str(total), rate_file], cwd=ROOT,
-                       capture_output=True, env={**os.environ, "BOOT": boot}, timeout=900)
-        with open(rate_file) as handle:
-            rows.append(("Faust agent doing nothing", float(handle.read())))
+        for name, fetch_wait_ms in (("Faust agent doing nothing", 0),
+                                    (f"  same, fetch wait {FETCH_MAX_WAIT_MS} ms", FETCH_MAX_WAIT_MS)):
+            rate_file = os.path.join(work, f"noop-rate-{fetch_wait_ms}")
+            subprocess.run([sys.executable, "-c", FAUST_NOOP, prefix, str(total), rate_file, str(fetch_wait_ms)],
+                           cwd=ROOT, capture_output=True, env={**os.environ, "BOOT": boot}, timeout=900)
+            with open(rate_file) as handle:
+                rows.append((name, float(handle.read())))
         rows.append(("dismon worker", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 1)))
         rows.append(("dismon worker x2 (one group)", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 2)))
     for name, rate in rows:
