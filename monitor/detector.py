@@ -98,6 +98,7 @@ class Detector:
         self._required: dict[str, tuple[RequiredFields, RequiredFields]] = {}
         self.set_policy(policy)
         self._windowed_due: int | None = None
+        self._count_windows = True  # off while an event already counted in restored windowed state comes again
         self._last_names: dict[str, int] = {}  # raw name part -> 32-bit keyed hash of its normal form
         self._first_names: dict[str, int] = {}
 
@@ -120,8 +121,13 @@ class Detector:
 
     # -- feeding -----------------------------------------------------------------------------
 
-    def process(self, event: Event, event_ms: int | None = None) -> Sequence[Finding]:
-        """Feed one event; returns the findings it (and the watermark it moved) produced."""
+    def process(self, event: Event, event_ms: int | None = None, count_windows: bool = True) -> Sequence[Finding]:
+        """Feed one event; returns the findings it (and the watermark it moved) produced.
+
+        ``count_windows=False``: the event is already counted in windowed state taken back with
+        :meth:`restore_windows` (a worker processing events again after a restart); it still goes through
+        the join and the per-request rules, which see a repeated event as such by themselves."""
+        self._count_windows = count_windows
         if event_ms is None:
             event_ms = event_time_ms(event)
         if self.watermark_ms is not None and event_ms < self.watermark_ms:
@@ -173,6 +179,19 @@ class Detector:
 
     # -- windowed rules ----------------------------------------------------------------------
 
+    def windows_snapshot(self) -> bytes:
+        """The windowed rules' state (counts, baselines, what fired), for a worker to keep across a restart."""
+        return msgspec.msgpack.encode({type(rule).rule_id: rule.snapshot() for rule in self._windowed})
+
+    def restore_windows(self, snapshot: bytes) -> None:
+        """Take back a :meth:`windows_snapshot` (of this policy or an earlier one)."""
+        saved = msgspec.msgpack.decode(snapshot)
+        self._windowed_due = None
+        for rule in self._windowed:
+            if type(rule).rule_id in saved:
+                rule.restore(saved[type(rule).rule_id], self.policy.agreements)
+            self._windowed_hook(rule, [])
+
     def _windowed_hook(self, rule: WindowedRule, violations: list[Violation]) -> None:
         for violation in violations:
             self._emit_windowed(violation)
@@ -204,7 +223,7 @@ class Detector:
         entry.request = facts
         if self.observer is not None and entry.answered_ms is not None:
             self.observer.joined(request.agreement_id, entry.answered_ms - event_ms)
-        if agreement is not None:
+        if agreement is not None and self._count_windows:
             for windowed in self._windowed:
                 self._windowed_hook(windowed, windowed.on_request(request, facts, agreement))
         for disclosure in entry.disclosures or ():
@@ -227,7 +246,7 @@ class Detector:
             entry.answered_ms = event_ms
         fields = disclosed_fields(response)
         agreement = self.policy.agreements.get(response.agreement_id) if self._windowed else None
-        if agreement is not None:
+        if agreement is not None and self._count_windows:
             for windowed in self._windowed:
                 self._windowed_hook(windowed, windowed.on_response(agreement, event_ms, bool(fields)))
         if not fields:
@@ -246,7 +265,7 @@ class Detector:
             if not entry.flags & DUPLICATE_FIRED:
                 entry.flags |= DUPLICATE_FIRED
                 self._emit(DUPLICATE.violation(entry.disclosures), request_id, response.agreement_id, entry.request)
-        if agreement is not None:
+        if agreement is not None and self._count_windows:
             for windowed in self._windowed:
                 self._windowed_hook(windowed, windowed.on_disclosure(disclosure, agreement))
         if entry.request is not None:
@@ -314,7 +333,7 @@ class Detector:
         disclosure.improper = improper
         if self.observer is not None:  # counted once joined (or orphaned), so the requester is known if it can be
             self.observer.disclosure(disclosure.agreement_id, facts.agency if facts else None, disclosure.fields)
-        if agreement is not None:
+        if agreement is not None and self._count_windows:
             for windowed in self._windowed:
                 self._windowed_hook(windowed, windowed.on_resolved(disclosure, facts, agreement))
 

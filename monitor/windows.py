@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Hashable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
@@ -64,6 +64,25 @@ class WindowCounts(Generic[K]):
         while closing and closing[0][0] <= watermark_ms:
             _close_at, start, key = heapq.heappop(closing)
             yield key, start, self._open.pop((key, start))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data (msgpack-able) from which :meth:`restore` rebuilds these counts."""
+        return {"size": self._size_ms, "hop": self._hop_ms, "fields": self._fields, "watermark": self._watermark_ms,
+                "late": self.late_additions, "open": [[key, start, counts] for (key, start), counts in self._open.items()]}
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> WindowCounts[Any]:
+        counts: WindowCounts[Any] = cls(state["size"], state["hop"], state["fields"])
+        counts._watermark_ms, counts.late_additions = state["watermark"], state["late"]
+        for key, start, values in state["open"]:
+            key = tuple(key) if isinstance(key, list) else key  # tuple keys come back from msgpack as lists
+            counts._open[(key, start)] = list(values)
+            counts._closing.append((start + counts._size_ms, start, key))
+        heapq.heapify(counts._closing)
+        return counts
+
+    def same_shape(self, size_ms: int, hop_ms: int | None = None) -> bool:
+        return self._size_ms == size_ms and self._hop_ms == (size_ms if hop_ms is None else hop_ms)
 
     def next_close_ms(self) -> int | None:
         return self._closing[0][0] if self._closing else None

@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import ClassVar, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Protocol
+
+import msgspec
 
 from monitor.events import Request
 from monitor.findings import Severity, Violation
@@ -83,3 +85,20 @@ class WindowedRule:
 
     def next_due_ms(self) -> int | None:
         return None
+
+    def snapshot(self) -> Any:
+        """The rule's state as plain data (msgpack-able), for a worker to keep across a restart."""
+        raise NotImplementedError
+
+    def restore(self, state: Any, agreements: Mapping[str, Agreement]) -> None:
+        """Take back a :meth:`snapshot`. Agreements whose settings for this rule are gone, or whose window
+        shape changed since, start afresh."""
+        raise NotImplementedError
+
+
+def violation_state(violation: Violation | None) -> Any:
+    return None if violation is None else msgspec.to_builtins(violation)
+
+
+def violation_from(state: Any) -> Violation | None:
+    return None if state is None else msgspec.convert(state, Violation)

@@ -3,12 +3,13 @@ the cap is crossed, once per day and agreement, and resolves when the day closes
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from monitor.findings import Severity, Violation
 from monitor.join import DisclosureFacts
 from monitor.policy import Agreement
-from monitor.rules.base import WindowedRule
+from monitor.rules.base import WindowedRule, violation_from, violation_state
 from monitor.timeutil import MS_PER_DAY, format_ms
 from monitor.windows import WindowCounts
 
@@ -58,3 +59,12 @@ class DailyCapExceeded(WindowedRule):
 
     def next_due_ms(self) -> int | None:
         return self._days.next_close_ms()
+
+    def snapshot(self) -> Any:
+        return {"days": self._days.snapshot(),
+                "fired": [[agreement, day, violation_state(v)] for (agreement, day), v in self._fired.items()]}
+
+    def restore(self, state: Any, agreements: Mapping[str, Agreement]) -> None:
+        self._days = WindowCounts.restore(state["days"])
+        self._fired = {(agreement, day): v for agreement, day, fired in state["fired"]
+                       if (v := violation_from(fired)) is not None}

@@ -17,12 +17,13 @@ first window under half the firing thresholds.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from monitor.findings import Severity, Violation
 from monitor.join import DisclosureFacts, RequestFacts
 from monitor.policy import Agreement, RateSpikeConfig
-from monitor.rules.base import WindowedRule
+from monitor.rules.base import WindowedRule, violation_from, violation_state
 from monitor.stats import poisson_sf
 from monitor.timeutil import MS_PER_DAY, format_ms
 from monitor.windows import WindowCounts
@@ -165,3 +166,24 @@ class DisclosureRateSpike(WindowedRule):
             if state.firing is not None and state.last_start is not None
         ]
         return min(dues) if dues else None
+
+    def snapshot(self) -> Any:
+        return {
+            "windows": {agreement: windows.snapshot() for agreement, windows in self._windows.items()},
+            "units": [[agreement, unit, s.baseline, s.observed, s.last_start, violation_state(s.firing)]
+                      for (agreement, unit), s in self._units.items()],
+        }
+
+    def restore(self, state: Any, agreements: Mapping[str, Agreement]) -> None:
+        self._windows, self._configs, self._units = {}, {}, {}
+        for agreement_id, windows in state["windows"].items():
+            agreement = agreements.get(agreement_id)
+            config = agreement.rate_spike if agreement else None
+            counts = WindowCounts.restore(windows)
+            if config is not None and counts.same_shape(config.window_ms, config.hop_ms):
+                self._windows[agreement_id], self._configs[agreement_id] = counts, config
+        for agreement_id, unit, baseline, observed, last_start, firing in state["units"]:
+            if agreement_id in self._configs:
+                unit_state = self._units[(agreement_id, unit)] = _UnitState()
+                unit_state.baseline, unit_state.observed = list(baseline), list(observed)
+                unit_state.last_start, unit_state.firing = last_start, violation_from(firing)

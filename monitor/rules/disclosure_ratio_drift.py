@@ -20,11 +20,12 @@ clean traffic alarms.) The alert resolves when the CUSUM returns to zero.
 from __future__ import annotations
 
 from collections import deque
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from monitor.findings import Severity, Violation
 from monitor.policy import Agreement, RatioDriftConfig
-from monitor.rules.base import WindowedRule
+from monitor.rules.base import WindowedRule, violation_from, violation_state
 from monitor.stats import bernoulli_llr
 from monitor.timeutil import format_ms
 from monitor.windows import WindowCounts
@@ -120,3 +121,22 @@ class DisclosureRatioDrift(WindowedRule):
     def next_due_ms(self) -> int | None:
         dues = [due for s in self._agreements.values() if (due := s.windows.next_close_ms()) is not None]
         return min(dues) if dues else None
+
+    def snapshot(self) -> Any:
+        return {agreement: {"windows": s.windows.snapshot(), "responses": s.responses, "disclosed": s.disclosed,
+                            "warm": s.warm, "cusum": s.cusum, "firing": violation_state(s.firing),
+                            "pending": list(s.pending)}
+                for agreement, s in self._agreements.items()}
+
+    def restore(self, state: Any, agreements: Mapping[str, Agreement]) -> None:
+        self._agreements = {}
+        for agreement_id, saved in state.items():
+            agreement = agreements.get(agreement_id)
+            config = agreement.ratio_drift if agreement else None
+            windows = WindowCounts.restore(saved["windows"])
+            if config is None or not windows.same_shape(config.window_ms):
+                continue
+            s = self._agreements[agreement_id] = _AgreementState(config)
+            s.windows, s.responses, s.disclosed = windows, saved["responses"], saved["disclosed"]
+            s.warm, s.cusum, s.firing = saved["warm"], saved["cusum"], violation_from(saved["firing"])
+            s.pending = deque((n, k) for n, k in saved["pending"])

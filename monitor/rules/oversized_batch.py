@@ -3,13 +3,14 @@ cap (before its answers go out), once per batch; resolves when the batch has bee
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from monitor.events import Request
 from monitor.findings import Severity, Violation
 from monitor.join import RequestFacts
 from monitor.policy import Agreement
-from monitor.rules.base import WindowedRule
+from monitor.rules.base import WindowedRule, violation_from, violation_state
 
 _SWEEP_EVERY_MS = 3_600_000
 
@@ -73,3 +74,14 @@ class OversizedBatch(WindowedRule):
 
     def next_due_ms(self) -> int | None:
         return self._next_sweep_ms
+
+    def snapshot(self) -> Any:
+        return {"batches": [[agreement, batch, values] for (agreement, batch), values in self._batches.items()],
+                "fired": [[agreement, batch, violation_state(v)] for (agreement, batch), v in self._fired.items()],
+                "next_sweep": self._next_sweep_ms}
+
+    def restore(self, state: Any, agreements: Mapping[str, Agreement]) -> None:
+        self._batches = {(agreement, batch): list(values) for agreement, batch, values in state["batches"]}
+        self._fired = {(agreement, batch): v for agreement, batch, fired in state["fired"]
+                       if (v := violation_from(fired)) is not None}
+        self._next_sweep_ms = state["next_sweep"]
