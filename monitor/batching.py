@@ -7,8 +7,10 @@ table's changelog and its recovery, offset commits, flow control during rebalanc
 how messages of the input topics reach the worker:
 
 * each batch a fetch returns is handed to one coroutine, ``on_batch``;
-* its messages are tracked before and acked after it, so an offset is committed only once its message
-  was handled (at least once, as with a stream), and a rebalance waits for the batch to finish;
+* every ``checkpoint_interval`` seconds (and when the input is idle) ``on_checkpoint`` makes what the
+  batches since the last one did durable, and only then are their messages acked: an offset is committed
+  only once its message was handled and its effects are on the broker (at least once, as with a stream);
+  a rebalance waits for the batch under way to finish;
 * messages of any other topic (the changelog, while recovering) take Faust's own path;
 * a fetch waits at most ``FETCH_MAX_WAIT_MS`` for data, not Faust's 1.5 s (see below).
 
@@ -19,6 +21,7 @@ Offsets read before a seek back are skipped and gaps recorded exactly as Faust's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -27,10 +30,12 @@ from typing import Any, cast
 import faust
 from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.exceptions import ConsumerNotStarted
 from faust.types import Message
 
 log = logging.getLogger("dismon.worker")
 BatchHandler = Callable[[list[Message]], Awaitable[None]]
+Checkpoint = Callable[[], Awaitable[None]]
 
 #: How long the broker may hold a fetch that finds no data. aiokafka keeps one fetch in flight per broker and
 #: leaves out of it every partition whose records are still waiting to be handled. So while the busy
@@ -46,24 +51,39 @@ class BatchApp(faust.App):
 
     batch_topics: Collection[str] = frozenset()
     on_batch: BatchHandler | None = None
+    on_checkpoint: Checkpoint | None = None
+    checkpoint_interval: float = 0.25  # seconds
 
     def _new_transport(self) -> Any:
         return _BatchTransport(self.conf.broker_consumer, self)
 
+    async def on_stop(self) -> None:
+        # Before Faust stops the consumer (and with it maybe a batch half-way): what was handled is kept.
+        consumer = self._consumer
+        if isinstance(consumer, BatchConsumer):
+            with contextlib.suppress(ConsumerNotStarted):
+                if consumer.assignment():
+                    await consumer.checkpoint()
+        await super().on_stop()
 
-class _BatchConsumer(aiokafka_driver.Consumer):
+
+class BatchConsumer(aiokafka_driver.Consumer):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._unacked: list[Message] = []  # handled, waiting for the next checkpoint
+        self._last_checkpoint = time.monotonic()
+
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         app = cast(BatchApp, self.app)
         handler, batch_topics = app.on_batch, app.batch_topics
-        assert handler is not None, "BatchApp.on_batch is not set"
+        assert handler is not None and app.on_checkpoint is not None, "BatchApp.on_batch or on_checkpoint is not set"
         callback = self.callback
         consumer_stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
         read_offset = self._read_offset
         acks_enabled_for = app.topics.acks_enabled_for
-        inbound = app.monitor.stream_inbound_time  # Faust's slow-stream warnings look at it
         acquire_flow_control, producer_ebb = app.flow_control.acquire, app.producer.buffer.wait_until_ebb
         try:
             while not (consumer_stopped() or fetcher_stopped()):
@@ -75,29 +95,60 @@ class _BatchConsumer(aiokafka_driver.Consumer):
                     if last and offset - last > 1 and acks_enabled_for(message.topic):
                         await self._add_gap(tp, last + 1, offset)  # e.g. transaction markers
                     if message.topic in batch_topics:
-                        self.track_message(message)
-                        batch.append(message)
+                        batch.append(message)  # tracked (as Faust says) only when acked, see _checkpoint
                     else:
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     read_offset[tp] = offset
-                if not batch:
-                    continue
-                await acquire_flow_control()  # held while a rebalance is under way
-                await producer_ebb()  # the join table's changelog writes wait in the producer's buffer
-                await handler(batch)
-                now = time.monotonic()
-                for message in batch:
-                    self.ack(message)
-                    inbound[message.tp] = now
-                if self._commit_every is not None and self._n_acked >= self._commit_every:
-                    self._n_acked = 0
-                    await self.commit()
+                if batch:
+                    await acquire_flow_control()  # held while a rebalance is under way
+                    await producer_ebb()
+                    assigned = self.assignment()
+                    batch = [message for message in batch if message.tp in assigned]  # given away meanwhile
+                    await handler(batch)
+                    self._unacked += batch
+                if time.monotonic() - self._last_checkpoint >= app.checkpoint_interval:
+                    await self.checkpoint()
         except self.consumer_stopped_errors:
             if not self.transport.app.should_stop:
                 raise
         except asyncio.CancelledError:
             if not self.transport.app.should_stop:
                 raise
+
+    async def checkpoint(self) -> None:
+        """Make durable what the batches handled so far did, then ack their messages. Called by the consumer
+        loop after a batch and by a timer (the loop may wait a second for records), on a rebalance and on stop."""
+        app = cast(BatchApp, self.app)
+        assert app.on_checkpoint is not None
+        messages, self._unacked = self._unacked, []
+        self._last_checkpoint = time.monotonic()
+        await app.on_checkpoint()
+        now = time.monotonic()
+        inbound = app.monitor.stream_inbound_time  # Faust's slow-stream warnings look at it
+        for message in messages:
+            # Faust waits, before it gives partitions up, for every message it was told of to be acked. Told
+            # only now, a handled message cannot hold a rebalance up until the next checkpoint.
+            self.track_message(message)
+            self.ack(message)
+            inbound[message.tp] = now
+        if self._commit_every is not None and self._n_acked >= self._commit_every:
+            self._n_acked = 0
+            await self.commit()
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        # What was handled is made durable and acked before Faust commits and gives the partitions up.
+        if self._unacked:
+            await self.checkpoint()
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
+        # Faust skips records below a partition's last read offset (read before a seek back, they come
+        # again), and after a rebalance resets that offset only for partitions with a committed offset. A
+        # partition given away and assigned again without one would skip what another worker handled but
+        # did not commit: forget those read offsets; the seek to committed offsets sets the others.
+        for tp in assigned:
+            self._read_offset.pop(tp, None)
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def _fetch(self) -> list[tuple[Any, Message]]:
         """The next fetched records, as Faust's ``getmany`` gives them, but none dropped unseen: whatever is
@@ -141,4 +192,4 @@ class _ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
 
 
 class _BatchTransport(aiokafka_driver.Transport):
-    Consumer = _BatchConsumer
+    Consumer = BatchConsumer

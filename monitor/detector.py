@@ -179,6 +179,11 @@ class Detector:
 
     # -- windowed rules ----------------------------------------------------------------------
 
+    @property
+    def has_windows(self) -> bool:
+        """Whether some agreement turns a windowed rule on."""
+        return bool(self._windowed)
+
     def windows_snapshot(self) -> bytes:
         """The windowed rules' state (counts, baselines, what fired), for a worker to keep across a restart."""
         return msgspec.msgpack.encode({type(rule).rule_id: rule.snapshot() for rule in self._windowed})

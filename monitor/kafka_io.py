@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
@@ -21,6 +22,8 @@ from monitor.errors import UsageError
 log = logging.getLogger("dismon.kafka")
 
 TOPIC_KINDS = ("requests", "responses", "disposals")
+# Only the last windowed state matters; segments roll hourly so that compaction can drop the older ones.
+WINDOWS_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,12 @@ class KafkaSettings:
 
     def topic(self, kind: str) -> str:
         return f"{self.topic_prefix}.{kind}"
+
+    @property
+    def windows_topic(self) -> str:
+        """The consumer group's own topic for its windowed rules' state (beside Faust's changelog topic,
+        ``<group>-join-state-changelog``): one partition, compacted, the last record is the state."""
+        return f"{self.group}-window-state"
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if "SSL" not in self.security_protocol:
@@ -95,6 +104,9 @@ async def ensure_topics(kafka: KafkaSettings, partitions: int) -> dict[str, int]
             await admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing])
             log.info("created topics %s with %d partitions", missing, partitions)
             existing |= {t: partitions for t in missing}
+        if kafka.windows_topic not in existing:
+            await admin.create_topics([NewTopic(kafka.windows_topic, num_partitions=1, replication_factor=1,
+                                                topic_configs=WINDOWS_TOPIC_CONFIG)])
         counts = {kind: existing[kafka.topic(kind)] for kind in TOPIC_KINDS}
         if len(set(counts.values())) != 1:
             raise ValueError(
@@ -104,6 +116,26 @@ async def ensure_topics(kafka: KafkaSettings, partitions: int) -> dict[str, int]
         return counts
     finally:
         await admin.close()
+
+
+async def read_last_record(kafka: KafkaSettings, topic: str) -> bytes | None:
+    """The value of the last record of partition 0 of ``topic`` (None when it is empty)."""
+    consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        end = (await consumer.end_offsets([partition]))[partition]
+        if end == 0:
+            return None
+        consumer.seek(partition, end - 1)
+        records = (await consumer.getmany(partition, timeout_ms=10_000)).get(partition, [])
+        if not records:
+            raise KafkaError(f"the last record of {topic} could not be read within 10 s")
+        value = records[-1].value
+        return None if value is None else bytes(value)
+    finally:
+        await consumer.stop()
 
 
 async def _partition_counts(admin: Any) -> dict[str, list[int]]:

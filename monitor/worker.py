@@ -1,5 +1,4 @@
-"""``dismon worker``: the live daemon. With monitor/batching.py and monitor/changelog.py, the only modules that
-know Faust.
+"""``dismon worker``: the live daemon. With monitor/batching.py, the only modules that know Faust.
 
     requests ─┐                   fetched batches
     responses ├─► Faust consumer ───────────────► Detector (the same core as replay) ─► <prefix>.alerts (key: alert_id)
@@ -7,8 +6,11 @@ know Faust.
                        │                              └─ join state: a changelog-backed Faust table (recovered on restart)
                        └─ invalid events ─► <prefix>.deadletter (reason, source topic/partition/offset)
 
-Each fetched batch goes through the detector event by event; its findings go to the alerts topic, then
-(once the broker has them) its join-state changes to the table, then its offsets are acked. The watermark
+Each fetched batch goes through the detector event by event and its findings go to the alerts topic. Every
+quarter second (a checkpoint), once those alerts are on the broker, the windowed rules' state goes to its
+topic, then the join-state changes to the table's changelog, and only then are the batches' offsets acked.
+After a restart the worker takes both back and handles the events since the last commit again; those the
+windowed state had counted already pass the windowed rules by. The watermark
 comes from :class:`~monitor.clock.PartitionClock` (the minimum over the worker's partitions, advanced on
 wall-clock time while idle), checked after every event and once a second. Delivery is at least once:
 after a crash the events since the last committed offset are processed again, and findings may be sent
@@ -37,18 +39,18 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from monitor import endpoints
 from monitor.alertmanager import DEFAULT_HOLD_MS, DEFAULT_RUNBOOK_BASE, AlertmanagerSink
-from monitor.batching import BatchApp
-from monitor.changelog import ChangelogWriter
+from monitor.batching import BatchApp, BatchConsumer
 from monitor.clock import PartitionClock
 from monitor.detector import DEFAULT_MAX_JOIN_ENTRIES, Detector
 from monitor.errors import DismonError, InputError
 from monitor.events import DEFAULT_MAX_EVENT_BYTES, FUTURE_TOLERANCE_MS, Invalid, decode, event_time_ms
 from monitor.findings import Finding, SubjectHasher
 from monitor.join import JoinEntry
-from monitor.kafka_io import TOPIC_KINDS, KafkaSettings, ensure_topics, watch_broker
+from monitor.kafka_io import TOPIC_KINDS, KafkaSettings, ensure_topics, read_last_record, watch_broker
 from monitor.metrics import Metrics
 from monitor.policy import Policy, load_policy
 from monitor.timeutil import format_ms
+from monitor.topic_writer import TopicWriter
 from monitor.writeback import WriteBack
 
 log = logging.getLogger("dismon.worker")
@@ -103,6 +105,22 @@ class _JoinTable(faust.Table[str, JoinEntry]):
         return "raw" if typ is str else "dismon-entry"
 
 
+WINDOWS_KEY = b"windows"
+
+
+class WindowsSnapshot(msgspec.Struct):
+    """The record on the windowed-state topic: the windowed rules' state as of whole batches, and up to which
+    offset of each partition it has counted."""
+
+    assigned: list[tuple[str, int]]
+    counted: list[tuple[str, int, int]]
+    windows: bytes
+
+
+_SNAPSHOT = msgspec.msgpack.Encoder()
+_SNAPSHOT_DECODER = msgspec.msgpack.Decoder(WindowsSnapshot)
+
+
 class Runtime:
     """Everything the agent needs, wired once: detector, clock, sinks and metrics."""
 
@@ -113,19 +131,29 @@ class Runtime:
         self.registry = registry
         self.app = app
         self.offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset handled
+        # (topic, partition) -> highest offset whose event the windowed state has counted: an event handled
+        # again (after a restart, or a rebalance) passes the windowed rules by up to there.
+        self.counted: dict[tuple[str, int], int] = {}
+        self._windows_restored = asyncio.Event()  # set once the first assignment's windowed state is back
+        self.assigned: list[tuple[str, int]] = []  # input topic partitions, sorted
+        self._last_snapshot = b""
+        # Batches, timer ticks and checkpoints take turns: a checkpoint writes state as of whole batches.
+        self._turn = asyncio.Lock()
         # use_partitioner: timers change entries outside any event; the producer's partitioner (murmur2 of the
         # request id, like the producers of the input topics) then keeps each key in its source partition.
         self.table = _JoinTable(app, name="join-state", default=None, key_type=str, beacon=app.tables.beacon,
                                 partitions=settings.partitions, use_partitioner=True)
         app.tables.add(self.table)
-        # The table's in-memory store, which Faust's recovery fills; the worker reads and writes it directly and
-        # writes the changelog itself, a record batch per partition (monitor/changelog.py).
+        # The table's in-memory store, which Faust's recovery fills. The worker reads and writes it directly and
+        # writes the changelog itself (monitor/topic_writer.py); Faust's in-memory store forgets on a rebalance
+        # only the keys it recovered itself, so the worker drops those of partitions given away (take_partitions).
         self.store = cast(dict[str, JoinEntry], self.table.data.data)
-        self.changelog: ChangelogWriter[JoinEntry] = ChangelogWriter(
-            lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
-            self.table.changelog_topic_name, settings.partitions, _EntryCodec._encoder.encode, self._changelog_failed)
-        # The detector's writes wait here and reach the store and its changelog once the findings they record
-        # are on the alerts topic: see _commit().
+        producer = lambda: app.producer._ensure_producer()  # type: ignore[attr-defined]  # noqa: E731
+        self.changelog = TopicWriter(producer, self.table.changelog_topic_name, self._write_failed)
+        self.alert_writer = TopicWriter(producer, settings.kafka.topic("alerts"))
+        self.windows_writer = TopicWriter(producer, settings.kafka.windows_topic)
+        self._owned: set[int] = set()  # partition numbers assigned at the last rebalance
+        # The detector's writes wait here and reach the store and its changelog at the next checkpoint.
         self.join_state: WriteBack[JoinEntry] = WriteBack(self.store)
         self.detector = Detector(policy, hasher, settings.allowed_lateness_ms, store=self.join_state,
                                  external_watermark=True, observer=self.metrics,
@@ -133,7 +161,6 @@ class Runtime:
         self.clock = PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, lambda: time.time_ns() // 1_000_000)
         kafka = settings.kafka
         self.sources = frozenset(kafka.topic(kind) for kind in TOPIC_KINDS)
-        self.alerts = app.topic(kafka.topic("alerts"), key_serializer="raw", value_serializer="raw")
         self.deadletter = app.topic(kafka.topic("deadletter"), key_serializer="raw", value_serializer="raw")
         self.ready = False  # partitions assigned and their join state recovered
         self.broker_up = True  # the last metadata request to the cluster succeeded
@@ -162,26 +189,34 @@ class Runtime:
 
     async def handle(self, messages: list[Any]) -> None:
         """One fetched batch of input messages, in order; each goes through the detector on its own."""
-        not_after_ms = time.time_ns() // 1_000_000 + FUTURE_TOLERANCE_MS
-        findings: list[Finding] = []
-        for message in messages:
-            self.offsets[(message.topic, message.partition)] = message.offset
-            raw = message.value
-            decoded = Invalid("empty") if raw is None else decode(raw, self.settings.max_event_bytes, not_after_ms)
-            if isinstance(decoded, Invalid):
-                await self._dead_letter(decoded.reason, message)
-                continue
-            event_ms = event_time_ms(decoded)
-            self.clock.observe((message.topic, message.partition), event_ms)
-            findings += self.detector.process(decoded, event_ms)
-            findings += self._advance()  # after every event, as the replay does
-        await self._commit(findings)
+        await self._windows_restored.wait()  # Faust resumes the flow before it calls on_recover
+        async with self._turn:
+            not_after_ms = time.time_ns() // 1_000_000 + FUTURE_TOLERANCE_MS
+            findings: list[Finding] = []
+            counted = self.counted
+            for message in messages:
+                source, offset = (message.topic, message.partition), message.offset
+                self.offsets[source] = offset
+                raw = message.value
+                decoded = Invalid("empty") if raw is None else decode(raw, self.settings.max_event_bytes, not_after_ms)
+                if isinstance(decoded, Invalid):
+                    await self._dead_letter(decoded.reason, message)
+                    continue
+                event_ms = event_time_ms(decoded)
+                self.clock.observe(source, event_ms)
+                count_windows = offset > counted.get(source, -1)
+                if count_windows:
+                    counted[source] = offset
+                findings += self.detector.process(decoded, event_ms, count_windows)
+                findings += self._advance()  # after every event, as the replay does
+            await self._send_alerts(findings)
 
     async def tick(self) -> None:
         """Once a second: let the watermark move on a quiet stream (and say so if the join state is full)."""
         if not self.ready:
             return  # partitions are moving: timers must not touch entries this worker may no longer own
-        await self._commit(self._advance())
+        async with self._turn:
+            await self._send_alerts(self._advance())
         refused, (logged, at) = self.detector.stats.refused, self._refused_logged
         if refused > logged and time.monotonic() - at >= 60:
             log.error("join state full (%d request ids, --max-join-entries): %d events of new request ids not "
@@ -194,27 +229,88 @@ class Runtime:
             return []
         return list(self.detector.advance_to(watermark))
 
-    async def _commit(self, findings: list[Finding]) -> None:
-        """Findings to the alerts topic, and only once the broker has them, the join-state changes.
-
-        The state remembers which findings were raised; were it in the changelog before the alerts reached
-        their topic, a crash in between would lose those alerts for good (the events processed again would
-        find them raised already). This way round a crash can only send an alert twice, with the same
-        ``alert_id``. Offsets are committed after both (the batch is acked when this returns, and Faust
-        flushes the producer before it commits)."""
+    async def _send_alerts(self, findings: list[Finding]) -> None:
+        """Findings to the alerts topic; returns once the broker has them."""
+        if not findings:
+            return
         now_ms = time.time_ns() // 1_000_000
-        sent = []
+        records = []
         for finding in findings:
             self.metrics.finding(finding, now_ms)
             if self.alertmanager is not None:
                 self.alertmanager.submit(finding, now_ms)
-            sent.append(await self.alerts.send(key=finding.alert_id.encode(),
-                                               value=orjson.dumps(finding.to_alert(now_ms))))
-        if sent:
-            await asyncio.gather(*sent)
-        await self.changelog.write(self.join_state.flush())  # with aiokafka before the batch is acked
+            records.append((finding.alert_id.encode(), orjson.dumps(finding.to_alert(now_ms))))
+        await asyncio.gather(*await self.alert_writer.write(records))
 
-    def _changelog_failed(self, exc: BaseException) -> None:
+    async def checkpoint(self) -> None:
+        """Make durable what the batches and ticks since the last checkpoint did (their alerts are out already):
+        the windowed state, and once the broker has it, the join-state changes. Their offsets are acked after.
+
+        The order matters. Both remember what was raised, so neither may reach the broker before the alerts
+        (a crash in between would lose those alerts for good; this way round it can only send one twice, with
+        the same ``alert_id``). And the windowed snapshot comes first because events handled again after a
+        crash are counted by the windowed rules only past the snapshot's offsets: were the join state ahead of
+        it, an event in between would look already joined to the join and go uncounted."""
+        async with self._turn:
+            if self.detector.has_windows and self._windows_restored.is_set():  # not over the last run's before
+                snapshot = self._windows_snapshot()
+                if snapshot != self._last_snapshot:
+                    await asyncio.gather(*await self.windows_writer.write([(WINDOWS_KEY, snapshot)]))
+                    self._last_snapshot = snapshot
+            changes = self.join_state.flush()
+            if changes:
+                encode = _EntryCodec._encoder.encode
+                await self.changelog.write((key.encode(), None if value is None else encode(value))
+                                           for key, value in changes.items())
+
+    def _windows_snapshot(self) -> bytes:
+        assigned = self.assigned
+        return _SNAPSHOT.encode(WindowsSnapshot(
+            assigned=assigned,
+            counted=[(topic, partition, self.counted[(topic, partition)])
+                     for topic, partition in assigned if (topic, partition) in self.counted],
+            windows=self.detector.windows_snapshot()))
+
+    async def restore_windows(self) -> None:
+        """At the first assignment: take back the windowed state of the last run, if it covered the same
+        partitions (a lone worker restarted). Other workers' state cannot be split: then start afresh."""
+        if self._windows_restored.is_set():
+            return
+        try:
+            if self.detector.has_windows:
+                await self._take_back_windows()
+        finally:
+            self._windows_restored.set()
+
+    async def _take_back_windows(self) -> None:
+        from aiokafka.errors import KafkaError
+
+        try:
+            raw = await read_last_record(self.settings.kafka, self.settings.kafka.windows_topic)
+        except KafkaError as exc:
+            log.critical("cannot read the windowed state from %s: %s; stopping", self.settings.kafka.windows_topic,
+                         exc)
+            await self.app.crash(exc)
+            return
+        assigned = self.assigned
+        if raw is None:
+            return
+        try:
+            saved = _SNAPSHOT_DECODER.decode(raw)
+        except msgspec.DecodeError as exc:
+            log.error("windowed state in %s unreadable (%s); the windowed rules start afresh",
+                      self.settings.kafka.windows_topic, exc)
+            return
+        if sorted((topic, partition) for topic, partition in saved.assigned) != assigned:
+            log.warning("the last windowed state covered other partitions than this worker's %s; the windowed "
+                        "rules start afresh", assigned)
+            return
+        self.detector.restore_windows(saved.windows)
+        self.counted = {(topic, partition): offset for topic, partition, offset in saved.counted}
+        self._last_snapshot = raw
+        log.info("windowed state taken back (counted up to offsets %s)", self.counted)
+
+    def _write_failed(self, exc: BaseException) -> None:
         log.critical("join-state changelog write failed after aiokafka's retries; stopping the worker", exc_info=exc)
         asyncio.ensure_future(self.app.crash(exc))
 
@@ -258,9 +354,17 @@ class Runtime:
         log.warning("policy reloaded from %s: version %s, %d agreement(s)", path, policy.version,
                     len(policy.agreements))
 
-    def take_partitions(self, partitions: set[int]) -> int:
+    async def take_partitions(self, partitions: set[int]) -> int:
         """After a rebalance: forget the entries of partitions given away; returns how many."""
-        return self.changelog.forget(self.store, partitions)
+        given_away, self._owned = self._owned - partitions, set(partitions)
+        if not given_away:
+            return 0  # (a pass over every key costs seconds at a million entries)
+        numbers = await self.changelog.partitions()
+        partition_of = self.changelog.partition_of
+        stale = [key for key in self.store if partition_of(key.encode(), numbers) in given_away]
+        for key in stale:
+            del self.store[key]
+        return len(stale)
 
     def restore_state(self) -> int:
         """After recovery: re-arm the timers of every entry this worker now owns."""
@@ -312,10 +416,17 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
             raise
 
     app.on_batch = consume
+    app.on_checkpoint = runtime.checkpoint
 
     @app.timer(interval=1.0)
     async def tick() -> None:
         await runtime.tick()
+
+    @app.timer(interval=app.checkpoint_interval)
+    async def checkpoint() -> None:
+        consumer = app.consumer
+        if isinstance(consumer, BatchConsumer) and runtime.ready:
+            await consumer.checkpoint()
 
     @app.task
     async def watch_cluster() -> None:
@@ -325,7 +436,7 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
         runtime.ready = False  # until the rebalance's recovery is done (on_recover)
         # A tick cut short by the rebalance may have left changes: into the changelog before another
         # worker recovers from it.
-        await runtime.changelog.write(runtime.join_state.flush())
+        await runtime.checkpoint()
         await app.producer.flush()
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's signal types are too narrow
@@ -340,18 +451,20 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
 
     sources = {kafka.topic(kind) for kind in TOPIC_KINDS}
 
-    def take_assignment() -> list[tuple[str, int]]:
+    async def take_assignment() -> list[tuple[str, int]]:
         assigned = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in sources)
         runtime.clock.assign(assigned)
-        forgotten = runtime.take_partitions({partition for _topic, partition in assigned})
+        runtime.assigned = assigned
+        forgotten = await runtime.take_partitions({partition for _topic, partition in assigned})
         if forgotten:
             log.info("forgot %d join entries of partitions now owned by other workers", forgotten)
+        await runtime.restore_windows()
         return assigned
 
     @runtime.table.on_recover
     async def on_recover() -> None:
         """After the changelog was replayed into the table: re-arm the timers of every entry now owned."""
-        assigned = take_assignment()
+        assigned = await take_assignment()
         restored = runtime.restore_state()
         runtime.ready = True
         log.info("assigned %s; %d join entries restored", assigned, restored)
@@ -359,7 +472,7 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
     async def on_rebalance_complete(_app: Any, *_args: Any, **_kwargs: Any) -> None:
         # Sent on every rebalance, also when nothing had to be recovered (then on_recover is not called),
         # e.g. after the broker came back and the group re-formed with the same assignment.
-        take_assignment()
+        await take_assignment()
         runtime.ready = True
 
     app.on_rebalance_complete.connect(on_rebalance_complete)  # type: ignore[arg-type]

@@ -15,7 +15,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 from pathlib import Path
 
 import orjson
@@ -31,6 +32,7 @@ from tests.services import metric_sum
 
 PARTITIONS = 4
 KINDS = ("requests", "responses", "disposals")
+WINDOWED = {"daily_cap_exceeded", "oversized_batch", "disclosure_rate_spike", "disclosure_ratio_drift"}
 ENV = {**os.environ, "DISMON_SUBJECT_KEY": TEST_KEY.decode(), "PYTHONUNBUFFERED": "1"}
 
 
@@ -176,6 +178,12 @@ def _replay_ids(directory: Path, ticks: list[tuple[str, int, bytes, bytes]], cap
                  str(with_ticks)]) == 0
     capsys.readouterr()
     return {orjson.loads(line)["alert_id"] for line in alerts_file.read_bytes().splitlines()}
+
+
+def _windowed_outcome(alerts: Iterable[dict[str, Any]]) -> set[tuple[str, str, str, object]]:
+    """Windowed findings with their status and observed value: a count taken twice, or lost, shows."""
+    return {(a["rule"], a["alert_id"], a["status"], a["details"].get("observed")) for a in alerts
+            if a["request_id"] is None and a["rule"] in WINDOWED}
 
 
 def _publish(directory: Path, bootstrap: str, prefix: str, capsys: pytest.CaptureFixture[str]) -> int:
@@ -399,12 +407,8 @@ def test_a_worker_killed_during_a_burst_of_disposals_and_responses_loses_nothing
     # Big enough (about 42,000 events) that the worker is still busy with it when it is killed.
     assert main(["simulate", "--out", str(tmp_path), "--requests", "20000", "--seed", "21", "--fault",
                  "incomplete_request_disclosure", "--fault", "disposal_overdue", "--fault-rate", "0.3"]) == 0
-    # Only the join state is durable: the windowed rules' counters and baselines live in the worker's memory
-    # and start afresh after a restart (README, "Open"), so this test, about the join state, leaves them out.
+    # The policy turns every windowed rule on: their state is taken back after the restart too.
     policy = tmp_path / "policy.toml"
-    windowed = ("rate_spike", "ratio_drift", "max_disclosures_per_day", "max_batch_size")
-    policy.write_text("".join(line for line in policy.read_text().splitlines(keepends=True)
-                              if not line.startswith(windowed)))
     prefix = f"t{uuid.uuid4().hex[:10]}"
     asyncio.run(_create_topics(kafka_bootstrap, prefix))
     ticks = _ticks(prefix, load_truth(str(tmp_path / "truth.json")).until_ms)
@@ -424,6 +428,9 @@ def test_a_worker_killed_during_a_burst_of_disposals_and_responses_loses_nothing
     alerts = asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.alerts"))
     ids = [a["alert_id"] for _, a in alerts]
     assert set(ids) == expected  # nothing lost, nothing new: the same ids, some sent twice
+    windowed = _windowed_outcome(a for _, a in alerts)
+    assert windowed == _windowed_outcome(orjson.loads(line) for line in (tmp_path / "replay-alerts.jsonl").read_bytes().splitlines())
+    assert {rule for rule, *_ in windowed} >= {"daily_cap_exceeded", "disclosure_ratio_drift"}  # as in the replay
     overdue = {a["request_id"] for _, a in alerts if a["rule"] == "disposal_overdue"}
     truth = load_truth(str(tmp_path / "truth.json"))
     should = {request_id for rule, request_id in truth.expected if rule == "disposal_overdue"}
