@@ -114,7 +114,9 @@ def _workers_rate(boot: str, prefix: str, policy: str, total: int, count: int) -
             if start is None and done > 0 and all(_ready(port) for port in ports):
                 start = (time.perf_counter(), done)
             if done >= total and start is not None:
-                return (done - start[1]) / (time.perf_counter() - start[0])
+                seconds = time.perf_counter() - start[0]
+                print(f"  ({count} worker(s): timed over the last {done - start[1]:,} events, {seconds:.1f} s)")
+                return (done - start[1]) / seconds
             time.sleep(0.2)
         raise SystemExit("the workers did not get through the events within 10 minutes")
     finally:

@@ -7,10 +7,11 @@ table's changelog and its recovery, offset commits, flow control during rebalanc
 how messages of the input topics reach the worker:
 
 * each batch a fetch returns is handed to one coroutine, ``on_batch``;
-* every ``checkpoint_interval`` seconds (and when the input is idle) ``on_checkpoint`` makes what the
-  batches since the last one did durable, and only then are their messages acked: an offset is committed
-  only once its message was handled and its effects are on the broker (at least once, as with a stream);
-  a rebalance waits for the batch under way to finish;
+* every ``checkpoint_interval`` seconds, and before partitions are given up or the app stops,
+  ``on_checkpoint`` makes what the batches since the last one did durable, and only then are their
+  messages acked (and told to Faust): an offset is committed only once its message was handled and its
+  effects are on the broker (at least once, as with a stream);
+* a partition assigned again forgets its last read offset (see ``on_partitions_assigned``);
 * messages of any other topic (the changelog, while recovering) take Faust's own path;
 * a fetch waits at most ``FETCH_MAX_WAIT_MS`` for data, not Faust's 1.5 s (see below).
 

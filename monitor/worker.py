@@ -459,6 +459,10 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
         if forgotten:
             log.info("forgot %d join entries of partitions now owned by other workers", forgotten)
         await runtime.restore_windows()
+        if runtime.detector.has_windows and len(assigned) < len(sources) * settings.partitions:
+            log.warning("this worker has %d of the %d input partitions: its windowed rules (caps, rates, ratios) "
+                        "count only those; run one worker per group for exact windowed findings (README, Status)",
+                        len(assigned), len(sources) * settings.partitions)
         return assigned
 
     @runtime.table.on_recover
