@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -36,9 +36,9 @@ from monitor.join import (
 )
 from monitor.observe import Observer
 from monitor.policy import DEFAULT_JOIN_WINDOW, DEFAULT_ORPHAN_GRACE, Agreement, Policy
-from monitor.rules import DISCLOSURE_RULES, DISPOSAL, DUPLICATE, ORPHAN, REQUEST_RULES, SLA, WINDOWED_RULES
-from monitor.rules.base import WindowedRule
+from monitor.rules import DISCLOSURE_RULES, DISPOSAL, DUPLICATE, ORPHAN, REQUEST_RULES, SLA
 from monitor.timeutil import parse_duration_ms
+from monitor.window_stage import Fact, WindowStage
 
 DEFAULT_ALLOWED_LATENESS_MS = 10 * 60_000
 #: Request ids held at most (a few hundred bytes each): beyond it, new ids are refused, counted and alerted on.
@@ -78,6 +78,7 @@ class Detector:
         external_watermark: bool = False,
         observer: Observer | None = None,
         max_entries: int | None = None,
+        window_sink: Callable[[Fact], None] | None = None,
     ) -> None:
         self.hasher = hasher
         self.allowed_lateness_ms = allowed_lateness_ms
@@ -94,11 +95,12 @@ class Detector:
         self.max_entries = max_entries
         self._out: list[Finding] = []
         self._contexts: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
-        self._windowed: list[WindowedRule] = []
         self._required: dict[str, tuple[RequiredFields, RequiredFields]] = {}
-        self.set_policy(policy)
-        self._windowed_due: int | None = None
+        # The windowed rules: inline (replay), or a stage elsewhere that ``window_sink`` sends facts to (worker).
+        self.windows: WindowStage | None = WindowStage(policy) if window_sink is None else None
+        self._window_sink = window_sink
         self._count_windows = True  # off while an event already counted in restored windowed state comes again
+        self.set_policy(policy)
         self._last_names: dict[str, int] = {}  # raw name part -> 32-bit keyed hash of its normal form
         self._first_names: dict[str, int] = {}
 
@@ -112,12 +114,9 @@ class Detector:
             )
             for agreement in policy.agreements.values()
         }
-        # Windowed rules cost nothing unless some agreement turns them on; a running one keeps its windows.
-        running = {type(rule) for rule in self._windowed}
-        self._windowed += [
-            cls() for cls, setting in WINDOWED_RULES
-            if cls not in running and any(getattr(a, setting) is not None for a in policy.agreements.values())
-        ]
+        if self.windows is not None:
+            self.windows.set_policy(policy)
+        self._facts_wanted = self._window_sink is not None or (self.windows is not None and self.windows.active)
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -165,8 +164,10 @@ class Detector:
         next_due = self.timers.next_due()
         if next_due is not None and next_due <= watermark_ms:
             self._fire_timers()
-        if self._windowed_due is not None and self._windowed_due <= watermark_ms:
-            self._close_windows()
+        windows = self.windows
+        if windows is not None and windows.due_ms is not None and windows.due_ms <= watermark_ms:
+            windows.max_event_ms = self.max_event_ms
+            self._out += windows.advance_to(watermark_ms)
 
     def _take(self) -> Sequence[Finding]:
         if not self._out:
@@ -181,38 +182,27 @@ class Detector:
 
     @property
     def has_windows(self) -> bool:
-        """Whether some agreement turns a windowed rule on."""
-        return bool(self._windowed)
+        """Whether some agreement turns a windowed rule on (inline stage only)."""
+        return self.windows is not None and self.windows.active
 
     def windows_snapshot(self) -> bytes:
-        """The windowed rules' state (counts, baselines, what fired), for a worker to keep across a restart."""
-        return msgspec.msgpack.encode({type(rule).rule_id: rule.snapshot() for rule in self._windowed})
+        assert self.windows is not None
+        return self.windows.snapshot()
 
     def restore_windows(self, snapshot: bytes) -> None:
-        """Take back a :meth:`windows_snapshot` (of this policy or an earlier one)."""
-        saved = msgspec.msgpack.decode(snapshot)
-        self._windowed_due = None
-        for rule in self._windowed:
-            if type(rule).rule_id in saved:
-                rule.restore(saved[type(rule).rule_id], self.policy.agreements)
-            self._windowed_hook(rule, [])
+        assert self.windows is not None
+        self.windows.restore(snapshot)
 
-    def _windowed_hook(self, rule: WindowedRule, violations: list[Violation]) -> None:
-        for violation in violations:
-            self._emit_windowed(violation)
-        due = rule.next_due_ms()
-        if due is not None and (self._windowed_due is None or due < self._windowed_due):
-            self._windowed_due = due
-
-    def _close_windows(self) -> None:
-        watermark = self.watermark_ms
-        assert watermark is not None
-        self._windowed_due = None
-        for rule in self._windowed:
-            self._windowed_hook(rule, rule.on_watermark(watermark))
-
-    def _emit_windowed(self, violation: Violation) -> None:
-        self._append(violation, violation.agreement_id or "", None, violation.requester, None)
+    def _fact(self, fact: Fact) -> None:
+        """What the windowed rules count, to the inline stage or the sink (not for events counted already)."""
+        if not self._count_windows:
+            return
+        if self._window_sink is not None:
+            self._window_sink(fact)
+        else:
+            assert self.windows is not None
+            self.windows.max_event_ms = self.max_event_ms
+            self._out += self.windows.apply(fact)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -228,9 +218,8 @@ class Detector:
         entry.request = facts
         if self.observer is not None and entry.answered_ms is not None:
             self.observer.joined(request.agreement_id, entry.answered_ms - event_ms)
-        if agreement is not None and self._count_windows:
-            for windowed in self._windowed:
-                self._windowed_hook(windowed, windowed.on_request(request, facts, agreement))
+        if agreement is not None and self._facts_wanted:
+            self._fact(("q", agreement.id, event_ms, request.batch_id, facts.agency, facts.unit))
         for disclosure in entry.disclosures or ():
             if not disclosure.resolved:
                 self._resolve(request.request_id, entry, disclosure, orphan=False)
@@ -250,10 +239,9 @@ class Detector:
         if entry.answered_ms is None or event_ms < entry.answered_ms:
             entry.answered_ms = event_ms
         fields = disclosed_fields(response)
-        agreement = self.policy.agreements.get(response.agreement_id) if self._windowed else None
-        if agreement is not None and self._count_windows:
-            for windowed in self._windowed:
-                self._windowed_hook(windowed, windowed.on_response(agreement, event_ms, bool(fields)))
+        agreement = self.policy.agreements.get(response.agreement_id) if self._facts_wanted else None
+        if agreement is not None:
+            self._fact(("r", agreement.id, event_ms, bool(fields)))
         if not fields:
             if entry.scheduled_ms is None:  # a new entry (response before request): it needs its expiry timer
                 self._schedule(request_id, entry)
@@ -270,9 +258,8 @@ class Detector:
             if not entry.flags & DUPLICATE_FIRED:
                 entry.flags |= DUPLICATE_FIRED
                 self._emit(DUPLICATE.violation(entry.disclosures), request_id, response.agreement_id, entry.request)
-        if agreement is not None and self._count_windows:
-            for windowed in self._windowed:
-                self._windowed_hook(windowed, windowed.on_disclosure(disclosure, agreement))
+        if agreement is not None:
+            self._fact(("d", agreement.id, disclosure.responded_ms))
         if entry.request is not None:
             self._resolve(request_id, entry, disclosure, orphan=False)
         self._schedule(request_id, entry)
@@ -338,9 +325,8 @@ class Detector:
         disclosure.improper = improper
         if self.observer is not None:  # counted once joined (or orphaned), so the requester is known if it can be
             self.observer.disclosure(disclosure.agreement_id, facts.agency if facts else None, disclosure.fields)
-        if agreement is not None and self._count_windows:
-            for windowed in self._windowed:
-                self._windowed_hook(windowed, windowed.on_resolved(disclosure, facts, agreement))
+        if agreement is not None and facts is not None and self._facts_wanted:
+            self._fact(("j", agreement.id, disclosure.responded_ms, facts.unit))
 
     def _late_join(self, request_id: str, entry: JoinEntry, disclosure: DisclosureFacts) -> None:
         """A request that arrived after its response was declared an orphan: still check the pair."""

@@ -46,6 +46,12 @@ class KafkaSettings:
         ``<group>-join-state-changelog``): one partition, compacted, the last record is the state."""
         return f"{self.group}-window-state"
 
+    @property
+    def facts_topic(self) -> str:
+        """The consumer group's topic of window facts: every worker sends what its partitions give the
+        windowed rules; the worker that has its one partition counts them."""
+        return f"{self.group}-window-facts"
+
     def ssl_context(self) -> ssl.SSLContext | None:
         if "SSL" not in self.security_protocol:
             return None
@@ -107,6 +113,8 @@ async def ensure_topics(kafka: KafkaSettings, partitions: int) -> dict[str, int]
         if kafka.windows_topic not in existing:
             await admin.create_topics([NewTopic(kafka.windows_topic, num_partitions=1, replication_factor=1,
                                                 topic_configs=WINDOWS_TOPIC_CONFIG)])
+        if kafka.facts_topic not in existing:
+            await admin.create_topics([NewTopic(kafka.facts_topic, num_partitions=1, replication_factor=1)])
         counts = {kind: existing[kafka.topic(kind)] for kind in TOPIC_KINDS}
         if len(set(counts.values())) != 1:
             raise ValueError(

@@ -51,6 +51,7 @@ from monitor.metrics import Metrics
 from monitor.policy import Policy, load_policy
 from monitor.timeutil import format_ms
 from monitor.topic_writer import TopicWriter
+from monitor.window_stage import WindowStage
 from monitor.writeback import WriteBack
 
 log = logging.getLogger("dismon.worker")
@@ -108,17 +109,26 @@ class _JoinTable(faust.Table[str, JoinEntry]):
 WINDOWS_KEY = b"windows"
 
 
+class WindowFacts(msgspec.Struct, array_like=True):
+    """A record on ``<group>-window-facts``: what one batch of a worker's partitions gave the windowed rules
+    (each fact with the input partition and offset of its event) and that worker's watermark."""
+
+    marks: list[tuple[str, int]]  # input partition ("topic:partition") -> the sending worker's watermark
+    facts: list[tuple[str, int, tuple[Any, ...]]]  # (input partition, offset, fact)
+
+
 class WindowsSnapshot(msgspec.Struct):
-    """The record on the windowed-state topic: the windowed rules' state as of whole batches, and up to which
-    offset of each partition it has counted."""
+    """The record on ``<group>-window-state``: the window stage as of a checkpoint, up to which offset of
+    each input partition it has counted, and the watermarks it has heard."""
 
-    assigned: list[tuple[str, int]]
-    counted: list[tuple[str, int, int]]
-    windows: bytes
+    counted: dict[str, int]
+    marks: dict[str, int]
+    stage: bytes
 
 
-_SNAPSHOT = msgspec.msgpack.Encoder()
+_ENCODER = msgspec.msgpack.Encoder()
 _SNAPSHOT_DECODER = msgspec.msgpack.Decoder(WindowsSnapshot)
+_FACTS_DECODER = msgspec.msgpack.Decoder(WindowFacts)
 
 
 class Runtime:
@@ -131,10 +141,16 @@ class Runtime:
         self.registry = registry
         self.app = app
         self.offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset handled
-        # (topic, partition) -> highest offset whose event the windowed state has counted: an event handled
-        # again (after a restart, or a rebalance) passes the windowed rules by up to there.
-        self.counted: dict[tuple[str, int], int] = {}
-        self._windows_restored = asyncio.Event()  # set once the first assignment's windowed state is back
+        # The window stage runs on the worker that has the one partition of <group>-window-facts; every worker
+        # sends it the facts of its own partitions (see handle()).
+        self.stage = WindowStage(policy)
+        self.stage_owned = False
+        self.counted: dict[str, int] = {}  # input partition -> highest offset whose facts the stage has counted
+        self.marks: dict[str, int] = {}  # input partition -> watermark heard from the worker that has it
+        self._facts: list[tuple[str, int, tuple[Any, ...]]] = []  # this batch's, to send
+        self._source = ("", 0)  # input partition and offset of the event being handled
+        self._marks_sent: int | None = None
+        self._assigned = asyncio.Event()  # set once a rebalance's assignment is taken (take_assignment)
         self.assigned: list[tuple[str, int]] = []  # input topic partitions, sorted
         self._last_snapshot = b""
         # Batches, timer ticks and checkpoints take turns: a checkpoint writes state as of whole batches.
@@ -152,12 +168,13 @@ class Runtime:
         self.changelog = TopicWriter(producer, self.table.changelog_topic_name, self._write_failed)
         self.alert_writer = TopicWriter(producer, settings.kafka.topic("alerts"))
         self.windows_writer = TopicWriter(producer, settings.kafka.windows_topic)
+        self.facts_writer = TopicWriter(producer, settings.kafka.facts_topic)
         self._owned: set[int] = set()  # partition numbers assigned at the last rebalance
         # The detector's writes wait here and reach the store and its changelog at the next checkpoint.
         self.join_state: WriteBack[JoinEntry] = WriteBack(self.store)
         self.detector = Detector(policy, hasher, settings.allowed_lateness_ms, store=self.join_state,
                                  external_watermark=True, observer=self.metrics,
-                                 max_entries=settings.max_join_entries)
+                                 max_entries=settings.max_join_entries, window_sink=self._on_fact)
         self.clock = PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, lambda: time.time_ns() // 1_000_000)
         kafka = settings.kafka
         self.sources = frozenset(kafka.topic(kind) for kind in TOPIC_KINDS)
@@ -188,15 +205,19 @@ class Runtime:
         return lag
 
     async def handle(self, messages: list[Any]) -> None:
-        """One fetched batch of input messages, in order; each goes through the detector on its own."""
-        await self._windows_restored.wait()  # Faust resumes the flow before it calls on_recover
+        """One fetched batch, in order: input events through the detector one by one, window facts (on the
+        worker that has them) through the stage; then the findings and the facts to their topics."""
+        await self._assigned.wait()  # Faust resumes the flow before it calls on_recover
         async with self._turn:
             not_after_ms = time.time_ns() // 1_000_000 + FUTURE_TOLERANCE_MS
             findings: list[Finding] = []
-            counted = self.counted
+            facts_topic = self.settings.kafka.facts_topic
             for message in messages:
-                source, offset = (message.topic, message.partition), message.offset
-                self.offsets[source] = offset
+                if message.topic == facts_topic:
+                    findings += self._apply_facts(message.value)
+                    continue
+                source = (message.topic, message.partition)
+                self.offsets[source] = message.offset
                 raw = message.value
                 decoded = Invalid("empty") if raw is None else decode(raw, self.settings.max_event_bytes, not_after_ms)
                 if isinstance(decoded, Invalid):
@@ -204,19 +225,54 @@ class Runtime:
                     continue
                 event_ms = event_time_ms(decoded)
                 self.clock.observe(source, event_ms)
-                count_windows = offset > counted.get(source, -1)
-                if count_windows:
-                    counted[source] = offset
-                findings += self.detector.process(decoded, event_ms, count_windows)
+                self._source = (f"{message.topic}:{message.partition}", message.offset)
+                findings += self.detector.process(decoded, event_ms)
                 findings += self._advance()  # after every event, as the replay does
-            await self._send_alerts(findings)
+            await asyncio.gather(self._send_alerts(findings), self._send_facts())
+
+    def _on_fact(self, fact: tuple[Any, ...]) -> None:
+        self._facts.append((*self._source, fact))
+
+    async def _send_facts(self, marks_only: bool = False) -> None:
+        """This batch's facts, with this worker's watermark for each of its partitions, to the window stage;
+        returns once the broker has them (before any state of this batch is written: see checkpoint())."""
+        watermark = self.clock.watermark()
+        if not self._facts and (watermark is None or watermark == self._marks_sent):
+            return
+        marks = [] if watermark is None else [(f"{topic}:{partition}", watermark) for topic, partition in self.assigned]
+        record = _ENCODER.encode(WindowFacts(marks=marks, facts=self._facts))
+        self._facts, self._marks_sent = [], watermark
+        await asyncio.gather(*await self.facts_writer.write([(b"facts", record)]))
+
+    def _apply_facts(self, raw: bytes | None) -> list[Finding]:
+        """A record of window facts: each counted once (by input partition and offset), then the stage's
+        watermark moved to the smallest heard for any input partition."""
+        if raw is None or not self.stage_owned:
+            return []
+        try:
+            batch = _FACTS_DECODER.decode(raw)
+        except msgspec.DecodeError as exc:
+            log.error("unreadable record on %s skipped: %s", self.settings.kafka.facts_topic, exc)
+            return []
+        found: list[Finding] = []
+        counted, before = self.counted, dict(self.counted)
+        for source, offset, fact in batch.facts:
+            if offset > before.get(source, -1):  # not counted before (a batch handled again after a crash)
+                found += self.stage.apply(fact)
+                counted[source] = max(counted.get(source, -1), offset)
+        for source, mark in batch.marks:
+            if mark > self.marks.get(source, mark - 1):
+                self.marks[source] = mark
+        if len(self.marks) >= len(self.sources) * self.settings.partitions:
+            found += self.stage.advance_to(min(self.marks.values()))
+        return found
 
     async def tick(self) -> None:
         """Once a second: let the watermark move on a quiet stream (and say so if the join state is full)."""
         if not self.ready:
             return  # partitions are moving: timers must not touch entries this worker may no longer own
         async with self._turn:
-            await self._send_alerts(self._advance())
+            await asyncio.gather(self._send_alerts(self._advance()), self._send_facts())
         refused, (logged, at) = self.detector.stats.refused, self._refused_logged
         if refused > logged and time.monotonic() - at >= 60:
             log.error("join state full (%d request ids, --max-join-entries): %d events of new request ids not "
@@ -252,8 +308,9 @@ class Runtime:
         crash are counted by the windowed rules only past the snapshot's offsets: were the join state ahead of
         it, an event in between would look already joined to the join and go uncounted."""
         async with self._turn:
-            if self.detector.has_windows and self._windows_restored.is_set():  # not over the last run's before
-                snapshot = self._windows_snapshot()
+            if self.stage_owned and self.stage.active:
+                snapshot = _ENCODER.encode(WindowsSnapshot(counted=self.counted, marks=self.marks,
+                                                           stage=self.stage.snapshot()))
                 if snapshot != self._last_snapshot:
                     await asyncio.gather(*await self.windows_writer.write([(WINDOWS_KEY, snapshot)]))
                     self._last_snapshot = snapshot
@@ -263,52 +320,37 @@ class Runtime:
                 await self.changelog.write((key.encode(), None if value is None else encode(value))
                                            for key, value in changes.items())
 
-    def _windows_snapshot(self) -> bytes:
-        assigned = self.assigned
-        return _SNAPSHOT.encode(WindowsSnapshot(
-            assigned=assigned,
-            counted=[(topic, partition, self.counted[(topic, partition)])
-                     for topic, partition in assigned if (topic, partition) in self.counted],
-            windows=self.detector.windows_snapshot()))
-
-    async def restore_windows(self) -> None:
-        """At the first assignment: take back the windowed state of the last run, if it covered the same
-        partitions (a lone worker restarted). Other workers' state cannot be split: then start afresh."""
-        if self._windows_restored.is_set():
+    async def take_window_stage(self, owned: bool) -> None:
+        """After a rebalance: on gaining the window-facts partition, take back the stage's last snapshot; on
+        losing it, drop the stage (its new owner takes the snapshot back)."""
+        if owned == self.stage_owned:
             return
-        try:
-            if self.detector.has_windows:
-                await self._take_back_windows()
-        finally:
-            self._windows_restored.set()
+        self.stage = WindowStage(self.detector.policy)
+        self.counted, self.marks, self._last_snapshot = {}, {}, b""
+        self.stage_owned = owned
+        if owned and self.stage.active:
+            await self._take_back_windows()
 
     async def _take_back_windows(self) -> None:
         from aiokafka.errors import KafkaError
 
+        topic = self.settings.kafka.windows_topic
         try:
-            raw = await read_last_record(self.settings.kafka, self.settings.kafka.windows_topic)
+            raw = await read_last_record(self.settings.kafka, topic)
         except KafkaError as exc:
-            log.critical("cannot read the windowed state from %s: %s; stopping", self.settings.kafka.windows_topic,
-                         exc)
+            log.critical("cannot read the windowed state from %s: %s; stopping", topic, exc)
             await self.app.crash(exc)
             return
-        assigned = self.assigned
         if raw is None:
             return
         try:
             saved = _SNAPSHOT_DECODER.decode(raw)
         except msgspec.DecodeError as exc:
-            log.error("windowed state in %s unreadable (%s); the windowed rules start afresh",
-                      self.settings.kafka.windows_topic, exc)
+            log.error("windowed state in %s unreadable (%s); the windowed rules start afresh", topic, exc)
             return
-        if sorted((topic, partition) for topic, partition in saved.assigned) != assigned:
-            log.warning("the last windowed state covered other partitions than this worker's %s; the windowed "
-                        "rules start afresh", assigned)
-            return
-        self.detector.restore_windows(saved.windows)
-        self.counted = {(topic, partition): offset for topic, partition, offset in saved.counted}
-        self._last_snapshot = raw
-        log.info("windowed state taken back (counted up to offsets %s)", self.counted)
+        self.stage.restore(saved.stage)
+        self.counted, self.marks, self._last_snapshot = dict(saved.counted), dict(saved.marks), raw
+        log.info("window stage taken back (counted up to offsets %s)", self.counted)
 
     def _write_failed(self, exc: BaseException) -> None:
         log.critical("join-state changelog write failed after aiokafka's retries; stopping the worker", exc_info=exc)
@@ -350,6 +392,7 @@ class Runtime:
                       self.detector.policy.version, exc)
             return
         self.detector.set_policy(policy)
+        self.stage.set_policy(policy)
         self.metrics.set_policy(policy)
         log.warning("policy reloaded from %s: version %s, %d agreement(s)", path, policy.version,
                     len(policy.agreements))
@@ -402,8 +445,9 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
     runtime = Runtime(app, settings, policy, hasher, registry)
     # The input topics are subscribed, but not through an agent: the consumer hands each fetched batch to
     # consume() and acks it afterwards (monitor/batching.py), which saves Faust's ~100 µs a message.
-    app.topics.add(app.topic(*(kafka.topic(kind) for kind in TOPIC_KINDS), key_serializer="raw", value_serializer="raw"))
-    app.batch_topics = runtime.sources
+    app.topics.add(app.topic(*(kafka.topic(kind) for kind in TOPIC_KINDS), kafka.facts_topic, key_serializer="raw",
+                             value_serializer="raw"))
+    app.batch_topics = runtime.sources | {kafka.facts_topic}
 
     async def consume(messages: list[Any]) -> None:
         try:
@@ -434,6 +478,7 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
 
     async def on_revoked(_app: Any, *_args: Any, **_kwargs: Any) -> None:
         runtime.ready = False  # until the rebalance's recovery is done (on_recover)
+        runtime._assigned.clear()
         # A tick cut short by the rebalance may have left changes: into the changelog before another
         # worker recovers from it.
         await runtime.checkpoint()
@@ -458,11 +503,8 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
         forgotten = await runtime.take_partitions({partition for _topic, partition in assigned})
         if forgotten:
             log.info("forgot %d join entries of partitions now owned by other workers", forgotten)
-        await runtime.restore_windows()
-        if runtime.detector.has_windows and len(assigned) < len(sources) * settings.partitions:
-            log.warning("this worker has %d of the %d input partitions: its windowed rules (caps, rates, ratios) "
-                        "count only those; run one worker per group for exact windowed findings (README, Status)",
-                        len(assigned), len(sources) * settings.partitions)
+        await runtime.take_window_stage(any(tp.topic == kafka.facts_topic for tp in app.consumer.assignment()))
+        runtime._assigned.set()
         return assigned
 
     @runtime.table.on_recover

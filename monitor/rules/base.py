@@ -54,8 +54,8 @@ def field_list(missing: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
 class WindowedRule:
     """A rule over aggregates (caps, batches, rates, ratios): stateful, one instance per detector.
 
-    The detector calls the hooks as events arrive and ``on_watermark`` when the
-    watermark passes ``next_due_ms()``. Every hook returns the violations it
+    The window stage (monitor/window_stage.py) calls the hooks with what the
+    detector learnt and ``on_watermark`` when the watermark passes ``next_due_ms()``. Every hook returns the violations it
     makes; windowed violations name their own agreement (and requester, if any)
     and may be ``resolved`` when the condition clears, under the same
     discriminator (so the same alert id) as the firing.
@@ -64,20 +64,20 @@ class WindowedRule:
     rule_id: ClassVar[str]
     severity: ClassVar[Severity]
 
-    def on_request(self, request: Request, facts: RequestFacts, agreement: Agreement) -> list[Violation]:
+    def on_request(self, agreement: Agreement, at_ms: int, batch_id: str | None, agency: str,
+                   unit: str | None) -> list[Violation]:
+        """A request seen for the first time."""
         return []
 
     def on_response(self, agreement: Agreement, at_ms: int, disclosed: bool) -> list[Violation]:
         return []
 
-    def on_disclosure(self, disclosure: DisclosureFacts, agreement: Agreement) -> list[Violation]:
+    def on_disclosure(self, agreement: Agreement, at_ms: int) -> list[Violation]:
         """A new distinct disclosure, at arrival (before it is joined)."""
         return []
 
-    def on_resolved(
-        self, disclosure: DisclosureFacts, request: RequestFacts | None, agreement: Agreement
-    ) -> list[Violation]:
-        """A disclosure joined to its request, or declared an orphan."""
+    def on_resolved(self, agreement: Agreement, at_ms: int, unit: str | None) -> list[Violation]:
+        """A disclosure joined to its request (of ``unit``)."""
         return []
 
     def on_watermark(self, watermark_ms: int) -> list[Violation]:

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from monitor.findings import Severity, Violation
-from monitor.join import DisclosureFacts
 from monitor.policy import Agreement
 from monitor.rules.base import WindowedRule, violation_from, violation_state
 from monitor.timeutil import MS_PER_DAY, format_ms
@@ -22,11 +21,11 @@ class DailyCapExceeded(WindowedRule):
         self._days: WindowCounts[str] = WindowCounts(MS_PER_DAY)
         self._fired: dict[tuple[str, int], Violation] = {}
 
-    def on_disclosure(self, disclosure: DisclosureFacts, agreement: Agreement) -> list[Violation]:
+    def on_disclosure(self, agreement: Agreement, at_ms: int) -> list[Violation]:
         cap = agreement.max_disclosures_per_day
         if cap is None:
             return []
-        at = disclosure.responded_ms
+        at = at_ms
         self._days.add(agreement.id, at)
         counts = self._days.peek(agreement.id, at)
         if counts is None or counts[0] != cap + 1:

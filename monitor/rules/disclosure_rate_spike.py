@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from monitor.findings import Severity, Violation
-from monitor.join import DisclosureFacts, RequestFacts
 from monitor.policy import Agreement, RateSpikeConfig
 from monitor.rules.base import WindowedRule, violation_from, violation_state
 from monitor.stats import poisson_sf
@@ -60,17 +59,15 @@ class DisclosureRateSpike(WindowedRule):
         self._configs: dict[str, RateSpikeConfig] = {}
         self._units: dict[Key, _UnitState] = {}
 
-    def on_resolved(
-        self, disclosure: DisclosureFacts, request: RequestFacts | None, agreement: Agreement
-    ) -> list[Violation]:
+    def on_resolved(self, agreement: Agreement, at_ms: int, unit: str | None) -> list[Violation]:
         config = agreement.rate_spike
-        if config is None or request is None:
+        if config is None:
             return []
         windows = self._windows.get(agreement.id)
         if windows is None:
             windows = self._windows[agreement.id] = WindowCounts(config.window_ms, config.hop_ms)
             self._configs[agreement.id] = config
-        windows.add((agreement.id, request.unit or "(no unit)"), disclosure.responded_ms)
+        windows.add((agreement.id, unit or "(no unit)"), at_ms)
         return []
 
     def on_watermark(self, watermark_ms: int) -> list[Violation]:

@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from monitor.events import Request
 from monitor.findings import Severity, Violation
-from monitor.join import RequestFacts
 from monitor.policy import Agreement
 from monitor.rules.base import WindowedRule, violation_from, violation_state
 
@@ -25,29 +23,30 @@ class OversizedBatch(WindowedRule):
         self._fired: dict[tuple[str, str], Violation] = {}
         self._next_sweep_ms: int | None = None
 
-    def on_request(self, request: Request, facts: RequestFacts, agreement: Agreement) -> list[Violation]:
-        cap, batch = agreement.max_batch_size, request.batch_id
+    def on_request(self, agreement: Agreement, at_ms: int, batch_id: str | None, agency: str,
+                   unit: str | None) -> list[Violation]:
+        cap, batch = agreement.max_batch_size, batch_id
         if cap is None or not batch:
             return []
         key = (agreement.id, batch)
         state = self._batches.get(key)
         if state is None:
-            state = self._batches[key] = [0, facts.submitted_ms, agreement.join_window_ms]
+            state = self._batches[key] = [0, at_ms, agreement.join_window_ms]
             if self._next_sweep_ms is None:
-                self._next_sweep_ms = facts.submitted_ms + _SWEEP_EVERY_MS
+                self._next_sweep_ms = at_ms + _SWEEP_EVERY_MS
         state[0] += 1
-        state[1] = max(state[1], facts.submitted_ms)
+        state[1] = max(state[1], at_ms)
         if state[0] != cap + 1:
             return []
         violation = Violation(
             self.rule_id,
             self.severity,
             f"a batch of requests grew past the agreement's limit of {cap:,}",
-            facts.submitted_ms,
+            at_ms,
             f"batch:{batch}",
             {"key": f"batch:{batch}", "observed": cap + 1, "cap": cap},
             agreement_id=agreement.id,
-            requester={"agency": facts.agency, "unit": facts.unit},
+            requester={"agency": agency, "unit": unit},
         )
         self._fired[key] = violation
         return [violation]
