@@ -139,6 +139,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         # What was handled is made durable and acked before Faust commits and gives the partitions up.
         if self._unacked:
+            log.info("checkpoint before giving up partitions (%d messages handled since the last)", len(self._unacked))
             await self.checkpoint()
         await super().on_partitions_revoked(revoked)
 

@@ -180,6 +180,20 @@ def _replay_ids(directory: Path, ticks: list[tuple[str, int, bytes, bytes]], cap
     return {orjson.loads(line)["alert_id"] for line in alerts_file.read_bytes().splitlines()}
 
 
+def _tight_daily_cap(directory: Path, cap: int = 12) -> None:
+    """A daily cap the scenario crosses on a few days, so windowed findings depend on counting every
+    partition: two workers that each counted only their own would cross it later or never."""
+    policy = directory / "policy.toml"
+    lines = policy.read_text().splitlines(keepends=True)
+    policy.write_text("".join(f"max_disclosures_per_day = {cap}\n" if line.startswith("max_disclosures_per_day")
+                              else line for line in lines))
+
+
+def _replayed_windowed(directory: Path) -> set[tuple[str, str, str, object]]:
+    lines = (directory / "replay-alerts.jsonl").read_bytes().splitlines()
+    return _windowed_outcome(orjson.loads(line) for line in lines)
+
+
 def _windowed_outcome(alerts: Iterable[dict[str, Any]]) -> set[tuple[str, str, str, object]]:
     """Windowed findings with their status and observed value: a count taken twice, or lost, shows."""
     return {(a["rule"], a["alert_id"], a["status"], a["details"].get("observed")) for a in alerts
@@ -298,6 +312,7 @@ def test_two_workers_split_partitions_and_one_takes_over_from_the_other(
 ) -> None:
     directory, prefix = scenario
     asyncio.run(_create_topics(kafka_bootstrap, prefix))
+    _tight_daily_cap(directory)
     ticks = _ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
     expected = _replay_ids(directory, ticks, capsys)
     lines = gzip.open(directory / "events.jsonl.gz").read().splitlines()
@@ -328,6 +343,10 @@ def test_two_workers_split_partitions_and_one_takes_over_from_the_other(
     alerts = asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.alerts"))
     extra = [(a["rule"], a["request_id"]) for _, a in alerts if a["alert_id"] not in expected]
     assert {a["alert_id"] for _, a in alerts} == expected, f"unexpected: {extra}"
+    # The windowed rules counted the whole stream, whichever worker had which partitions when.
+    windowed = _windowed_outcome(a for _, a in alerts)
+    assert windowed == _replayed_windowed(directory)
+    assert {rule for rule, *_ in windowed} >= {"daily_cap_exceeded"}
 
 
 def test_a_worker_that_gives_partitions_away_forgets_their_requests(
@@ -339,6 +358,7 @@ def test_a_worker_that_gives_partitions_away_forgets_their_requests(
     events it no longer sees (false SLA breaches, false overdue disposals)."""
     directory, prefix = scenario
     asyncio.run(_create_topics(kafka_bootstrap, prefix))
+    _tight_daily_cap(directory)
     ticks = _ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
     expected = _replay_ids(directory, ticks, capsys)
     lines = gzip.open(directory / "events.jsonl.gz").read().splitlines()
@@ -373,6 +393,8 @@ def test_a_worker_that_gives_partitions_away_forgets_their_requests(
     extra = sorted((a["rule"], a["request_id"]) for _, a in alerts if a["alert_id"] not in expected)
     assert not extra, f"found by a worker that no longer owned the request: {extra}"
     assert {a["alert_id"] for _, a in alerts} == expected
+    windowed = _windowed_outcome(a for _, a in alerts)
+    assert windowed == _replayed_windowed(directory) and {rule for rule, *_ in windowed} >= {"daily_cap_exceeded"}
 
 
 def test_worker_refuses_to_start_on_a_broken_policy_or_uncopartitioned_topics(
@@ -429,7 +451,7 @@ def test_a_worker_killed_during_a_burst_of_disposals_and_responses_loses_nothing
     ids = [a["alert_id"] for _, a in alerts]
     assert set(ids) == expected  # nothing lost, nothing new: the same ids, some sent twice
     windowed = _windowed_outcome(a for _, a in alerts)
-    assert windowed == _windowed_outcome(orjson.loads(line) for line in (tmp_path / "replay-alerts.jsonl").read_bytes().splitlines())
+    assert windowed == _replayed_windowed(tmp_path)
     assert {rule for rule, *_ in windowed} >= {"daily_cap_exceeded", "disclosure_ratio_drift"}  # as in the replay
     overdue = {a["request_id"] for _, a in alerts if a["rule"] == "disposal_overdue"}
     truth = load_truth(str(tmp_path / "truth.json"))
