@@ -99,7 +99,6 @@ class Detector:
         # The windowed rules: inline (replay), or a stage elsewhere that ``window_sink`` sends facts to (worker).
         self.windows: WindowStage | None = WindowStage(policy) if window_sink is None else None
         self._window_sink = window_sink
-        self._count_windows = True  # off while an event already counted in restored windowed state comes again
         self.set_policy(policy)
         self._last_names: dict[str, int] = {}  # raw name part -> 32-bit keyed hash of its normal form
         self._first_names: dict[str, int] = {}
@@ -120,13 +119,8 @@ class Detector:
 
     # -- feeding -----------------------------------------------------------------------------
 
-    def process(self, event: Event, event_ms: int | None = None, count_windows: bool = True) -> Sequence[Finding]:
-        """Feed one event; returns the findings it (and the watermark it moved) produced.
-
-        ``count_windows=False``: the event is already counted in windowed state taken back with
-        :meth:`restore_windows` (a worker processing events again after a restart); it still goes through
-        the join and the per-request rules, which see a repeated event as such by themselves."""
-        self._count_windows = count_windows
+    def process(self, event: Event, event_ms: int | None = None) -> Sequence[Finding]:
+        """Feed one event; returns the findings it (and the watermark it moved) produced."""
         if event_ms is None:
             event_ms = event_time_ms(event)
         if self.watermark_ms is not None and event_ms < self.watermark_ms:
@@ -180,23 +174,8 @@ class Detector:
 
     # -- windowed rules ----------------------------------------------------------------------
 
-    @property
-    def has_windows(self) -> bool:
-        """Whether some agreement turns a windowed rule on (inline stage only)."""
-        return self.windows is not None and self.windows.active
-
-    def windows_snapshot(self) -> bytes:
-        assert self.windows is not None
-        return self.windows.snapshot()
-
-    def restore_windows(self, snapshot: bytes) -> None:
-        assert self.windows is not None
-        self.windows.restore(snapshot)
-
     def _fact(self, fact: Fact) -> None:
-        """What the windowed rules count, to the inline stage or the sink (not for events counted already)."""
-        if not self._count_windows:
-            return
+        """What the windowed rules count, to the inline stage or to the sink."""
         if self._window_sink is not None:
             self._window_sink(fact)
         else:

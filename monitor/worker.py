@@ -2,15 +2,17 @@
 
     requests ─┐                   fetched batches
     responses ├─► Faust consumer ───────────────► Detector (the same core as replay) ─► <prefix>.alerts (key: alert_id)
-    disposals ┘        │                              │
-                       │                              └─ join state: a changelog-backed Faust table (recovered on restart)
+    disposals ┘        │                              │  └─ join state: a changelog-backed Faust table
+                       │                              └─ window facts ─► <group>-window-facts ─► window stage (on
+                       │                                   the worker with its one partition) ─► <prefix>.alerts
                        └─ invalid events ─► <prefix>.deadletter (reason, source topic/partition/offset)
 
-Each fetched batch goes through the detector event by event and its findings go to the alerts topic. Every
-quarter second (a checkpoint), once those alerts are on the broker, the windowed rules' state goes to its
-topic, then the join-state changes to the table's changelog, and only then are the batches' offsets acked.
-After a restart the worker takes both back and handles the events since the last commit again; those the
-windowed state had counted already pass the windowed rules by. The watermark
+Each fetched batch goes through the detector event by event; its findings go to the alerts topic and what
+it gave the windowed rules to the window-facts topic (each fact with its input partition and offset, and the
+worker's watermark for each of its partitions). The worker that has the facts topic's one partition runs the
+window stage over the facts of every worker, counting each (input partition, offset) once. Every quarter
+second (a checkpoint), once those are on the broker, the window stage's state goes to its topic, then the
+join-state changes to the table's changelog, and only then are the batches' offsets acked. The watermark
 comes from :class:`~monitor.clock.PartitionClock` (the minimum over the worker's partitions, advanced on
 wall-clock time while idle), checked after every event and once a second. Delivery is at least once:
 after a crash the events since the last committed offset are processed again, and findings may be sent

@@ -14,6 +14,7 @@ from monitor.events import Event
 from monitor.findings import Finding, SubjectHasher
 from monitor.policy import parse_policy
 from monitor.timeutil import format_ms, parse_time_ms
+from monitor.window_stage import WindowStage
 from tests.conftest import DELETE, TEST_KEY, request, response
 
 HOUR = 3_600_000
@@ -244,39 +245,69 @@ def test_all_windowed_traffic_makes_every_windowed_rule_fire() -> None:
         "daily_cap_exceeded", "oversized_batch", "disclosure_rate_spike", "disclosure_ratio_drift"}
 
 
+class _Pipeline:
+    """The worker's arrangement in one process: a detector sending window facts, tagged with the position of
+    their event, to a window stage that counts each position once and follows the detector's watermark."""
+
+    def __init__(self, store: dict[str, object] | None = None, stage: WindowStage | None = None, counted: int = -1):
+        self.detector = Detector(parse_policy(POLICY, "w.toml"), SubjectHasher(TEST_KEY), allowed_lateness_ms=10 * 60_000,
+                                 store=store, window_sink=self._fact)  # type: ignore[arg-type]
+        for request_id, entry in list(self.detector.store.items()):
+            self.detector.restore(request_id, entry)  # as after recovery from the changelog
+        self.stage = stage or WindowStage(self.detector.policy)
+        self.counted = counted
+        self._facts: list[tuple[int, tuple[object, ...]]] = []
+        self._position = 0
+
+    def _fact(self, fact: tuple[object, ...]) -> None:
+        self._facts.append((self._position, fact))
+
+    def feed(self, position: int, event: Event) -> list[Finding]:
+        self._position = position
+        found = list(self.detector.process(event))
+        for at, fact in self._facts:
+            if at > self.counted:
+                found += self.stage.apply(fact)
+        self.counted = max([self.counted] + [at for at, _ in self._facts])
+        self._facts.clear()
+        if self.detector.watermark_ms is not None:
+            found += self.stage.advance_to(self.detector.watermark_ms)
+        return found
+
+    def finish(self, until_ms: int) -> list[Finding]:
+        return list(self.detector.advance_to(until_ms)) + list(self.stage.advance_to(until_ms))
+
+
 @settings(max_examples=8, deadline=None)
 @given(st.floats(0.05, 0.95), st.integers(0, 300))
-def test_windowed_state_taken_back_after_a_restart_finds_what_an_unbroken_run_finds(
+def test_a_window_stage_taken_back_after_a_restart_finds_what_an_unbroken_run_finds(
     split_at: float, again: int
 ) -> None:
-    """A worker restarts from a snapshot of its windowed state and the join state (as its changelog gives it
-    back), then handles again the ``again`` events before the snapshot that its last commit did not cover:
-    those pass with ``count_windows=False``. Whatever the point of the restart, the alerts are those of a run
-    that never stopped."""
+    """The worker restarts: the join state comes back from its changelog and the window stage from its
+    snapshot, and the events since the last commit (``again`` before the snapshot) are handled again; the
+    stage counts their facts only past the position it had counted. Whatever the point of the restart, the
+    alerts are those of a replay that never stopped (the stage inline)."""
     events, split = ALL_WINDOWED, int(len(ALL_WINDOWED) * split_at)
     expected = _outcome(_run(events, until_ms=ALL_WINDOWED_UNTIL))
-    before = _detector()
-    found = [f for e in events[:split] for f in before.process(e)]
-    snapshot = before.windows_snapshot()
-    after = Detector(before.policy, SubjectHasher(TEST_KEY), allowed_lateness_ms=10 * 60_000, store=before.store)
-    for request_id, entry in list(after.store.items()):
-        after.restore(request_id, entry)
-    after.restore_windows(snapshot)
-    found += [f for e in events[max(0, split - again):split] for f in after.process(e, count_windows=False)]
-    found += [f for e in events[split:] for f in after.process(e)]
-    found += after.advance_to(ALL_WINDOWED_UNTIL)
+    before = _Pipeline()
+    found = [f for i, e in enumerate(events[:split]) for f in before.feed(i, e)]
+    snapshot = before.stage.snapshot()
+    stage = WindowStage(before.detector.policy)
+    stage.restore(snapshot)
+    after = _Pipeline(store=before.detector.store, stage=stage, counted=before.counted)  # type: ignore[arg-type]
+    start = max(0, split - again)
+    found += [f for i, e in enumerate(events[start:], start) for f in after.feed(i, e)]
+    found += after.finish(ALL_WINDOWED_UNTIL)
     assert _outcome(found) == expected
 
 
-def test_a_restart_without_the_windowed_state_would_miss_or_invent_findings() -> None:
-    """The test above can fail: starting the windows afresh at the same point gives other alerts."""
+def test_a_restart_without_the_window_stage_would_miss_or_invent_findings() -> None:
+    """The test above can fail: a stage started afresh at the same point gives other alerts."""
     events, split = ALL_WINDOWED, len(ALL_WINDOWED) // 2
     expected = _outcome(_run(events, until_ms=ALL_WINDOWED_UNTIL))
-    before = _detector()
-    found = [f for e in events[:split] for f in before.process(e)]
-    after = Detector(before.policy, SubjectHasher(TEST_KEY), allowed_lateness_ms=10 * 60_000, store=before.store)
-    for request_id, entry in list(after.store.items()):
-        after.restore(request_id, entry)
-    found += [f for e in events[split:] for f in after.process(e)]
-    found += after.advance_to(ALL_WINDOWED_UNTIL)
+    before = _Pipeline()
+    found = [f for i, e in enumerate(events[:split]) for f in before.feed(i, e)]
+    after = _Pipeline(store=before.detector.store, counted=before.counted)  # type: ignore[arg-type]
+    found += [f for i, e in enumerate(events[split:], split) for f in after.feed(i, e)]
+    found += after.finish(ALL_WINDOWED_UNTIL)
     assert _outcome(found) != expected
