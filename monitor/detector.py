@@ -24,7 +24,7 @@ import msgspec
 
 from monitor.checks import RequiredFields, normalize
 from monitor.events import Disposal, Event, Request, Response, disclosed_fields, encode, event_time_ms
-from monitor.findings import Finding, SubjectHasher, Violation, format_ref, make_alert_id
+from monitor.findings import Finding, SubjectHasher, Violation, format_ref, make_finding
 from monitor.join import (
     DUPLICATE_FIRED,
     SLA_DONE,
@@ -327,22 +327,7 @@ class Detector:
         requester: Mapping[str, str | None] | None,
         subject_ref: str | None,
     ) -> None:
-        self._out.append(
-            Finding(
-                alert_id=make_alert_id(violation.rule, agreement_id, request_id, violation.discriminator),
-                rule=violation.rule,
-                severity=violation.severity,
-                agreement_id=agreement_id,
-                request_id=request_id,
-                requester=requester,
-                event_time_ms=violation.event_time_ms,
-                detected_stream_ms=self.max_event_ms if self.max_event_ms is not None else violation.event_time_ms,
-                summary=violation.summary,
-                subject_ref=subject_ref,
-                details=violation.details,
-                status=violation.status,
-            )
-        )
+        self._out.append(make_finding(violation, agreement_id, request_id, requester, subject_ref, self.max_event_ms))
 
     # -- timers ------------------------------------------------------------------------------
 

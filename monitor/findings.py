@@ -87,6 +87,27 @@ def make_alert_id(rule: str, agreement_id: str, request_id: str | None, discrimi
     return hashlib.blake2b(material, digest_size=16).hexdigest()
 
 
+def make_finding(violation: Violation, agreement_id: str, request_id: str | None,
+                 requester: Mapping[str, str | None] | None, subject_ref: str | None,
+                 detected_stream_ms: int | None) -> Finding:
+    """A rule's violation with its identity and context; detected at ``detected_stream_ms`` of stream time
+    (the newest event time seen; the violation's own time when there is none)."""
+    return Finding(
+        alert_id=make_alert_id(violation.rule, agreement_id, request_id, violation.discriminator),
+        rule=violation.rule,
+        severity=violation.severity,
+        agreement_id=agreement_id,
+        request_id=request_id,
+        requester=requester,
+        event_time_ms=violation.event_time_ms,
+        detected_stream_ms=violation.event_time_ms if detected_stream_ms is None else detected_stream_ms,
+        summary=violation.summary,
+        subject_ref=subject_ref,
+        details=violation.details,
+        status=violation.status,
+    )
+
+
 class SubjectHasher:
     """Keyed hashes of subjects: ``subject_ref`` for alerts and compact name keys for the join."""
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from monitor.findings import Finding, Violation, make_alert_id
+from monitor.findings import Finding, Violation, make_finding
 from monitor.policy import Policy
 from monitor.rules import WINDOWED_RULES
 from monitor.rules.base import WindowedRule
@@ -94,21 +94,9 @@ class WindowStage:
             self.due_ms = due
 
     def _finding(self, violation: Violation) -> Finding:
-        agreement_id = violation.agreement_id or ""
-        return Finding(
-            alert_id=make_alert_id(violation.rule, agreement_id, None, violation.discriminator),
-            rule=violation.rule,
-            severity=violation.severity,
-            agreement_id=agreement_id,
-            request_id=None,
-            requester=violation.requester,
-            event_time_ms=violation.event_time_ms,
-            detected_stream_ms=self.max_event_ms if self.max_event_ms is not None else violation.event_time_ms,
-            summary=violation.summary,
-            subject_ref=None,
-            details=violation.details,
-            status=violation.status,
-        )
+        """Windowed findings are about an agreement or a unit: no request id, no subject."""
+        return make_finding(violation, violation.agreement_id or "", None, violation.requester, None,
+                            self.max_event_ms)
 
     def snapshot(self) -> bytes:
         """The rules' state (counts, baselines, what fired), for a worker to keep across a restart."""

@@ -180,6 +180,21 @@ def _replay_ids(directory: Path, ticks: list[tuple[str, int, bytes, bytes]], cap
     return {orjson.loads(line)["alert_id"] for line in alerts_file.read_bytes().splitlines()}
 
 
+def _in_two_halves(bootstrap: str, directory: Path, prefix: str, capsys: pytest.CaptureFixture[str]
+                   ) -> tuple[set[str], list[tuple[str, int, bytes, bytes]], list[bytes], int]:
+    """Topics, a tight daily cap, the replay's alert ids, and the scenario's events split into first.jsonl.gz
+    and second.jsonl.gz: (expected ids, ticks, event lines, half)."""
+    asyncio.run(_create_topics(bootstrap, prefix))
+    _tight_daily_cap(directory)
+    ticks = _ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
+    expected = _replay_ids(directory, ticks, capsys)
+    lines = gzip.open(directory / "events.jsonl.gz").read().splitlines()
+    half = len(lines) // 2
+    for part, chunk in (("first", lines[:half]), ("second", lines[half:])):
+        (directory / f"{part}.jsonl.gz").write_bytes(gzip.compress(b"\n".join(chunk) + b"\n"))
+    return expected, ticks, lines, half
+
+
 def _tight_daily_cap(directory: Path, cap: int = 12) -> None:
     """A daily cap the scenario crosses on a few days, so windowed findings depend on counting every
     partition: two workers that each counted only their own would cross it later or never."""
@@ -311,14 +326,7 @@ def test_two_workers_split_partitions_and_one_takes_over_from_the_other(
     kafka_bootstrap: str, scenario: tuple[Path, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     directory, prefix = scenario
-    asyncio.run(_create_topics(kafka_bootstrap, prefix))
-    _tight_daily_cap(directory)
-    ticks = _ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
-    expected = _replay_ids(directory, ticks, capsys)
-    lines = gzip.open(directory / "events.jsonl.gz").read().splitlines()
-    half = len(lines) // 2
-    for part, chunk in (("first", lines[:half]), ("second", lines[half:])):
-        (directory / f"{part}.jsonl.gz").write_bytes(gzip.compress(b"\n".join(chunk) + b"\n"))
+    expected, ticks, lines, half = _in_two_halves(kafka_bootstrap, directory, prefix, capsys)
     policy = directory / "policy.toml"
     one = Worker(kafka_bootstrap, prefix, policy, directory / "one.log")
     two = Worker(kafka_bootstrap, prefix, policy, directory / "two.log")
@@ -357,14 +365,7 @@ def test_a_worker_that_gives_partitions_away_forgets_their_requests(
     judged by the new owner only: were they left in the first worker, its timers would fire for them on
     events it no longer sees (false SLA breaches, false overdue disposals)."""
     directory, prefix = scenario
-    asyncio.run(_create_topics(kafka_bootstrap, prefix))
-    _tight_daily_cap(directory)
-    ticks = _ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
-    expected = _replay_ids(directory, ticks, capsys)
-    lines = gzip.open(directory / "events.jsonl.gz").read().splitlines()
-    half = len(lines) // 2
-    for part, chunk in (("first", lines[:half]), ("second", lines[half:])):
-        (directory / f"{part}.jsonl.gz").write_bytes(gzip.compress(b"\n".join(chunk) + b"\n"))
+    expected, ticks, lines, half = _in_two_halves(kafka_bootstrap, directory, prefix, capsys)
     policy = directory / "policy.toml"
 
     def publish(part: str) -> None:
