@@ -235,7 +235,7 @@ class Runtime:
     def _on_fact(self, fact: tuple[Any, ...]) -> None:
         self._facts.append((*self._source, fact))
 
-    async def _send_facts(self, marks_only: bool = False) -> None:
+    async def _send_facts(self) -> None:
         """This batch's facts, with this worker's watermark for each of its partitions, to the window stage;
         returns once the broker has them (before any state of this batch is written: see checkpoint())."""
         watermark = self.clock.watermark()
@@ -301,14 +301,14 @@ class Runtime:
         await asyncio.gather(*await self.alert_writer.write(records))
 
     async def checkpoint(self) -> None:
-        """Make durable what the batches and ticks since the last checkpoint did (their alerts are out already):
-        the windowed state, and once the broker has it, the join-state changes. Their offsets are acked after.
+        """Make durable what the batches and ticks since the last checkpoint did (their alerts and window facts
+        are on the broker already): the window stage's state, if this worker runs it, and the join-state
+        changes. Their offsets are acked after.
 
-        The order matters. Both remember what was raised, so neither may reach the broker before the alerts
-        (a crash in between would lose those alerts for good; this way round it can only send one twice, with
-        the same ``alert_id``). And the windowed snapshot comes first because events handled again after a
-        crash are counted by the windowed rules only past the snapshot's offsets: were the join state ahead of
-        it, an event in between would look already joined to the join and go uncounted."""
+        Both states remember what was raised, so neither may reach the broker before the alerts (a crash in
+        between would lose those alerts for good; this way round it can only send one twice, with the same
+        ``alert_id``). The facts of a batch go out with its alerts, before its join state: an event the join
+        state already holds gives no facts when it is handled again after a crash."""
         async with self._turn:
             if self.stage_owned and self.stage.active:
                 snapshot = _ENCODER.encode(WindowsSnapshot(counted=self.counted, marks=self.marks,
