@@ -13,7 +13,8 @@ measures, each in its own process, the rate at which these get through all of it
 * worker x2: two workers in one group on the same partitions, timed once both are ready (after the
              rebalance that let the second one in).
 
-Detection latency at a fixed offered rate: bench/latency_bench.py.
+and then detection latency at a fixed offered rate (``--latency-rate``, default 2,000 events/s for 20 s;
+0 to skip), through bench/latency_bench.py on fresh topics, so that one run prints every figure.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--latency-rate", type=int, default=2000, help="events/s offered for the latency run (0: none)")
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
     boot = start_broker()
@@ -156,6 +158,11 @@ def main() -> None:
         rows.append(("dismon worker x2 (one group)", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 2)))
     for name, rate in rows:
         print(f"{name:<32} {rate:>10,.0f} events/s")
+    if args.latency_rate:
+        latency = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "latency_bench.py"), "--rate",
+                                  str(args.latency_rate), "--seconds", "20"], cwd=ROOT, check=True,
+                                 capture_output=True, text=True)
+        print("latency: " + latency.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":
