@@ -85,7 +85,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         consumer_stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
         read_offset = self._read_offset
         acks_enabled_for = app.topics.acks_enabled_for
-        acquire_flow_control, producer_ebb = app.flow_control.acquire, app.producer.buffer.wait_until_ebb
+        acquire_flow_control = app.flow_control.acquire
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 batch: list[Message] = []
@@ -102,7 +102,6 @@ class BatchConsumer(aiokafka_driver.Consumer):
                     read_offset[tp] = offset
                 if batch:
                     await acquire_flow_control()  # held while a rebalance is under way
-                    await producer_ebb()
                     assigned = self.assignment()
                     batch = [message for message in batch if message.tp in assigned]  # given away meanwhile
                     await handler(batch)

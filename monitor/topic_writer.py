@@ -30,7 +30,6 @@ class TopicWriter:
         self._on_failure = on_failure  # for writes nobody awaits (see write())
         self._partitioner = DefaultPartitioner()
         self._partitions: list[int] | None = None
-        self.records = 0  # written so far
 
     async def partitions(self) -> list[int]:
         if self._partitions is None:
@@ -55,7 +54,6 @@ class TopicWriter:
                 sent.append(await self._send(producer, batch, partition))
                 batch = batches[partition] = producer.create_batch()
                 batch.append(key=key, value=value, timestamp=None)
-            self.records += 1
         for partition, batch in batches.items():
             sent.append(await self._send(producer, batch, partition))
         return sent
