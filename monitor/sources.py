@@ -10,8 +10,10 @@ as late and still processes it.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import io
+import operator
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -147,20 +149,48 @@ def decode_lines(
             yield event_time_ms(event), number, event
 
 
-def reorder(stream: Iterable[T], max_disorder_ms: int) -> Iterator[T]:
-    """Sort a stream whose disorder is bounded by ``max_disorder_ms`` of event time, holding only that much."""
-    buffer: list[T] = []
+def reorder(stream: Iterable[T], max_disorder_ms: int, release_batch: int = 4096) -> Iterator[T]:
+    """Sort a stream whose disorder is bounded by ``max_disorder_ms`` of event time, holding only that much.
+
+    An item comes out once the newest event time seen has moved more than the bound past it (the
+    horizon), in ``(event time, arrival)`` order. One that arrives behind the horizon already (more out of
+    order than the bound) comes out at once, after everything the horizon had released: exactly the
+    order of a heap popped after every push, which the tests keep as the reference. Items are released
+    in sorted runs (a C sort of a list that is mostly in order already) rather than through a heap,
+    which costs a third as much per event; the list holds at most about twice the bound's worth.
+    """
+    pending: list[T] = []  # a sorted remainder, then what arrived since, in arrival order
     newest: int | None = None
-    push, pop = heapq.heappush, heapq.heappop
+    sort_at = release_batch
     for item in stream:
-        push(buffer, item)
-        if newest is None or item[0] > newest:
-            newest = item[0]
-        horizon = newest - max_disorder_ms
-        while buffer[0][0] < horizon:
-            yield pop(buffer)
-    while buffer:
-        yield pop(buffer)
+        at = item[0]
+        if newest is None or at > newest:
+            newest = at
+        elif at < newest - max_disorder_ms:  # behind the horizon, which has not moved since it released
+            yield from _release(pending, newest - max_disorder_ms)
+            yield item
+            continue
+        pending.append(item)
+        if len(pending) >= sort_at:
+            yield from _release(pending, newest - max_disorder_ms)
+            sort_at = len(pending) + max(release_batch, len(pending))
+    pending.sort(key=_event_ms)
+    yield from pending
+
+
+_event_ms = operator.itemgetter(0)
+
+
+def _release(pending: list[T], horizon_ms: int) -> list[T]:
+    """Take the items before ``horizon_ms`` out of ``pending``, sorted; the rest stays, sorted.
+
+    The sort is stable and ``pending`` is in arrival order after its sorted part, so ties keep their
+    arrival order."""
+    pending.sort(key=_event_ms)
+    cut = bisect.bisect_left(pending, horizon_ms, key=_event_ms)
+    released = pending[:cut]
+    del pending[:cut]
+    return released
 
 
 def merged_events(

@@ -18,7 +18,7 @@ order within the allowed lateness, so both give the same alert ids.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -29,11 +29,15 @@ from monitor.rules import WINDOWED_RULES
 from monitor.rules.base import WindowedRule
 
 Fact = tuple[Any, ...]
+#: The rule hook each kind of fact goes to.
+_HOOK_OF_KIND = {"q": "on_request", "r": "on_response", "d": "on_disclosure", "j": "on_resolved"}
 
 
 class WindowStage:
     def __init__(self, policy: Policy) -> None:
         self.rules: list[WindowedRule] = []
+        # Per kind of fact, the rules that implement its hook (most facts matter to one rule, or none).
+        self._listeners: dict[str, tuple[tuple[WindowedRule, Callable[..., list[Violation]]], ...]] = {}
         self.due_ms: int | None = None
         self.max_event_ms: int | None = None
         self.watermark_ms: int | None = None
@@ -47,6 +51,11 @@ class WindowStage:
             cls() for cls, setting in WINDOWED_RULES
             if cls not in running and any(getattr(a, setting) is not None for a in policy.agreements.values())
         ]
+        self._listeners = {
+            kind: tuple((rule, getattr(rule, hook)) for rule in self.rules
+                        if getattr(type(rule), hook) is not getattr(WindowedRule, hook))
+            for kind, hook in _HOOK_OF_KIND.items()
+        }
 
     @property
     def active(self) -> bool:
@@ -61,16 +70,8 @@ class WindowStage:
         if self.max_event_ms is None or at_ms > self.max_event_ms:
             self.max_event_ms = at_ms
         out: list[Finding] = []
-        for rule in self.rules:
-            if kind == "q":
-                violations = rule.on_request(agreement, at_ms, fact[3], fact[4], fact[5])
-            elif kind == "r":
-                violations = rule.on_response(agreement, at_ms, fact[3])
-            elif kind == "d":
-                violations = rule.on_disclosure(agreement, at_ms)
-            else:
-                violations = rule.on_resolved(agreement, at_ms, fact[3])
-            self._collect(rule, violations, out)
+        for rule, hook in self._listeners[kind]:
+            self._collect(rule, hook(agreement, at_ms, *fact[3:]), out)
         return out
 
     def advance_to(self, watermark_ms: int) -> Sequence[Finding]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 from pathlib import Path
 
@@ -16,12 +15,19 @@ from monitor.findings import KEY_ENV, KEY_FILE_ENV, SubjectHasher, make_alert_id
 KEY = b"0123456789abcdef0123456789abcdef"
 
 
-def test_subject_ref_is_hmac_sha256_under_the_key() -> None:
-    expected = hmac.new(KEY, b"garcia\x1fana\x1f1980-01-02", hashlib.sha256).digest()[:8]
+def test_subject_ref_is_keyed_blake2b_under_the_key() -> None:
+    expected = hashlib.blake2b(b"garcia\x1fana\x1f1980-01-02", key=KEY, digest_size=8).digest()
     assert SubjectHasher(KEY).ref("garcia", "ana", "1980-01-02") == int.from_bytes(expected, "big")
     # Without the key, a dictionary of names and dates gives other values: the ref depends on the key.
     assert SubjectHasher(KEY[::-1]).ref("garcia", "ana", "1980-01-02") != SubjectHasher(KEY).ref(
         "garcia", "ana", "1980-01-02")
+
+
+def test_keys_longer_than_blake2b_takes_are_hashed_first() -> None:
+    long_key = bytes(range(100))
+    expected = hashlib.blake2b(b"garcia", key=hashlib.blake2b(long_key).digest(), digest_size=8).digest()
+    assert SubjectHasher(long_key).ref("garcia") == int.from_bytes(expected, "big")
+    assert SubjectHasher(long_key).ref("garcia") != SubjectHasher(long_key[:64]).ref("garcia")
 
 
 def test_short_keys_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

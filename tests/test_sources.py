@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import heapq
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,35 @@ def test_reorder_sorts_bounded_disorder(seed: int, bound: int) -> None:
     arrivals = sorted(((t, i, None) for i, t in enumerate(times)), key=lambda x: x[0] + rng.randrange(bound + 1))
     out = [t for t, _, _ in reorder(arrivals, bound)]  # type: ignore[arg-type]
     assert out == sorted(out) and len(out) == len(times)
+
+
+def _heap_reorder(stream: list[tuple[int, int]], bound: int) -> Iterator[tuple[int, int]]:
+    """The reference: push each item, then pop everything behind the horizon."""
+    heap: list[tuple[int, int]] = []
+    newest = None
+    for item in stream:
+        heapq.heappush(heap, item)
+        newest = item[0] if newest is None else max(newest, item[0])
+        while heap[0][0] < newest - bound:
+            yield heapq.heappop(heap)
+    while heap:
+        yield heapq.heappop(heap)
+
+
+@given(st.lists(st.integers(0, 100), max_size=300), st.integers(0, 30), st.integers(0, 2**32), st.integers(1, 64))
+def test_reorder_releases_exactly_what_a_heap_would_in_its_order(times: list[int], bound: int, seed: int,
+                                                                 release_batch: int) -> None:
+    # Arbitrary disorder: most of it within the bound, some of it far beyond (late items), many ties.
+    rng = random.Random(seed)
+    stream = sorted(((t, i) for i, t in enumerate(times)), key=lambda x: x[0] + rng.randrange(2 * bound + 1))
+    stream = [(t, i) for i, (t, _) in enumerate(stream)]  # arrival numbers, as decode_lines gives
+    assert list(reorder(stream, bound, release_batch)) == list(_heap_reorder(stream, bound))
+
+
+def test_reorder_holds_long_streams_in_runs_not_all_at_once() -> None:
+    stream = [(t, t) for t in range(100_000)]
+    released_before_the_end = 0
+    for released_before_the_end, _ in enumerate(reorder(stream, 10)):
+        if released_before_the_end == 50_000:
+            break
+    assert released_before_the_end == 50_000  # a release happened long before the stream ended
