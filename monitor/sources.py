@@ -15,9 +15,11 @@ import heapq
 import io
 import operator
 import sys
+import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
+from queue import Full, Queue
 from typing import Any, BinaryIO, TypeVar
 
 from monitor.errors import InputError
@@ -66,26 +68,74 @@ MAX_LINE_BYTES = 16 << 20
 
 
 def _chunks(raw: BinaryIO, gzipped: bool, path: str) -> Iterator[bytes]:
-    """Decompressed chunks; concatenated gzip members are read one after the other."""
+    """Decompressed chunks of at most ``_PIECE_BYTES`` (a gzip bomb cannot blow up memory);
+    concatenated gzip members are read one after the other."""
     if not gzipped:
         while chunk := raw.read(_CHUNK_BYTES):
             yield chunk
         return
     decompressor = zlib.decompressobj(wbits=31)
-    fed = False
-    while chunk := raw.read(_CHUNK_BYTES):
-        while chunk:
-            fed = True
-            try:
-                yield decompressor.decompress(chunk)
-            except zlib.error as exc:
-                raise InputError(f"{path}: corrupt gzip data: {exc}") from exc
-            if decompressor.eof:
-                chunk, decompressor, fed = decompressor.unused_data, zlib.decompressobj(wbits=31), False
-            else:
-                chunk = b""
-    if fed and not decompressor.eof:
+    fed = False  # the current member has had input
+    data, exhausted = b"", False
+    while True:
+        if not data and not exhausted:
+            data = raw.read(_CHUNK_BYTES)
+            exhausted = not data
+        fed = fed or bool(data)
+        try:
+            piece = decompressor.decompress(data, _PIECE_BYTES)
+        except zlib.error as exc:
+            raise InputError(f"{path}: corrupt gzip data: {exc}") from exc
+        if piece:
+            yield piece
+        if decompressor.eof:
+            data, decompressor, fed = decompressor.unused_data, zlib.decompressobj(wbits=31), False
+        else:
+            data = decompressor.unconsumed_tail
+            if exhausted and not data and not piece:
+                break
+    if fed:
         raise InputError(f"{path}: gzip stream is truncated")
+
+
+_PIECE_BYTES = 8 << 20
+
+
+def _prefetched(chunks: Iterator[bytes], depth: int = 4) -> Generator[bytes, None, None]:
+    """``chunks`` made by a background thread, up to ``depth`` ahead. zlib inflates without holding the
+    GIL, so a replay decompresses on one core while it decodes and detects on another."""
+    queue: Queue[bytes | BaseException | None] = Queue(depth)
+    stop = threading.Event()
+
+    def put(item: bytes | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not put(chunk):
+                    return
+        except BaseException as exc:  # handed to the reader, which raises it as its own
+            put(exc)
+            return
+        put(None)
+
+    thread = threading.Thread(target=produce, name="dismon-read", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def split_lines(chunks: Iterable[bytes], max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes]:
@@ -116,13 +166,17 @@ def open_lines(path: str, counter: ByteCounter | None = None) -> Iterator[bytes]
         raw: io.BufferedReader = sys.stdin.buffer if path == "-" else open(path, "rb")  # type: ignore[assignment]
     except OSError as exc:
         raise InputError(f"cannot open {path}: {exc.strerror}") from exc
+    chunks: Generator[bytes, None, None] | None = None
     try:
         if counter is not None and path != "-":
             counter.add(raw)
-        yield from split_lines(_chunks(raw, raw.peek(2)[:2] == _GZIP_MAGIC, path))
+        chunks = _prefetched(_chunks(raw, raw.peek(2)[:2] == _GZIP_MAGIC, path))
+        yield from split_lines(chunks)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc}") from exc
     finally:
+        if chunks is not None:
+            chunks.close()  # stops the reading thread before the file closes
         if path != "-":
             raw.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import heapq
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.errors import InputError
-from monitor.sources import open_lines, reorder, split_lines
+from monitor.sources import _PIECE_BYTES, _chunks, open_lines, reorder, split_lines
 
 
 @given(st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=30), st.data())
@@ -87,3 +88,32 @@ def test_reorder_holds_long_streams_in_runs_not_all_at_once() -> None:
         if released_before_the_end == 50_000:
             break
     assert released_before_the_end == 50_000  # a release happened long before the stream ended
+
+
+def test_a_gzip_bomb_is_inflated_in_bounded_pieces(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.jsonl.gz"
+    path.write_bytes(gzip.compress(b"\0" * (64 << 20), compresslevel=9))  # 64 MiB from about 64 KiB
+    with open(path, "rb") as raw:
+        sizes = [len(piece) for piece in _chunks(raw, True, str(path))]
+    assert sum(sizes) == 64 << 20
+    assert max(sizes) <= _PIECE_BYTES < 64 << 20
+
+
+def test_inflating_in_pieces_gives_the_same_bytes_across_members(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    block = bytes(rng.choice(b"ab\n") for _ in range(10_000))
+    members = [block[:10], block * 2_000, b"", block[:3]]  # the second inflates 20 MB from well under 1 MB
+    path = tmp_path / "log.jsonl.gz"
+    path.write_bytes(b"".join(gzip.compress(m) for m in members))
+    assert path.stat().st_size < 1 << 20
+    with open(path, "rb") as raw:
+        assert b"".join(_chunks(raw, True, str(path))) == b"".join(members)
+
+
+def test_stopping_early_stops_the_reading_thread_and_closes_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl.gz"
+    path.write_bytes(gzip.compress(b"line\n" * 2_000_000))
+    lines = open_lines(str(path))
+    assert next(lines) == b"line"
+    lines.close()  # type: ignore[attr-defined]
+    assert not [t for t in threading.enumerate() if t.name == "dismon-read"]
