@@ -10,7 +10,6 @@ here raises on bad input.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -167,29 +166,10 @@ def _reason_from_validation(message: str) -> str:
     return f"wrong_type:{path}"
 
 
-# Bounds compared as datetimes: the callers convert the event time to milliseconds once, afterwards.
-# to_ms(t) < 0 exactly when t <= epoch - 1 ms, and to_ms(t) > n exactly when t >= n + 1 ms.
-_BEFORE_1970 = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) - dt.timedelta(milliseconds=1)
-
-
-@functools.lru_cache(maxsize=1)  # a replay passes the same bound for every line
-def _too_late(not_after_ms: int) -> dt.datetime:
-    """The first event time after ``not_after_ms``."""
-    return dt.datetime.fromtimestamp((not_after_ms + 1) / 1000, tz=dt.timezone.utc)
-
-
-def _post_validate(event: Event, not_after_ms: int | None) -> str | None:
-    moment = event.event_time
-    if moment.tzinfo is None:  # RFC 3339 demands an offset; msgspec accepts naive times
-        return "wrong_type:" + _TIME_FIELD[type(event)]
-    if moment <= _BEFORE_1970 or (not_after_ms is not None and moment >= _too_late(not_after_ms)):
-        return "out_of_range:" + _TIME_FIELD[type(event)]  # before 1970, or in the future
-    return None
-
-
-def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-           not_after_ms: int | None = None) -> Event | Invalid:
-    """Decode one event; never raises. Invalid input gives :class:`Invalid` with a reason.
+def decode_timed(raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+                 not_after_ms: int | None = None) -> tuple[int, Event] | Invalid:
+    """Decode one event with its event time in epoch milliseconds; never raises. Invalid input gives
+    :class:`Invalid` with a reason.
 
     Event times before 1970, or after ``not_after_ms`` when given, are ``out_of_range``."""
     if len(raw) > max_bytes:
@@ -204,10 +184,20 @@ def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_M
         return Invalid("invalid_utf8")
     except RecursionError:
         return Invalid("too_deep")
-    problem = _post_validate(event, not_after_ms)
-    if problem is not None:
-        return Invalid(problem)
-    return event
+    moment = event.event_time
+    if moment.tzinfo is None:  # RFC 3339 demands an offset; msgspec accepts naive times
+        return Invalid("wrong_type:" + _TIME_FIELD[type(event)])
+    event_ms = to_ms(moment)
+    if event_ms < 0 or (not_after_ms is not None and event_ms > not_after_ms):
+        return Invalid("out_of_range:" + _TIME_FIELD[type(event)])  # before 1970, or in the future
+    return event_ms, event
+
+
+def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+           not_after_ms: int | None = None) -> Event | Invalid:
+    """:func:`decode_timed` without the time."""
+    decoded = decode_timed(raw, max_bytes, not_after_ms)
+    return decoded if isinstance(decoded, Invalid) else decoded[1]
 
 
 def event_time_ms(event: Event) -> int:

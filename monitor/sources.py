@@ -23,7 +23,7 @@ from queue import Full, Queue
 from typing import Any, BinaryIO, TypeVar
 
 from monitor.errors import InputError
-from monitor.events import DEFAULT_MAX_EVENT_BYTES, Invalid, decode, event_time_ms
+from monitor.events import DEFAULT_MAX_EVENT_BYTES, Invalid, decode_timed
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -192,15 +192,16 @@ def decode_lines(
     """Decode lines into ``(event_ms, seq, event)`` (plus the line with ``keep_raw``); invalid ones go to
     ``on_invalid``. Blank lines are skipped."""
     for number, line in enumerate(lines, 1):
-        event = decode(line, max_event_bytes, not_after_ms)
-        if isinstance(event, Invalid):
+        decoded = decode_timed(line, max_event_bytes, not_after_ms)
+        if isinstance(decoded, Invalid):
             if line.strip():
-                on_invalid(DeadLetter(event.reason, source, number))
+                on_invalid(DeadLetter(decoded.reason, source, number))
             continue
+        event_ms, event = decoded
         if keep_raw:
-            yield event_time_ms(event), number, event, line
+            yield event_ms, number, event, line
         else:
-            yield event_time_ms(event), number, event
+            yield event_ms, number, event
 
 
 def reorder(stream: Iterable[T], max_disorder_ms: int, release_batch: int = 4096) -> Iterator[T]:

@@ -45,7 +45,7 @@ from monitor.batching import BatchApp, BatchConsumer
 from monitor.clock import PartitionClock
 from monitor.detector import DEFAULT_MAX_JOIN_ENTRIES, Detector
 from monitor.errors import DismonError, InputError
-from monitor.events import DEFAULT_MAX_EVENT_BYTES, FUTURE_TOLERANCE_MS, Invalid, decode, event_time_ms
+from monitor.events import DEFAULT_MAX_EVENT_BYTES, FUTURE_TOLERANCE_MS, Invalid, decode_timed
 from monitor.findings import Finding, SubjectHasher
 from monitor.join import JoinEntry
 from monitor.kafka_io import TOPIC_KINDS, KafkaSettings, ensure_topics, read_last_record, watch_broker
@@ -221,14 +221,15 @@ class Runtime:
                 source = (message.topic, message.partition)
                 self.offsets[source] = message.offset
                 raw = message.value
-                decoded = Invalid("empty") if raw is None else decode(raw, self.settings.max_event_bytes, not_after_ms)
+                decoded = (Invalid("empty") if raw is None
+                           else decode_timed(raw, self.settings.max_event_bytes, not_after_ms))
                 if isinstance(decoded, Invalid):
                     await self._dead_letter(decoded.reason, message)
                     continue
-                event_ms = event_time_ms(decoded)
+                event_ms, event = decoded
                 self.clock.observe(source, event_ms)
                 self._source = (f"{message.topic}:{message.partition}", message.offset)
-                findings += self.detector.process(decoded, event_ms)
+                findings += self.detector.process(event, event_ms)
                 findings += self._advance()  # after every event, as the replay does
             await asyncio.gather(self._send_alerts(findings), self._send_facts())
 
