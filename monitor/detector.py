@@ -115,7 +115,12 @@ class Detector:
         }
         if self.windows is not None:
             self.windows.set_policy(policy)
-        self._facts_wanted = self._window_sink is not None or (self.windows is not None and self.windows.active)
+        # Which kinds of facts to make: all of them for a stage elsewhere; for the inline stage only those
+        # some rule of this policy counts (a replay without a ratio rule skips a fact per response).
+        windows = self.windows
+        self._fact_kinds = (
+            frozenset("qrdj") if windows is None else frozenset(kind for kind in "qrdj" if windows.counts(kind))
+        )
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -144,7 +149,7 @@ class Detector:
             self.observer.event(_KIND[type(event)], event.agreement_id)
         if self.watermark_ms is not None:
             self._fire_due(self.watermark_ms)
-        return self._take()
+        return self._take() if self._out else _NO_FINDINGS  # most events find nothing: skip the call
 
     def advance_to(self, watermark_ms: int) -> Sequence[Finding]:
         """Move the watermark forward explicitly (``--until``, idle advance); never backwards."""
@@ -197,7 +202,7 @@ class Detector:
         entry.request = facts
         if self.observer is not None and entry.answered_ms is not None:
             self.observer.joined(request.agreement_id, entry.answered_ms - event_ms)
-        if agreement is not None and self._facts_wanted:
+        if agreement is not None and "q" in self._fact_kinds:
             self._fact(("q", agreement.id, event_ms, request.batch_id, facts.agency, facts.unit))
         for disclosure in entry.disclosures or ():
             if not disclosure.resolved:
@@ -218,8 +223,8 @@ class Detector:
         if entry.answered_ms is None or event_ms < entry.answered_ms:
             entry.answered_ms = event_ms
         fields = disclosed_fields(response)
-        agreement = self.policy.agreements.get(response.agreement_id) if self._facts_wanted else None
-        if agreement is not None:
+        agreement = self.policy.agreements.get(response.agreement_id) if self._fact_kinds else None
+        if agreement is not None and "r" in self._fact_kinds:
             self._fact(("r", agreement.id, event_ms, bool(fields)))
         if not fields:
             if entry.scheduled_ms is None:  # a new entry (response before request): it needs its expiry timer
@@ -237,7 +242,7 @@ class Detector:
             if not entry.flags & DUPLICATE_FIRED:
                 entry.flags |= DUPLICATE_FIRED
                 self._emit(DUPLICATE.violation(entry.disclosures), request_id, response.agreement_id, entry.request)
-        if agreement is not None:
+        if agreement is not None and "d" in self._fact_kinds:
             self._fact(("d", agreement.id, disclosure.responded_ms))
         if entry.request is not None:
             self._resolve(request_id, entry, disclosure, orphan=False)
@@ -304,7 +309,7 @@ class Detector:
         disclosure.improper = improper
         if self.observer is not None:  # counted once joined (or orphaned), so the requester is known if it can be
             self.observer.disclosure(disclosure.agreement_id, facts.agency if facts else None, disclosure.fields)
-        if agreement is not None and facts is not None and self._facts_wanted:
+        if agreement is not None and facts is not None and "j" in self._fact_kinds:
             self._fact(("j", agreement.id, disclosure.responded_ms, facts.unit))
 
     def _late_join(self, request_id: str, entry: JoinEntry, disclosure: DisclosureFacts) -> None:

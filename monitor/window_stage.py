@@ -62,6 +62,10 @@ class WindowStage:
         """Whether some agreement turns a windowed rule on."""
         return bool(self.rules)
 
+    def counts(self, kind: str) -> bool:
+        """Whether some rule running counts facts of ``kind`` ("q", "r", "d" or "j")."""
+        return bool(self._listeners[kind])
+
     def apply(self, fact: Fact) -> list[Finding]:
         kind, agreement_id, at_ms = fact[0], fact[1], fact[2]
         agreement = self.policy.agreements.get(agreement_id)
