@@ -6,8 +6,8 @@ Generates the log once (the irs-ice-2025 preset: half requests, half responses) 
 in a fresh process so peak RSS is its own:
 
 * floor (gzip module): ``gzip.open`` line iteration + ``orjson.loads`` per line;
-* floor (chunked):     the replay's own chunked decompress/split + ``orjson.loads`` per line;
-* msgspec decode:      the same reader + the typed decoder the replay uses;
+* floor (chunked):     the replay's own reader (gzip inflated on a thread) + ``orjson.loads`` per line;
+* msgspec decode:      the same reader + the typed decoder with the event-time conversion, as the replay uses;
 * replay:              the whole ``dismon replay`` path (reorder, detector, rules; alerts to /dev/null).
 """
 
@@ -39,9 +39,9 @@ elif mode == "floor-chunked":
     for line in open_lines(path):
         orjson.loads(line); count += 1
 elif mode == "msgspec":
-    from monitor.events import decode
+    from monitor.events import decode_timed
     for line in open_lines(path):
-        decode(line); count += 1
+        decode_timed(line); count += 1
 else:
     from monitor.detector import Detector
     from monitor.findings import SubjectHasher
