@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,12 +45,13 @@ def _rss_mib(pid: int) -> float:
 
 
 class Worker:
-    def __init__(self, boot: str, prefix: str, policy: str, log: str) -> None:
+    def __init__(self, boot: str, prefix: str, policy: str, log: str, segment: str) -> None:
         self.port = free_port()
         self.log = open(log, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "worker", "--policy", policy, "--bootstrap-servers", boot,
-             "--topic-prefix", prefix, "--group", f"{prefix}-g", "--metrics-port", str(self.port)],
+             "--topic-prefix", prefix, "--group", f"{prefix}-g", "--metrics-port", str(self.port),
+             "--changelog-segment", segment],
             cwd=ROOT, env=BENCH_ENV, stdout=self.log, stderr=subprocess.STDOUT)
         started = time.monotonic()
         while True:
@@ -127,6 +129,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=800, help="events offered per second (default 800)")
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--keep-log", metavar="PATH", help="copy the worker's log here at the end")
+    parser.add_argument("--changelog-segment", default="10m", metavar="DUR",
+                        help="the worker's --changelog-segment (default 10m, the worker's own default)")
     args = parser.parse_args()
     boot = start_broker()
     prefix = f"soak{uuid.uuid4().hex[:6]}"
@@ -143,7 +148,8 @@ def main() -> None:
         print(f"{len(lines):,} events (150 days of event time) offered at {args.rate:,}/s for {args.minutes:g} min; "
               f"broker {boot}; restart half-way")
         print(f"{'t (s)':>6} {'RSS MiB':>8} {'events/s':>9} {'join entries':>13} {'lag':>7}")
-        worker = Worker(boot, prefix, policy, f"{work}/worker.log")
+        worker = Worker(boot, prefix, policy, f"{work}/worker.log", args.changelog_segment)
+        first_ready = f"first start ready after {worker.ready_after:.1f} s"
         done = threading.Event()  # the offered load runs in its own thread and event loop
         threading.Thread(target=lambda: (asyncio.run(_offer(boot, prefix, lines, args.rate)), done.set()),
                          daemon=True).start()
@@ -166,7 +172,7 @@ def main() -> None:
             if not restarted and now >= args.minutes * 30:
                 base_events = events
                 worker.stop()
-                worker = Worker(boot, prefix, policy, f"{work}/worker.log")
+                worker = Worker(boot, prefix, policy, f"{work}/worker.log", args.changelog_segment)
                 restarted = True
                 restart_note = f"restart at {now:.0f} s: ready again after {worker.ready_after:.1f} s"
                 print(f"       -- {restart_note} --", flush=True)
@@ -178,9 +184,12 @@ def main() -> None:
         time.sleep(5)
         worker.stop()
         found = asyncio.run(_alert_keys(boot, prefix))
+        if args.keep_log:
+            shutil.copyfile(f"{work}/worker.log", args.keep_log)
     expected = set(truth.expected)
     second_half = [rss for t, rss in samples if t >= elapsed / 2 + 60]
-    print(f"{len(lines):,} events in {elapsed:.0f} s ({len(lines) / elapsed:,.0f} events/s on average); {restart_note}")
+    print(f"{len(lines):,} events in {elapsed:.0f} s ({len(lines) / elapsed:,.0f} events/s on average); {first_ready}; "
+          f"{restart_note}")
     if second_half:
         print(f"RSS after the restart: {min(second_half):.0f}..{max(second_half):.0f} MiB "
               f"(first sample {second_half[0]:.0f}, last {second_half[-1]:.0f})")

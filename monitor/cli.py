@@ -173,6 +173,9 @@ def _add_worker(commands: Any) -> None:
                         help="keep the offending bytes (base64, at most 256 KiB) in dead-letter records, to repair and "
                         "re-send them; they may hold personal data, so only the dead-letter topic ever gets them "
                         "($DISMON_DEAD_LETTER_PAYLOAD=1; default off)")
+    parser.add_argument("--changelog-segment", type=_duration, default="10m", metavar="DUR",
+                        help="when the worker creates the join-state changelog: roll its segments (and drop its "
+                        "tombstones) after this long, so compaction keeps a restart's read short (default 10m)")
     parser.add_argument("--alertmanager-url", default=_env("ALERTMANAGER_URL"), metavar="URL",
                         help="also push every finding to this Alertmanager (v2 API), retried with backoff, never "
                         "blocking the stream; e.g. http://127.0.0.1:9093")
@@ -322,6 +325,7 @@ def _worker(args: argparse.Namespace) -> int:
         session_timeout_s=args.session_timeout / 1000, alertmanager_url=args.alertmanager_url,
         alertmanager_hold_ms=args.alertmanager_hold, runbook_base=args.runbook_base,
         max_join_entries=args.max_join_entries, dead_letter_payload=args.dead_letter_payload,
+        changelog_segment_ms=args.changelog_segment,
     )
     try:
         return worker.run(settings, policy, SubjectHasher.from_environment())

@@ -24,6 +24,19 @@ log = logging.getLogger("dismon.kafka")
 TOPIC_KINDS = ("requests", "responses", "disposals")
 # Only the last windowed state matters; segments roll hourly so that compaction can drop the older ones.
 WINDOWS_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
+DEFAULT_CHANGELOG_SEGMENT_MS = 10 * 60_000
+
+
+def changelog_topic_config(segment_ms: int) -> dict[str, str]:
+    """Settings of the join-state changelog (Faust makes it compacted) when the worker creates it.
+
+    A restart reads the changelog from its start. Kafka compacts only closed segments and keeps tombstones
+    a day by default, so with the broker's default week-long segments a restart would read the whole
+    history. Rolling segments every ``segment_ms`` and dropping tombstones after as long leaves about the
+    live entries plus a few segments' worth of changes; a restart must read the log within ``segment_ms``
+    (seconds, normally) or it could miss a tombstone and keep an entry that had expired."""
+    return {"segment.ms": str(segment_ms), "delete.retention.ms": str(segment_ms),
+            "min.cleanable.dirty.ratio": "0.5"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,15 @@ from monitor.errors import DismonError, InputError
 from monitor.events import DEFAULT_MAX_EVENT_BYTES, FUTURE_TOLERANCE_MS, Invalid, decode_timed
 from monitor.findings import Finding, SubjectHasher
 from monitor.join import JoinEntry
-from monitor.kafka_io import TOPIC_KINDS, KafkaSettings, ensure_topics, read_last_record, watch_broker
+from monitor.kafka_io import (
+    DEFAULT_CHANGELOG_SEGMENT_MS,
+    TOPIC_KINDS,
+    KafkaSettings,
+    changelog_topic_config,
+    ensure_topics,
+    read_last_record,
+    watch_broker,
+)
 from monitor.metrics import Metrics
 from monitor.policy import Policy, load_policy
 from monitor.timeutil import format_ms
@@ -74,6 +82,7 @@ class WorkerSettings:
     runbook_base: str = DEFAULT_RUNBOOK_BASE
     max_join_entries: int | None = DEFAULT_MAX_JOIN_ENTRIES
     dead_letter_payload: bool = False  # keep the offending bytes (base64) in dead-letter records: personal data!
+    changelog_segment_ms: int = DEFAULT_CHANGELOG_SEGMENT_MS  # see kafka_io.changelog_topic_config
 
 
 def _faust_credentials(kafka: KafkaSettings) -> Any:
@@ -160,7 +169,8 @@ class Runtime:
         # use_partitioner: timers change entries outside any event; the producer's partitioner (murmur2 of the
         # request id, like the producers of the input topics) then keeps each key in its source partition.
         self.table = _JoinTable(app, name="join-state", default=None, key_type=str, beacon=app.tables.beacon,
-                                partitions=settings.partitions, use_partitioner=True)
+                                partitions=settings.partitions, use_partitioner=True,
+                                extra_topic_configs=changelog_topic_config(settings.changelog_segment_ms))
         app.tables.add(self.table)
         # The table's in-memory store, which Faust's recovery fills. The worker reads and writes it directly and
         # writes the changelog itself (monitor/topic_writer.py); Faust's in-memory store forgets on a rebalance

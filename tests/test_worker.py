@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from monitor.cli import main
@@ -458,3 +458,58 @@ def test_a_worker_killed_during_a_burst_of_disposals_and_responses_loses_nothing
     truth = load_truth(str(tmp_path / "truth.json"))
     should = {request_id for rule, request_id in truth.expected if rule == "disposal_overdue"}
     assert overdue == should and len(should) > 100  # none reported as disposed that was not, nor the reverse
+
+
+async def _changelog_counts(bootstrap: str, topic: str) -> tuple[int, int]:
+    """(records readable from the start of ``topic``, offsets ever written to it)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        read = 0
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            batch = await consumer.getmany(*partitions, timeout_ms=1000)
+            read += sum(len(messages) for messages in batch.values())
+        return read, sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+def test_a_restart_recovers_from_a_compacted_changelog(kafka_bootstrap: str, scenario: tuple[Path, str],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # With short changelog segments the broker compacts the join state while the worker runs; a worker
+    # started afterwards recovers from what compaction left and still finds exactly what a replay finds.
+    directory, prefix = scenario
+    expected, ticks, lines, half = _in_two_halves(kafka_bootstrap, directory, prefix, capsys)
+    policy, log, extra = directory / "policy.toml", directory / "worker.log", ("--changelog-segment", "1s")
+    changelog = f"{prefix}-group-join-state-changelog"
+
+    def publish(part: str) -> None:
+        assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
+                     "--topic-prefix", prefix, str(directory / f"{part}.jsonl.gz")]) == 0
+
+    worker = Worker(kafka_bootstrap, prefix, policy, log, extra)
+    try:
+        publish("first")
+        worker.wait_caught_up(half)
+        time.sleep(1.5)  # the next write rolls the changelog's segments: the first ones can be compacted
+        publish("second")
+        worker.wait_caught_up(len(lines))
+        deadline = time.monotonic() + 90
+        while (counts := asyncio.run(_changelog_counts(kafka_bootstrap, changelog)))[0] >= counts[1]:
+            assert time.monotonic() < deadline, f"changelog not compacted (records read, offsets): {counts}"
+            time.sleep(2)
+    finally:
+        assert worker.stop(signal.SIGKILL) == -signal.SIGKILL
+    asyncio.run(_produce(kafka_bootstrap, ticks))  # the timed findings now depend on the recovered state
+    restarted = Worker(kafka_bootstrap, prefix, policy, log, extra)
+    try:
+        restarted.wait_caught_up(len(ticks))
+    finally:
+        restarted.stop()
+    capsys.readouterr()
+    alerts = asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.alerts"))
+    assert {a["alert_id"] for _, a in alerts} == expected
