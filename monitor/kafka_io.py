@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,6 +155,35 @@ async def read_last_record(kafka: KafkaSettings, topic: str) -> bytes | None:
             raise KafkaError(f"the last record of {topic} could not be read within 10 s")
         value = records[-1].value
         return None if value is None else bytes(value)
+    finally:
+        await consumer.stop()
+
+
+async def read_partitions(kafka: KafkaSettings, topic: str, partitions: Iterable[int],
+                          on_record: Callable[[int, bytes | None, bytes | None], None]) -> dict[int, int]:
+    """Read ``partitions`` of ``topic`` from their start to their end as of now, handing each record's
+    ``(partition, key, value)`` to ``on_record``; returns the offset of the last record read, by partition
+    (empty partitions left out)."""
+    consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, partition) for partition in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        last: dict[int, int] = {}
+        pending = [tp for tp in tps if ends[tp] > 0]
+        idle = 0
+        while pending and idle < 3:  # three empty fetches in a row: what is left is not there to read
+            batch = await consumer.getmany(*pending, timeout_ms=1000)
+            idle = 0 if batch else idle + 1
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        on_record(tp.partition, record.key, record.value)
+                        last[tp.partition] = record.offset
+            pending = [tp for tp in pending if last.get(tp.partition, -1) < ends[tp] - 1]
+        return last
     finally:
         await consumer.stop()
 
