@@ -119,14 +119,17 @@ class _JoinStore(MemoryStore[str, JoinEntry]):
     so a restart took half a minute after a few minutes of traffic). Here each newly active partition is
     read with one consumer and decoded with msgspec before Faust's recovery starts, and
     :meth:`persisted_offset` tells the recovery to start where this read ended: it then has nothing,
-    or only what was written meanwhile, left to read.
+    or only what was written meanwhile, left to read. A partition kept through a rebalance is complete
+    in the store already (only this worker wrote to it, and it checkpoints before a rebalance), so the
+    recovery is told to start at its end too.
     """
 
     kafka: KafkaSettings | None = None  # set by the worker before the first rebalance
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._read_to: dict[TP, int] = {}  # this rebalance's bulk reads: offset of the last record
+        self._complete: set[TP] = set()  # active partitions whose whole changelog is in the store
+        self._read_to: dict[TP, int] = {}  # this rebalance: the offset up to which the store is complete
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:
@@ -134,29 +137,36 @@ class _JoinStore(MemoryStore[str, JoinEntry]):
         self._read_to = {}
         changelog = self.table.changelog_topic.get_topic_name()
         actives = {tp for tp in self.app.assignor.assigned_actives() if tp.topic == changelog}
-        todo = sorted(tp.partition for tp in actives & newly_assigned)
-        if self.kafka is None or not todo:
+        self._complete &= actives - newly_assigned
+        if self.kafka is None or not actives:
             return
-        started, records = time.monotonic(), 0
-        data, key_partition, decode = self.data, self._key_partition, _EntryCodec._decoder.decode
+        ends = await self.app.consumer.highwaters(*actives)  # the next offset of each partition
+        read_to = {tp: ends[tp] - 1 for tp in self._complete if ends.get(tp)}
+        todo = sorted(tp.partition for tp in actives - self._complete if ends.get(tp))
+        if todo:
+            started, records = time.monotonic(), 0
+            data, key_partition, decode = self.data, self._key_partition, _EntryCodec._decoder.decode
 
-        def apply(partition: int, key: bytes | None, value: bytes | None) -> None:
-            nonlocal records
-            records += 1
-            if key is None:
-                return
-            request_id = key.decode()
-            if value is None:
-                data.pop(request_id, None)
-                key_partition.pop(request_id, None)
-            else:
-                data[request_id] = decode(value)
-                key_partition[request_id] = partition
+            def apply(partition: int, key: bytes | None, value: bytes | None) -> None:
+                nonlocal records
+                records += 1
+                if key is None:
+                    return
+                request_id = key.decode()
+                if value is None:
+                    data.pop(request_id, None)
+                    key_partition.pop(request_id, None)
+                else:
+                    data[request_id] = decode(value)
+                    key_partition[request_id] = partition
 
-        last = await read_partitions(self.kafka, changelog, todo, apply)
-        self._read_to = {TP(changelog, partition): offset for partition, offset in last.items()}
-        log.info("join state: read %d changelog records of partitions %s in %.1f s", records, todo,
-                 time.monotonic() - started)
+            last = await read_partitions(self.kafka, changelog, todo, apply)
+            read_to |= {TP(changelog, partition): offset for partition, offset in last.items()}
+            log.info("join state: read %d changelog records of partitions %s in %.1f s", records, todo,
+                     time.monotonic() - started)
+        self._read_to = read_to
+        # Complete: what was empty, kept, or read to its end; Faust's recovery reads whatever is not.
+        self._complete = {tp for tp in actives if read_to.get(tp, -1) >= ends.get(tp, 0) - 1}
 
     def persisted_offset(self, tp: TP) -> int | None:
         return self._read_to.get(tp)
