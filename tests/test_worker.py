@@ -489,21 +489,23 @@ def test_a_restart_recovers_from_a_compacted_changelog(kafka_bootstrap: str, sce
     # With short changelog segments the broker compacts the join state while the worker runs; a worker
     # started afterwards recovers from what compaction left and still finds exactly what a replay finds.
     directory, prefix = scenario
-    expected, ticks, lines, half = _in_two_halves(kafka_bootstrap, directory, prefix, capsys)
+    expected, ticks, lines, _half = _in_two_halves(kafka_bootstrap, directory, prefix, capsys)
     policy, log, extra = directory / "policy.toml", directory / "worker.log", ("--changelog-segment", "1s")
     changelog = f"{prefix}-group-join-state-changelog"
-
-    def publish(part: str) -> None:
-        assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
-                     "--topic-prefix", prefix, str(directory / f"{part}.jsonl.gz")]) == 0
-
+    # Three parts a segment apart: the second updates entries of the first (their responses), so once the
+    # third rolls the second segment, compaction has superseded records to drop.
+    third = len(lines) // 3
+    parts = [lines[:third], lines[third:2 * third], lines[2 * third:]]
+    for number, part in enumerate(parts):
+        (directory / f"part{number}.jsonl.gz").write_bytes(gzip.compress(b"\n".join(part) + b"\n"))
     worker = Worker(kafka_bootstrap, prefix, policy, log, extra)
     try:
-        publish("first")
-        worker.wait_caught_up(half)
-        time.sleep(1.5)  # the next write rolls the changelog's segments: the first ones can be compacted
-        publish("second")
-        worker.wait_caught_up(len(lines))
+        for number, part in enumerate(parts):
+            if number:
+                time.sleep(1.5)  # the next write rolls the changelog's segments
+            assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
+                         "--topic-prefix", prefix, str(directory / f"part{number}.jsonl.gz")]) == 0
+            worker.wait_caught_up(third * (number + 1))
         deadline = time.monotonic() + 90
         while (counts := asyncio.run(_changelog_counts(kafka_bootstrap, changelog)))[0] >= counts[1]:
             assert time.monotonic() < deadline, f"changelog not compacted (records read, offsets): {counts}"
