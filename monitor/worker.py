@@ -240,9 +240,10 @@ class Runtime:
                                 partitions=settings.partitions, use_partitioner=True,
                                 extra_topic_configs=changelog_topic_config(settings.changelog_segment_ms))
         app.tables.add(self.table)
-        # The table's in-memory store, which Faust's recovery fills. The worker reads and writes it directly and
-        # writes the changelog itself (monitor/topic_writer.py); Faust's in-memory store forgets on a rebalance
-        # only the keys it recovered itself, so the worker drops those of partitions given away (take_partitions).
+        # The table's in-memory store, which its own bulk read (and Faust's recovery, for anything left) fills.
+        # The worker reads and writes it directly and writes the changelog itself (monitor/topic_writer.py);
+        # Faust's in-memory store forgets on a rebalance only the keys it recovered itself, so the worker drops
+        # those of partitions given away (take_partitions).
         join_store = cast(_JoinStore, self.table.data)
         join_store.kafka = settings.kafka
         self.store = cast(dict[str, JoinEntry], join_store.data)
