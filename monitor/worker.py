@@ -312,14 +312,14 @@ class Runtime:
                 self._source = (f"{message.topic}:{message.partition}", message.offset)
                 findings += self.detector.process(event, event_ms)
                 findings += self._advance()  # after every event, as the replay does
-            await asyncio.gather(self._send_alerts(findings), self._send_facts())
+            await self._send_alerts(findings)
 
     def _on_fact(self, fact: tuple[Any, ...]) -> None:
         self._facts.append((*self._source, fact))
 
     async def _send_facts(self) -> None:
-        """This batch's facts, with this worker's watermark for each of its partitions, to the window stage;
-        returns once the broker has them (before any state of this batch is written: see checkpoint())."""
+        """The facts since the last checkpoint, with this worker's watermark for each of its partitions, to the
+        window stage; returns once the broker has them (just before the join state is written: checkpoint())."""
         watermark = self.clock.watermark()
         if not self._facts and (watermark is None or watermark == self._marks_sent):
             return
@@ -356,7 +356,7 @@ class Runtime:
         if not self.ready:
             return  # partitions are moving: timers must not touch entries this worker may no longer own
         async with self._turn:
-            await asyncio.gather(self._send_alerts(self._advance()), self._send_facts())
+            await self._send_alerts(self._advance())
         refused, (logged, at) = self.detector.stats.refused, self._refused_logged
         if refused > logged and time.monotonic() - at >= 60:
             log.error("join state full (%d request ids, --max-join-entries): %d events of new request ids not "
@@ -383,15 +383,21 @@ class Runtime:
         await asyncio.gather(*await self.alert_writer.write(records))
 
     async def checkpoint(self) -> None:
-        """Make durable what the batches and ticks since the last checkpoint did (their alerts and window facts
-        are on the broker already): the window stage's state, if this worker runs it, and the join-state
-        changes. Their offsets are acked after.
+        """Make durable what the batches and ticks since the last checkpoint did (their alerts are on the
+        broker already): their window facts, the window stage's state, if this worker runs it, and the
+        join-state changes. Their offsets are acked after.
 
         Both states remember what was raised, so neither may reach the broker before the alerts (a crash in
         between would lose those alerts for good; this way round it can only send one twice, with the same
-        ``alert_id``). The facts of a batch go out with its alerts, before its join state: an event the join
-        state already holds gives no facts when it is handled again after a crash."""
+        ``alert_id``). The facts go out before the join state: an event the join state already holds gives
+        no facts when it is handled again after a crash. And they go out only here, just before it, not with
+        each batch: facts counted while their join state is not yet written can be counted again, or not
+        at all, when the events are handled again after a crash, because which of a request and its
+        disclosing response completes the join then depends on how the partitions interleave (a joined
+        disclosure's fact goes with the event that completed it). The window for that is now the moment
+        between the two writes, where it was the whole quarter second of batches."""
         async with self._turn:
+            await self._send_facts()
             if self.stage_owned and self.stage.active:
                 snapshot = _ENCODER.encode(WindowsSnapshot(counted=self.counted, marks=self.marks,
                                                            stage=self.stage.snapshot()))
