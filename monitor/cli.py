@@ -71,6 +71,7 @@ def _add_replay(commands: Any) -> None:
     parser.add_argument("--max-event-bytes", type=int, default=64 * 1024, metavar="N", help="events larger than this are dead-lettered as oversized (default: 65536)")
     parser.add_argument("--ground-truth", metavar="F", help="a simulator truth.json: report found/missed/unexpected and how early the fault was caught (implies --until from the file unless given)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: when stderr is a terminal)")
+    parser.add_argument("--read-ahead", action=argparse.BooleanOptionalAction, default=None, help="decompress, validate and order the input in a second process, so two cores share the work; same findings (default: when two or more CPUs are available, no input is stdin, and the input is at least 1 MiB)")
     parser.add_argument("--max-join-entries", type=int, default=DEFAULT_MAX_JOIN_ENTRIES, metavar="N", help=f"hold at most N request ids in the join state; events of new ids beyond it are not joined, and the summary says so (default {DEFAULT_MAX_JOIN_ENTRIES:,})")
     parser.add_argument("--metrics-port", type=int, metavar="PORT", help="serve the worker's Prometheus metrics on http://HOST:PORT/metrics while the replay runs, so it can be watched in Grafana")
     parser.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port (default 127.0.0.1: loopback only)")
@@ -267,6 +268,7 @@ def _replay(args: argparse.Namespace) -> int:
         summary = run_replay(
             args.files, detector, on_finding, on_dead_letter, until_ms, args.max_disorder,
             args.max_event_bytes, progress, counter, _now_ms() + FUTURE_TOLERANCE_MS,
+            _read_ahead(args.read_ahead, args.files, total),
         )  # fmt: skip
     lines = summary_lines(summary)
     if until_ms is not None:
@@ -279,6 +281,17 @@ def _replay(args: argparse.Namespace) -> int:
     if args.fail_on and count_at_or_above(summary.alerts_by_severity, SEVERITY_RANK[args.fail_on], SEVERITY_RANK):
         return EXIT_ALERTS
     return EXIT_OK
+
+
+_READ_AHEAD_MIN_BYTES = 1 << 20  # below this, starting a process costs more than it saves
+
+
+def _read_ahead(requested: bool | None, files: list[str], total_bytes: int) -> bool:
+    if requested and "-" in files:
+        raise UsageError("--read-ahead cannot read stdin (-): a second process cannot share it")
+    if requested is not None:
+        return requested
+    return "-" not in files and len(os.sched_getaffinity(0)) > 1 and total_bytes >= _READ_AHEAD_MIN_BYTES
 
 
 def _replay_metrics(args: argparse.Namespace, policy: Policy) -> Metrics | None:

@@ -200,6 +200,11 @@ def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_M
     return decoded if isinstance(decoded, Invalid) else decoded[1]
 
 
+#: Decodes a line :func:`decode_timed` has accepted already (in the reading process of
+#: :mod:`monitor.read_ahead`), without repeating the time checks: the same decoder, so the same event.
+decode_accepted = _decoder.decode
+
+
 def event_time_ms(event: Event) -> int:
     """The event's own time (submitted/responded/disposed) as epoch milliseconds."""
     return to_ms(event.event_time)

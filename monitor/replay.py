@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from monitor.detector import Detector
 from monitor.events import DEFAULT_MAX_EVENT_BYTES
 from monitor.findings import Finding
+from monitor.read_ahead import read_ahead_events
 from monitor.sources import ByteCounter, DeadLetter, merged_events
 
 FindingSink = Callable[[Finding], None]
@@ -62,8 +63,12 @@ def run_replay(
     progress: ProgressHook | None = None,
     counter: ByteCounter | None = None,
     not_after_ms: int | None = None,
+    read_ahead: bool = False,
 ) -> ReplaySummary:
-    """Feed every event of ``paths`` to ``detector`` in event-time order; returns the tallies."""
+    """Feed every event of ``paths`` to ``detector`` in event-time order; returns the tallies.
+
+    With ``read_ahead`` (files only, not stdin) a second process reads, validates and orders the input
+    (:mod:`monitor.read_ahead`): the same events and dead letters in the same order, on two cores."""
     summary = ReplaySummary()
     started = time.perf_counter()
 
@@ -80,8 +85,9 @@ def run_replay(
     process = detector.process
     first_ms: int | None = None
     count = 0
-    for event_ms, _seq, event in merged_events(paths, dead_letter, disorder, max_event_bytes, counter,
-                                                not_after_ms=not_after_ms):
+    read = read_ahead_events if read_ahead else merged_events
+    for event_ms, _seq, event in read(paths, dead_letter, disorder, max_event_bytes, counter,
+                                      not_after_ms=not_after_ms):
         if first_ms is None:
             first_ms = event_ms
         findings = process(event, event_ms)

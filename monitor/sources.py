@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from queue import Full, Queue
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 
 from monitor.errors import InputError
 from monitor.events import DEFAULT_MAX_EVENT_BYTES, Invalid, decode_timed
@@ -40,7 +40,10 @@ class DeadLetter:
         return {"reason": self.reason, "source": self.source, "line": self.line}
 
 
-T = TypeVar("T", bound=tuple[Any, ...])  # (event time ms, arrival sequence, event[, raw line])
+T = TypeVar("T", bound=tuple[Any, ...])  # (event time ms, arrival sequence, event and/or raw line)
+#: What each decoded item carries after its time and sequence: the event, the event and its raw line, or
+#: only the raw line (a reading process that hands lines on keeps no decoded events in its buffers).
+Keep = Literal["event", "both", "raw"]
 
 
 class ByteCounter:
@@ -48,18 +51,27 @@ class ByteCounter:
 
     def __init__(self) -> None:
         self._handles: list[BinaryIO] = []
+        self._finished = 0  # bytes of inputs read to the end and closed
+        self.elsewhere = 0  # bytes consumed by a reading process (monitor.read_ahead) for this counter
 
     def add(self, handle: BinaryIO) -> None:
         self._handles.append(handle)
 
+    def finish(self, handle: BinaryIO) -> None:
+        """``handle`` is about to close: keep what was read of it."""
+        if handle in self._handles:
+            self._finished += _position(handle)
+            self._handles.remove(handle)
+
     def consumed(self) -> int:
-        total = 0
-        for handle in self._handles:
-            try:
-                total += handle.tell()
-            except (OSError, ValueError):
-                pass
-        return total
+        return self.elsewhere + self._finished + sum(_position(handle) for handle in self._handles)
+
+
+def _position(handle: BinaryIO) -> int:
+    try:
+        return handle.tell()
+    except (OSError, ValueError):
+        return 0
 
 
 _CHUNK_BYTES = 1 << 20
@@ -178,6 +190,8 @@ def open_lines(path: str, counter: ByteCounter | None = None) -> Iterator[bytes]
         if chunks is not None:
             chunks.close()  # stops the reading thread before the file closes
         if path != "-":
+            if counter is not None:
+                counter.finish(raw)
             raw.close()
 
 
@@ -186,10 +200,10 @@ def decode_lines(
     source: str,
     on_invalid: Callable[[DeadLetter], None],
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-    keep_raw: bool = False,
+    keep: Keep = "event",
     not_after_ms: int | None = None,
 ) -> Iterator[tuple[Any, ...]]:
-    """Decode lines into ``(event_ms, seq, event)`` (plus the line with ``keep_raw``); invalid ones go to
+    """Decode lines into ``(event_ms, seq, ...)`` carrying what ``keep`` says; invalid ones go to
     ``on_invalid``. Blank lines are skipped."""
     for number, line in enumerate(lines, 1):
         decoded = decode_timed(line, max_event_bytes, not_after_ms)
@@ -198,10 +212,12 @@ def decode_lines(
                 on_invalid(DeadLetter(decoded.reason, source, number))
             continue
         event_ms, event = decoded
-        if keep_raw:
+        if keep == "event":
+            yield event_ms, number, event
+        elif keep == "both":
             yield event_ms, number, event, line
         else:
-            yield event_ms, number, event
+            yield event_ms, number, line
 
 
 def reorder(stream: Iterable[T], max_disorder_ms: int, release_batch: int = 4096) -> Iterator[T]:
@@ -254,13 +270,13 @@ def merged_events(
     max_disorder_ms: int,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     counter: ByteCounter | None = None,
-    keep_raw: bool = False,
+    keep: Keep = "event",
     not_after_ms: int | None = None,
 ) -> Iterator[tuple[Any, ...]]:
-    """All events of all inputs, in event-time order (within the disorder bound):
-    ``(event_ms, seq, event)``, plus the raw line with ``keep_raw``."""
+    """All events of all inputs, in event-time order (within the disorder bound): ``(event_ms, seq, ...)``
+    with the event, the event and its raw line, or the raw line only (``keep``)."""
     streams = [
-        reorder(decode_lines(open_lines(path, counter), path, on_invalid, max_event_bytes, keep_raw, not_after_ms),
+        reorder(decode_lines(open_lines(path, counter), path, on_invalid, max_event_bytes, keep, not_after_ms),
                 max_disorder_ms)
         for path in paths
     ]

@@ -1,0 +1,111 @@
+"""Reading a replay's input in a second process gives the detector exactly what an in-process read gives it."""
+
+from __future__ import annotations
+
+import gzip
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from monitor.detector import Detector
+from monitor.errors import InputError
+from monitor.findings import Finding, SubjectHasher
+from monitor.policy import load_policy
+from monitor.read_ahead import BATCH_EVENTS, read_ahead_events
+from monitor.replay import ReplaySummary, run_replay
+from monitor.sources import ByteCounter, DeadLetter, merged_events
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A scenario with every fault, in three gzip partitions plus a plain file with bad lines and a late event."""
+    out = tmp_path_factory.mktemp("read-ahead")
+    assert main(["simulate", "--out", str(out), "--requests", "7000", "--fault", "all", "--fault-rate", "0.02",
+                 "--partitions", "3", "--seed", "5"]) == 0
+    parts = sorted(out.glob("events-p*.jsonl.gz"))
+    lines = gzip.open(parts[2]).read().splitlines()
+    parts[2].unlink()
+    plain = out / "events-p2.jsonl"
+    # A late event (the partition's first, again at its end), broken JSON, an event missing a field, and one
+    # too large: each must reach the detector or the dead letters exactly as an in-process read has them.
+    plain.write_bytes(b"\n".join([*lines[:100], b"{broken", b'{"type":"request"}', *lines[100:],
+                                  b"x" * 70_000, lines[0]]) + b"\n")
+    files = [str(p) for p in parts[:2]] + [str(plain)]
+    assert sum(len(gzip.open(p).read().splitlines()) for p in parts[:2]) + len(lines) > 3 * BATCH_EVENTS
+    return out / "policy.toml", files
+
+
+def _replay(policy: Path, files: list[str], read_ahead: bool) -> tuple[list[Finding], list[DeadLetter], ReplaySummary,
+                                                                         ByteCounter]:
+    detector = Detector(load_policy(str(policy)), SubjectHasher(b"read-ahead-test-key"))
+    findings: list[Finding] = []
+    dead: list[DeadLetter] = []
+    counter = ByteCounter()
+    summary = run_replay(files, detector, findings.append, dead.append, until_ms=None, counter=counter,
+                         read_ahead=read_ahead)
+    return findings, dead, summary, counter
+
+
+def test_the_same_findings_dead_letters_and_tallies_in_the_same_order(inputs: tuple[Path, list[str]]) -> None:
+    policy, files = inputs
+    inline = _replay(policy, files, read_ahead=False)
+    ahead = _replay(policy, files, read_ahead=True)
+    assert ahead[0] == inline[0]  # every field, detection clock included, in the same order
+    assert len({f.rule for f in inline[0]}) >= 10
+    assert ahead[1] == inline[1]
+    assert [d.reason for d in inline[1]] == ["invalid_json", "missing_field:request_id", "oversized"]
+    a, b = ahead[2], inline[2]
+    assert (a.events, a.invalid, a.late_events, a.alerts, a.first_detection, a.state_at_end) == (
+        b.events, b.invalid, b.late_events, b.alerts, b.first_detection, b.state_at_end)
+    assert b.late_events >= 1
+    # Progress: every input byte is accounted for, though another process read them.
+    assert ahead[3].consumed() == inline[3].consumed() == sum(os.path.getsize(f) for f in files)
+
+
+def test_an_unreadable_input_fails_as_it_would_in_process(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.jsonl.gz"
+    corrupt.write_bytes(gzip.compress(b'{"type":"request"}\n' * 1000)[:-40] + b"garbage-garbage-garbage-garbage-garbage")
+    messages = []
+    for read in (merged_events, read_ahead_events):
+        with pytest.raises(InputError) as failure:
+            list(read([str(corrupt)], lambda letter: None, 60_000))
+        messages.append(str(failure.value))
+    assert messages[0] == messages[1] and messages[0].startswith(f"{corrupt}: ")
+
+
+def test_a_replay_that_stops_early_stops_the_reading_process(inputs: tuple[Path, list[str]]) -> None:
+    _, files = inputs
+    events = read_ahead_events(files, lambda letter: None, 60_000)
+    next(events)
+    assert [p.name for p in multiprocessing.active_children()] == ["dismon-read"]
+    events.close()
+    assert multiprocessing.active_children() == []
+
+
+def test_a_reading_process_that_dies_is_an_input_error_not_a_hang(inputs: tuple[Path, list[str]]) -> None:
+    _, files = inputs
+    events = read_ahead_events(files, lambda letter: None, 60_000)
+    next(events)
+    (reader,) = multiprocessing.active_children()
+    os.kill(reader.pid or 0, signal.SIGKILL)
+    with pytest.raises(InputError, match=r"the reading process ended unexpectedly \(exit code -9\)"):
+        for _ in events:
+            pass
+
+
+def test_the_command_line_reads_ahead_on_request_and_refuses_stdin(inputs: tuple[Path, list[str]],
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    policy, files = inputs
+    outputs = []
+    for flag in ("--read-ahead", "--no-read-ahead"):
+        assert main(["replay", "--policy", str(policy), flag, *files]) == 0
+        out, err = capsys.readouterr()
+        outputs.append(sorted(line[: line.index('"detected_at"')] for line in out.splitlines()))
+        assert "invalid: 3" in err
+    assert outputs[0] == outputs[1] and len(outputs[0]) > 50
+    assert main(["replay", "--policy", str(policy), "--read-ahead", "-"]) == 2
+    assert "--read-ahead cannot read stdin" in capsys.readouterr().err
