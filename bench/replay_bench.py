@@ -50,7 +50,7 @@ else:
     from monitor.policy import load_policy
     from monitor.replay import run_replay
     detector = Detector(load_policy(policy), SubjectHasher(b"bench-key-0123456789abcdef"))
-    summary = run_replay([path], detector, lambda f: None, lambda d: None, read_ahead=mode == "replay")
+    summary = run_replay([path], detector, lambda f: None, lambda d: None, read_ahead="balanced" if mode == "replay" else None)
     count = summary.total_events
 seconds = time.perf_counter() - started
 print(json.dumps({"events": count, "seconds": seconds,

@@ -268,7 +268,7 @@ def _replay(args: argparse.Namespace) -> int:
         summary = run_replay(
             args.files, detector, on_finding, on_dead_letter, until_ms, args.max_disorder,
             args.max_event_bytes, progress, counter, _now_ms() + FUTURE_TOLERANCE_MS,
-            _read_ahead(args.read_ahead, args.files, total),
+            "balanced" if _read_ahead(args.read_ahead, args.files, total) else None,
         )  # fmt: skip
     lines = summary_lines(summary)
     if until_ms is not None:

@@ -2,7 +2,10 @@
 
 :class:`Detector` owns the join state and the watermark. It is fed
 ``(event, event_time_ms)`` one at a time in any order and returns the
-findings each event (or each watermark advance) produced. It never reads the
+findings each event (or each watermark advance) produced. Each event is first
+reduced on its own to a digest (:mod:`monitor.reduce`, stateless), then the
+digest is joined (here, stateful); a replay may reduce elsewhere and feed
+digests with :meth:`Detector.apply`. It never reads the
 wall clock, a file or Kafka: ``dismon replay`` and the Faust worker are both
 thin shells that feed it, so they find exactly the same things.
 
@@ -15,15 +18,11 @@ allowed lateness therefore gives the same set of alert ids.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import msgspec
-
-from monitor.checks import RequiredFields, normalize
-from monitor.events import Disposal, Event, Request, Response, disclosed_fields, encode, event_time_ms
+from monitor.events import Event, event_time_ms
 from monitor.findings import Finding, SubjectHasher, Violation, format_ref, make_finding
 from monitor.join import (
     DUPLICATE_FIRED,
@@ -36,7 +35,8 @@ from monitor.join import (
 )
 from monitor.observe import Observer
 from monitor.policy import DEFAULT_JOIN_WINDOW, DEFAULT_ORPHAN_GRACE, Agreement, Policy
-from monitor.rules import DISCLOSURE_RULES, DISPOSAL, DUPLICATE, ORPHAN, REQUEST_RULES, SLA
+from monitor.reduce import Digest, DisposalDigest, Reducer, RequestDigest, ResponseDigest
+from monitor.rules import DISCLOSURE_RULES, DISPOSAL, DUPLICATE, ORPHAN, SLA
 from monitor.timeutil import parse_duration_ms
 from monitor.window_stage import Fact, WindowStage
 
@@ -45,9 +45,8 @@ DEFAULT_ALLOWED_LATENESS_MS = 10 * 60_000
 DEFAULT_MAX_JOIN_ENTRIES = 5_000_000
 _DEFAULT_JOIN_WINDOW_MS = parse_duration_ms(DEFAULT_JOIN_WINDOW)
 _DEFAULT_ORPHAN_GRACE_MS = parse_duration_ms(DEFAULT_ORPHAN_GRACE)
-_LOW32 = 0xFFFFFFFF
 _NO_FINDINGS: Sequence[Finding] = ()
-_KIND: Mapping[type, str] = {Request: "request", Response: "response", Disposal: "disposal"}
+_KIND: Mapping[type, str] = {RequestDigest: "request", ResponseDigest: "response", DisposalDigest: "disposal"}
 
 
 @dataclass(slots=True)
@@ -80,7 +79,6 @@ class Detector:
         max_entries: int | None = None,
         window_sink: Callable[[Fact], None] | None = None,
     ) -> None:
-        self.hasher = hasher
         self.allowed_lateness_ms = allowed_lateness_ms
         self.store: JoinStore = {} if store is None else store
         self.timers = TimerWheel() if timers is None else timers
@@ -94,25 +92,16 @@ class Detector:
         # joined (counted as refused; the shells alert on it) and only the rules that need no join judge them.
         self.max_entries = max_entries
         self._out: list[Finding] = []
-        self._contexts: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
-        self._required: dict[str, tuple[RequiredFields, RequiredFields]] = {}
+        self.reducer = Reducer(policy, hasher)
         # The windowed rules: inline (replay), or a stage elsewhere that ``window_sink`` sends facts to (worker).
         self.windows: WindowStage | None = WindowStage(policy) if window_sink is None else None
         self._window_sink = window_sink
         self.set_policy(policy)
-        self._last_names: dict[str, int] = {}  # raw name part -> 32-bit keyed hash of its normal form
-        self._first_names: dict[str, int] = {}
 
     def set_policy(self, policy: Policy) -> None:
         """Judge from now on by ``policy`` (a reload); join state, timers and window counts carry over."""
         self.policy = policy
-        self._required = {
-            agreement.id: (
-                RequiredFields(agreement.identifying_fields, agreement.placeholder_values),
-                RequiredFields(agreement.legal_basis_fields, agreement.placeholder_values),
-            )
-            for agreement in policy.agreements.values()
-        }
+        self.reducer.set_policy(policy)
         if self.windows is not None:
             self.windows.set_policy(policy)
         # Which kinds of facts to make: all of them for a stage elsewhere; for the inline stage only those
@@ -128,6 +117,10 @@ class Detector:
         """Feed one event; returns the findings it (and the watermark it moved) produced."""
         if event_ms is None:
             event_ms = event_time_ms(event)
+        return self.apply(self.reducer.reduce(event, event_ms), event_ms)
+
+    def apply(self, digest: Digest, event_ms: int) -> Sequence[Finding]:
+        """Feed one event already reduced (by this detector's policy and key, perhaps in another process)."""
         if self.watermark_ms is not None and event_ms < self.watermark_ms:
             self.stats.late_events += 1
             if self.observer is not None:
@@ -136,17 +129,17 @@ class Detector:
             self.max_event_ms = event_ms
             if not self.external_watermark:
                 self.watermark_ms = event_ms - self.allowed_lateness_ms
-        if isinstance(event, Request):
+        if isinstance(digest, RequestDigest):
             self.stats.requests += 1
-            self._on_request(event, event_ms)
-        elif isinstance(event, Response):
+            self._on_request(digest, event_ms)
+        elif isinstance(digest, ResponseDigest):
             self.stats.responses += 1
-            self._on_response(event, event_ms)
+            self._on_response(digest, event_ms)
         else:
             self.stats.disposals += 1
-            self._on_disposal(event, event_ms)
+            self._on_disposal(digest, event_ms)
         if self.observer is not None:
-            self.observer.event(_KIND[type(event)], event.agreement_id)
+            self.observer.event(_KIND[type(digest)], digest.agreement_id)
         if self.watermark_ms is not None:
             self._fire_due(self.watermark_ms)
         return self._take() if self._out else _NO_FINDINGS  # most events find nothing: skip the call
@@ -190,18 +183,17 @@ class Detector:
 
     # -- events ------------------------------------------------------------------------------
 
-    def _on_request(self, request: Request, event_ms: int) -> None:
-        agreement = self.policy.agreements.get(request.agreement_id)
-        facts = self._request_facts(request, agreement, event_ms)
-        for rule in REQUEST_RULES:
-            for violation in rule.check_request(request, agreement, event_ms):
-                self._emit(violation, request.request_id, request.agreement_id, facts)
+    def _on_request(self, request: RequestDigest, event_ms: int) -> None:
+        facts = request.facts
+        agreement = self.policy.agreements.get(facts.agreement_id)
+        for violation in request.violations:
+            self._emit(violation, request.request_id, facts.agreement_id, facts)
         entry = self._entry(request.request_id, event_ms)
         if entry is None or entry.request is not None:
             return  # join state full; or a redelivered (or re-sent) request: the first one stands
         entry.request = facts
         if self.observer is not None and entry.answered_ms is not None:
-            self.observer.joined(request.agreement_id, entry.answered_ms - event_ms)
+            self.observer.joined(facts.agreement_id, entry.answered_ms - event_ms)
         if agreement is not None and "q" in self._fact_kinds:
             self._fact(("q", agreement.id, event_ms, request.batch_id, facts.agency, facts.unit))
         for disclosure in entry.disclosures or ():
@@ -212,7 +204,7 @@ class Detector:
         self._schedule(request.request_id, entry)
         self.store[request.request_id] = entry  # write back: durable stores persist on assignment
 
-    def _on_response(self, response: Response, event_ms: int) -> None:
+    def _on_response(self, response: ResponseDigest, event_ms: int) -> None:
         request_id = response.request_id
         entry = self._entry(request_id, event_ms)
         if entry is None:
@@ -222,17 +214,16 @@ class Detector:
             self.observer.joined(response.agreement_id, event_ms - entry.request.submitted_ms)
         if entry.answered_ms is None or event_ms < entry.answered_ms:
             entry.answered_ms = event_ms
-        fields = disclosed_fields(response)
+        disclosure = response.disclosure
         agreement = self.policy.agreements.get(response.agreement_id) if self._fact_kinds else None
         if agreement is not None and "r" in self._fact_kinds:
-            self._fact(("r", agreement.id, event_ms, bool(fields)))
-        if not fields:
+            self._fact(("r", agreement.id, event_ms, disclosure is not None))
+        if disclosure is None:
             if entry.scheduled_ms is None:  # a new entry (response before request): it needs its expiry timer
                 self._schedule(request_id, entry)
             if entry.answered_ms == event_ms:  # a new entry or an earlier answer: worth persisting
                 self.store[request_id] = entry
             return  # an answer never makes anything due earlier
-        disclosure = self._disclosure_facts(response, fields, event_ms)
         if entry.disclosures is None:
             entry.disclosures = [disclosure]
         elif any(d.fingerprint == disclosure.fingerprint for d in entry.disclosures):
@@ -249,19 +240,18 @@ class Detector:
         self._schedule(request_id, entry)
         self.store[request_id] = entry
 
-    def _judge_untracked(self, response: Response, event_ms: int) -> None:
+    def _judge_untracked(self, response: ResponseDigest, event_ms: int) -> None:
         """Join state is full: the rules that need no request still judge the disclosure."""
-        fields = disclosed_fields(response)
-        if not fields:
+        disclosure = response.disclosure
+        if disclosure is None:
             return
-        disclosure = self._disclosure_facts(response, fields, event_ms)
         agreement = self.policy.agreements.get(response.agreement_id)
         for rule in DISCLOSURE_RULES:
             if not rule.needs_request:
                 for violation in rule.check_disclosure(disclosure, None, agreement):
                     self._emit(violation, response.request_id, response.agreement_id, None)
 
-    def _on_disposal(self, disposal: Disposal, event_ms: int) -> None:
+    def _on_disposal(self, disposal: DisposalDigest, event_ms: int) -> None:
         entry = self._entry(disposal.request_id, event_ms)
         if entry is None:
             return
@@ -417,79 +407,6 @@ class Detector:
         agreement = agreements.get(facts.agreement_id) if facts is not None else None
         window = agreement.join_window_ms if agreement else _DEFAULT_JOIN_WINDOW_MS
         return not pending and watermark >= entry.first_ms + window
-
-    # -- facts -------------------------------------------------------------------------------
-
-    def _request_facts(self, request: Request, agreement: Agreement | None, event_ms: int) -> RequestFacts:
-        identifying: tuple[tuple[str, str], ...] = ()
-        legal: tuple[tuple[str, str], ...] = ()
-        if agreement is not None:
-            identifying_check, legal_check = self._required[agreement.id]
-            identifying = identifying_check.missing(request)
-            legal = legal_check.missing(request)
-        requester, name = request.requester, request.subject.name
-        # One shared copy of each (agreement, agency, unit) triple instead of a million equal strings.
-        context = (request.agreement_id, requester.agency, requester.unit)
-        context = self._contexts.setdefault(context, context)
-        name_key = self._name_part(self._last_names, "last", name.last) << 32 | self._name_part(
-            self._first_names, "first", name.first
-        )
-        return RequestFacts(
-            context[0],
-            context[1],
-            context[2],
-            event_ms,
-            identifying,
-            legal,
-            self.hasher.ref(str(name_key), request.subject.dob or ""),
-            name_key,
-        )
-
-    def _name_part(self, cache: dict[str, int], role: str, raw: str | None) -> int:
-        """32-bit keyed hash of a normalised name part (0 when absent); names repeat, so it is cached."""
-        if not raw:
-            return 0
-        part = cache.get(raw)
-        if part is None:
-            if len(cache) >= 65_536:
-                cache.clear()
-            norm = normalize(raw)
-            part = cache[raw] = self.hasher.ref(role, norm) & _LOW32 if norm else 0
-        return part
-
-    def _disclosed_name_key(self, raw: msgspec.Raw | None) -> int | None:
-        if raw is None:
-            return None
-        try:
-            value = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            return None
-        if isinstance(value, dict):
-            last, first = value.get("last"), value.get("first")
-        elif isinstance(value, str):
-            parts = value.replace(",", " ").split()
-            first, last = (parts[0], parts[-1]) if len(parts) > 1 else (None, parts[0] if parts else None)
-        else:
-            return None
-        if not isinstance(last, str) or not normalize(last):
-            return None
-        first_part = self._name_part(self._first_names, "first", first if isinstance(first, str) else None)
-        return self._name_part(self._last_names, "last", last) << 32 | first_part
-
-    def _disclosure_facts(self, response: Response, fields: tuple[str, ...], event_ms: int) -> DisclosureFacts:
-        match = response.match
-        disclosed = response.disclosed or {}
-        return DisclosureFacts(
-            fingerprint=hashlib.blake2b(encode(response), digest_size=8).hexdigest(),
-            agreement_id=response.agreement_id,
-            responder=response.responder.agency,
-            responded_ms=event_ms,
-            fields=fields,
-            match_status=match.status,
-            match_score=match.score,
-            matched_on=frozenset(match.matched_on or ()),
-            name_key=self._disclosed_name_key(disclosed.get("name")) if "name" in fields else None,
-        )
 
     # -- introspection -----------------------------------------------------------------------
 

@@ -111,7 +111,7 @@ def make_finding(violation: Violation, agreement_id: str, request_id: str | None
 class SubjectHasher:
     """Keyed hashes of subjects: ``subject_ref`` for alerts and compact name keys for the join."""
 
-    __slots__ = ("_keyed",)
+    __slots__ = ("_key", "_keyed")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
@@ -120,7 +120,12 @@ class SubjectHasher:
             key = hashlib.blake2b(key).digest()
         # Keyed BLAKE2b is a MAC in one C call (HMAC-SHA256 from Python cost twice as much per request).
         # Keying costs more than hashing a short input: key once, copy the keyed state per hash.
+        self._key = key
         self._keyed = hashlib.blake2b(key=key, digest_size=8)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Only to a replay's own reading process (monitor.read_ahead), through a pipe, never to disk.
+        return SubjectHasher, (self._key,)
 
     def ref(self, *parts: str) -> int:
         """A 64-bit keyed hash (keyed BLAKE2b) of normalised parts."""

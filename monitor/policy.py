@@ -123,6 +123,14 @@ class Policy:
     version: str  # sha256 of the file's bytes, first 12 hex digits
     agreements: Mapping[str, Agreement]
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A policy is sent to a replay's reading process (monitor.read_ahead); a mappingproxy cannot be pickled.
+        return _frozen_policy, (self.path, self.version, dict(self.agreements))
+
+
+def _frozen_policy(path: str, version: str, agreements: dict[str, Agreement]) -> Policy:
+    return Policy(path, version, MappingProxyType(agreements))
+
 
 _AGREEMENT_KEYS = frozenset(
     {
@@ -398,7 +406,7 @@ def parse_policy(text: str, path: str = "<policy>") -> Policy:
             raise PolicyError(path, f"agreement[{index}].id", f"duplicate agreement id {agreement.id!r}")
         agreements[agreement.id] = agreement
     version = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return Policy(path, version, MappingProxyType(agreements))
+    return _frozen_policy(path, version, agreements)
 
 
 def load_policy(path: str) -> Policy:

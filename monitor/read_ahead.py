@@ -1,11 +1,17 @@
 """A replay's input read in a second process, so that two cores share the work.
 
-One process decompresses, validates and orders the events (:func:`monitor.sources.merged_events`,
-dead letters included); the replay's own process decodes the accepted lines again and runs the
-detector. Decoding twice costs less than it saves: the reading side is about a third of a replay's
-work, and the lines cross the pipe as the bytes they were (pickling decoded events would cost more
-than decoding them). The detector sees exactly the sequence of events an in-process read would give
-it, and ``on_invalid`` gets exactly the same dead letters in the same order, so findings are the same.
+The reading process decompresses, validates and orders the events
+(:func:`monitor.sources.merged_events`, dead letters included). Reducing each event to its digest
+(:mod:`monitor.reduce`: the required-field checks, the keyed hashes, the request rules) can happen on
+either side, and which side does it is decided batch by batch so that neither process waits for the
+other: when the reading process had to wait for the replay to take its last batch, it reduces the
+next batch itself and sends digests; otherwise it sends the accepted lines, and the replay's process
+decodes and reduces them. (Either split alone leaves one core idle for a third of the run: reading is
+about a third of the work, reading plus reducing about two thirds.)
+
+Reducing is deterministic for a given policy and key, so the detector gets exactly the digests it
+would have made itself, in the same order, and ``on_invalid`` gets the same dead letters in the same
+order: the findings are the same whatever the split.
 
 The pipe holds only a few batches: a reader that runs ahead blocks until the replay catches up.
 Errors in the reading process (a file that cannot be read, a corrupt gzip stream) are raised in the
@@ -16,91 +22,146 @@ replay's process as they would be in process; if the reading process dies, the r
 from __future__ import annotations
 
 import array
+import fcntl
 import multiprocessing
+import pickle
 import signal
+import time
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
+from typing import Literal
+
+import msgspec
 
 from monitor.errors import DismonError, InputError
 from monitor.events import DEFAULT_MAX_EVENT_BYTES, Event, decode_accepted
-from monitor.sources import ByteCounter, DeadLetter, merged_events
+from monitor.findings import SubjectHasher
+from monitor.policy import Policy
+from monitor.reduce import Digest, Reducer
+from monitor.sources import ByteCounter, DeadLetter, merged_events, prefetched
 
-#: Events per message: large enough that pickling and the pipe cost little per event.
-BATCH_EVENTS = 4096
+#: Events per message: large enough that the pipe costs little per event.
+BATCH_EVENTS = 2048
+#: Batches the replay's process holds ready; a send that then blocks this long means it is behind.
+_DEPTH = 4
+_PIPE_BYTES = 1 << 20
+_WAITED_S = 0.002
 
-# Each message is a batch (event times as int64 bytes, raw lines, dead letters met before the batch's
-# last event was read, bytes consumed so far), None at the end, or the exception that stopped reading.
-_Batch = tuple[bytes, list[bytes], list[DeadLetter], int]
+#: Where events are reduced: balanced batch by batch, or always on one side (for tests and benchmarks).
+Split = Literal["balanced", "reader", "replay"]
+
+# Each message is a batch (event times as int64 bytes; one MessagePack array of digests and of accepted
+# lines not reduced yet; dead letters met while the batch was read; input bytes consumed so far), None at
+# the end, or the error that stopped the reading.
+_Batch = tuple[bytes, bytes, list[DeadLetter], int]
+encode_batch = msgspec.msgpack.Encoder().encode
+decode_batch = msgspec.msgpack.Decoder(list[bytes | Digest]).decode
 
 
-def read_ahead_events(
+def read_ahead_digests(
     paths: Iterable[str],
     on_invalid: Callable[[DeadLetter], None],
     max_disorder_ms: int,
+    reducer: Reducer,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     counter: ByteCounter | None = None,
     not_after_ms: int | None = None,
-) -> Iterator[tuple[int, int, Event]]:
-    """:func:`monitor.sources.merged_events` with the reading done by a second process.
+    split: Split = "balanced",
+) -> Iterator[tuple[int, int, Digest]]:
+    """The events of :func:`monitor.sources.merged_events`, read by a second process and reduced by
+    ``reducer`` (or by one like it there): ``(event_ms, position, digest)``, ``position`` counting them.
 
-    Yields ``(event_ms, position, event)``; ``position`` counts the events yielded. Files only:
-    a spawned process cannot read this process's stdin."""
+    Files only: a spawned process cannot read this process's stdin."""
     paths = list(paths)
     if "-" in paths:
         raise ValueError("stdin cannot be read ahead in another process")
     # spawn, not fork: the child starts clean, without copies of this process's threads or locks.
     context = multiprocessing.get_context("spawn")
     receiving, sending = context.Pipe(duplex=False)
+    _widen(receiving)
     process = context.Process(
-        target=_read, args=(sending, paths, max_disorder_ms, max_event_bytes, not_after_ms),
-        name="dismon-read", daemon=True,
+        target=_read, name="dismon-read", daemon=True,
+        args=(sending, paths, max_disorder_ms, reducer.policy, reducer.hasher, max_event_bytes, not_after_ms, split),
     )  # fmt: skip
     process.start()
     sending.close()  # only the child writes: its exit then reads as end of file here
+    reduce = reducer.reduce
     position = 0
+    # A thread takes batches off the pipe as they come, up to _DEPTH ahead, so the reading process never
+    # waits while this one is busy with a batch; a send that blocks then means this process is behind.
+    messages = prefetched(_received(receiving), _DEPTH)
     try:
-        while True:
-            try:
-                message: _Batch | BaseException | None = receiving.recv()
-            except EOFError:
-                process.join(5)
-                raise InputError(f"the reading process ended unexpectedly (exit code {process.exitcode})") from None
+        for data in messages:
+            message: _Batch | BaseException | None = pickle.loads(data)
             if message is None:
+                process.join(5)  # it ends by itself after its last message
                 return
             if isinstance(message, BaseException):
                 raise message
-            times, lines, dead, consumed = message
+            times, payload, dead, consumed = message
             for letter in dead:
                 on_invalid(letter)
             if counter is not None:
                 counter.elsewhere = consumed
-            for event_ms, line in zip(array.array("q", times), lines):
-                yield event_ms, position, decode_accepted(line)
+            for event_ms, item in zip(array.array("q", times), decode_batch(payload)):
+                yield event_ms, position, reduce(decode_accepted(item), event_ms) if isinstance(item, bytes) else item
                 position += 1
+    except EOFError:
+        process.join(5)
+        raise InputError(f"the reading process ended unexpectedly (exit code {process.exitcode})") from None
     finally:
-        receiving.close()
         if process.is_alive():
             process.terminate()  # the replay stopped early (an error, ^C, a closed generator)
         process.join()
+        messages.close()  # the pipe is at its end now, so the receiving thread has stopped
+        receiving.close()
 
 
-def _read(
-    out: Connection, paths: list[str], max_disorder_ms: int, max_event_bytes: int, not_after_ms: int | None
-) -> None:
-    """The reading process: batches of accepted lines down the pipe, then None (or the error)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C is the replay's to handle; it stops this process
-    counter = ByteCounter()
-    times, lines, dead = array.array("q"), list[bytes](), list[DeadLetter]()
+def _widen(pipe: Connection) -> None:
+    """A 1 MiB pipe buffer instead of 64 KiB (Linux): the receiving thread needs the GIL back after each
+    read, which can take a switch interval (5 ms) while the replay's thread is busy, so fewer, larger
+    reads are what lets a batch through quickly. Where this is refused, the pipe keeps its size."""
     try:
-        for event_ms, _seq, line in merged_events(paths, dead.append, max_disorder_ms, max_event_bytes, counter,
-                                                  keep="raw", not_after_ms=not_after_ms):
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
+    except OSError:
+        pass
+
+
+def _received(receiving: Connection) -> Iterator[bytes]:
+    """The pipe's messages as they are (unpickled by the replay's thread); EOFError when the writer is gone."""
+    while True:
+        yield receiving.recv_bytes()
+
+
+def _read(out: Connection, paths: list[str], max_disorder_ms: int, policy: Policy, hasher: SubjectHasher,
+          max_event_bytes: int, not_after_ms: int | None, split: Split) -> None:
+    """The reading process: batches down the pipe, then None (or the error)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C is the replay's to handle; it stops this process
+    reducer = Reducer(policy, hasher)
+    reducing = split == "reader"
+
+    def reduce_here(event: Event, event_ms: int) -> Digest | None:  # decided as events are decoded
+        return reducer.reduce(event, event_ms) if reducing else None
+
+    counter = ByteCounter()
+    dead = list[DeadLetter]()
+    times, items = array.array("q"), list[bytes | Digest]()
+    try:
+        for event_ms, _seq, digest, line in merged_events(
+            paths, dead.append, max_disorder_ms, max_event_bytes, counter, keep="both",
+            not_after_ms=not_after_ms, reduce=reduce_here,
+        ):  # fmt: skip
             times.append(event_ms)
-            lines.append(line)
-            if len(lines) >= BATCH_EVENTS:
-                out.send((times.tobytes(), lines, dead, counter.consumed()))
-                times, lines = array.array("q"), []
+            items.append(line if digest is None else digest)
+            if len(items) >= BATCH_EVENTS:
+                batch = (times.tobytes(), encode_batch(items), dead, counter.consumed())
+                started = time.perf_counter()
+                out.send(batch)
+                if split == "balanced":  # the replay has batches waiting already: reduce more here
+                    reducing = time.perf_counter() - started > _WAITED_S
+                times, items = array.array("q"), []
                 dead.clear()  # in place: merged_events holds its append (send has pickled the batch)
-        out.send((times.tobytes(), lines, dead, counter.consumed()))
+        out.send((times.tobytes(), encode_batch(items), dead, counter.consumed()))
         out.send(None)
     except (BrokenPipeError, ConnectionResetError):
         return  # the replay stopped reading

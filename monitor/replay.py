@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from monitor.detector import Detector
 from monitor.events import DEFAULT_MAX_EVENT_BYTES
 from monitor.findings import Finding
-from monitor.read_ahead import read_ahead_events
+from monitor.read_ahead import Split, read_ahead_digests
+from monitor.reduce import Digest
 from monitor.sources import ByteCounter, DeadLetter, merged_events
 
 FindingSink = Callable[[Finding], None]
@@ -63,12 +64,13 @@ def run_replay(
     progress: ProgressHook | None = None,
     counter: ByteCounter | None = None,
     not_after_ms: int | None = None,
-    read_ahead: bool = False,
+    read_ahead: Split | None = None,
 ) -> ReplaySummary:
     """Feed every event of ``paths`` to ``detector`` in event-time order; returns the tallies.
 
-    With ``read_ahead`` (files only, not stdin) a second process reads, validates and orders the input
-    (:mod:`monitor.read_ahead`): the same events and dead letters in the same order, on two cores."""
+    With ``read_ahead`` (files only, not stdin) a second process reads, validates and orders the input,
+    and shares the reducing as ``read_ahead`` says (:mod:`monitor.read_ahead`; ``"balanced"`` but for
+    tests and benchmarks): the same digests and dead letters in the same order, on two cores."""
     summary = ReplaySummary()
     started = time.perf_counter()
 
@@ -82,15 +84,22 @@ def run_replay(
             on_finding(finding)
 
     disorder = detector.allowed_lateness_ms if max_disorder_ms is None else max_disorder_ms
-    process = detector.process
     first_ms: int | None = None
     count = 0
-    read = read_ahead_events if read_ahead else merged_events
-    for event_ms, _seq, event in read(paths, dead_letter, disorder, max_event_bytes, counter,
-                                      not_after_ms=not_after_ms):
+    # Events are reduced as they are read (by this detector's reducer, or one like it in the reading
+    # process), then ordered, then joined: the same digests in the same order as the detector would make.
+    stream: Iterator[tuple[int, int, Digest]]
+    if read_ahead is not None:
+        stream = read_ahead_digests(paths, dead_letter, disorder, detector.reducer, max_event_bytes, counter,
+                                    not_after_ms, read_ahead)
+    else:
+        stream = merged_events(paths, dead_letter, disorder, max_event_bytes, counter, not_after_ms=not_after_ms,
+                               reduce=detector.reducer.reduce)
+    apply = detector.apply
+    for event_ms, _seq, digest in stream:
         if first_ms is None:
             first_ms = event_ms
-        findings = process(event, event_ms)
+        findings = apply(digest, event_ms)
         if findings:
             emit(findings)
         count += 1

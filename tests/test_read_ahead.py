@@ -6,6 +6,7 @@ import gzip
 import multiprocessing
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,12 @@ from monitor.detector import Detector
 from monitor.errors import InputError
 from monitor.findings import Finding, SubjectHasher
 from monitor.policy import load_policy
-from monitor.read_ahead import BATCH_EVENTS, read_ahead_events
+from monitor.read_ahead import BATCH_EVENTS, Split, read_ahead_digests
+from monitor.reduce import Digest, Reducer
 from monitor.replay import ReplaySummary, run_replay
 from monitor.sources import ByteCounter, DeadLetter, merged_events
+
+KEY = b"read-ahead-test-key"
 
 
 @pytest.fixture(scope="module")
@@ -35,25 +39,31 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     plain.write_bytes(b"\n".join([*lines[:100], b"{broken", b'{"type":"request"}', *lines[100:],
                                   b"x" * 70_000, lines[0]]) + b"\n")
     files = [str(p) for p in parts[:2]] + [str(plain)]
-    assert sum(len(gzip.open(p).read().splitlines()) for p in parts[:2]) + len(lines) > 3 * BATCH_EVENTS
+    assert sum(len(gzip.open(p).read().splitlines()) for p in parts[:2]) + len(lines) > 5 * BATCH_EVENTS
     return out / "policy.toml", files
 
 
-def _replay(policy: Path, files: list[str], read_ahead: bool) -> tuple[list[Finding], list[DeadLetter], ReplaySummary,
-                                                                         ByteCounter]:
-    detector = Detector(load_policy(str(policy)), SubjectHasher(b"read-ahead-test-key"))
+def _replay(policy: Path, files: list[str], read_ahead: Split | None,
+            ) -> tuple[list[Finding], list[DeadLetter], ReplaySummary, ByteCounter]:
+    detector = Detector(load_policy(str(policy)), SubjectHasher(KEY))
     findings: list[Finding] = []
     dead: list[DeadLetter] = []
     counter = ByteCounter()
-    summary = run_replay(files, detector, findings.append, dead.append, until_ms=None, counter=counter,
-                         read_ahead=read_ahead)
+    summary = run_replay(files, detector, findings.append, dead.append, counter=counter, read_ahead=read_ahead)
     return findings, dead, summary, counter
 
 
-def test_the_same_findings_dead_letters_and_tallies_in_the_same_order(inputs: tuple[Path, list[str]]) -> None:
+def _read_ahead(files: list[str], policy: Path) -> Iterator[tuple[int, int, Digest]]:
+    return read_ahead_digests(files, lambda letter: None, 60_000, Reducer(load_policy(str(policy)), SubjectHasher(KEY)))
+
+
+@pytest.mark.parametrize("split", ["balanced", "reader", "replay"])
+def test_the_same_findings_dead_letters_and_tallies_in_the_same_order(inputs: tuple[Path, list[str]],
+                                                                      split: Split) -> None:
+    """Whichever process reduces which events: "reader" and "replay" force one side, "balanced" mixes."""
     policy, files = inputs
-    inline = _replay(policy, files, read_ahead=False)
-    ahead = _replay(policy, files, read_ahead=True)
+    inline = _replay(policy, files, read_ahead=None)
+    ahead = _replay(policy, files, read_ahead=split)
     assert ahead[0] == inline[0]  # every field, detection clock included, in the same order
     assert len({f.rule for f in inline[0]}) >= 10
     assert ahead[1] == inline[1]
@@ -66,34 +76,34 @@ def test_the_same_findings_dead_letters_and_tallies_in_the_same_order(inputs: tu
     assert ahead[3].consumed() == inline[3].consumed() == sum(os.path.getsize(f) for f in files)
 
 
-def test_an_unreadable_input_fails_as_it_would_in_process(tmp_path: Path) -> None:
+def test_an_unreadable_input_fails_as_it_would_in_process(tmp_path: Path, inputs: tuple[Path, list[str]]) -> None:
     corrupt = tmp_path / "corrupt.jsonl.gz"
     corrupt.write_bytes(gzip.compress(b'{"type":"request"}\n' * 1000)[:-40] + b"garbage-garbage-garbage-garbage-garbage")
-    messages = []
-    for read in (merged_events, read_ahead_events):
-        with pytest.raises(InputError) as failure:
-            list(read([str(corrupt)], lambda letter: None, 60_000))
-        messages.append(str(failure.value))
-    assert messages[0] == messages[1] and messages[0].startswith(f"{corrupt}: ")
+    with pytest.raises(InputError) as in_process:
+        list(merged_events([str(corrupt)], lambda letter: None, 60_000))
+    with pytest.raises(InputError) as read_ahead:
+        list(_read_ahead([str(corrupt)], inputs[0]))
+    assert str(read_ahead.value) == str(in_process.value)
+    assert str(in_process.value).startswith(f"{corrupt}: ")
 
 
 def test_a_replay_that_stops_early_stops_the_reading_process(inputs: tuple[Path, list[str]]) -> None:
-    _, files = inputs
-    events = read_ahead_events(files, lambda letter: None, 60_000)
-    next(events)
+    policy, files = inputs
+    digests = _read_ahead(files * 20, policy)  # far more than the pipe and the receiving queue hold
+    next(digests)
     assert [p.name for p in multiprocessing.active_children()] == ["dismon-read"]
-    events.close()
+    digests.close()
     assert multiprocessing.active_children() == []
 
 
 def test_a_reading_process_that_dies_is_an_input_error_not_a_hang(inputs: tuple[Path, list[str]]) -> None:
-    _, files = inputs
-    events = read_ahead_events(files, lambda letter: None, 60_000)
-    next(events)
+    policy, files = inputs
+    digests = _read_ahead(files * 20, policy)
+    next(digests)
     (reader,) = multiprocessing.active_children()
     os.kill(reader.pid or 0, signal.SIGKILL)
     with pytest.raises(InputError, match=r"the reading process ended unexpectedly \(exit code -9\)"):
-        for _ in events:
+        for _ in digests:
             pass
 
 
