@@ -3,17 +3,18 @@
 The reading process decompresses, validates and orders the events
 (:func:`monitor.sources.merged_events`, dead letters included). Reducing each event to its digest
 (:mod:`monitor.reduce`: the required-field checks, the keyed hashes, the request rules) can happen on
-either side, and which side does it is decided batch by batch so that neither process waits for the
-other: when the reading process had to wait for the replay to take its last batch, it reduces the
-next batch itself and sends digests; otherwise it sends the accepted lines, and the replay's process
-decodes and reduces them. (Either split alone leaves one core idle for a third of the run: reading is
-about a third of the work, reading plus reducing about two thirds.)
+either side. The reading process reduces a share of the events as it decodes them and sends the
+rest as the lines they were, which the replay's process decodes and reduces. The share follows the
+load: after a send that had to wait (the replay's process had batches queued already) it grows,
+after one that did not it shrinks. Either fixed split leaves a core idle for much of the run:
+reading is about a third of the work, reading plus reducing about two thirds.
 
 Reducing is deterministic for a given policy and key, so the detector gets exactly the digests it
 would have made itself, in the same order, and ``on_invalid`` gets the same dead letters in the same
 order: the findings are the same whatever the split.
 
-The pipe holds only a few batches: a reader that runs ahead blocks until the replay catches up.
+The pipe and the replay's receiving queue hold only a few batches: a reader that runs ahead blocks
+until the replay catches up.
 Errors in the reading process (a file that cannot be read, a corrupt gzip stream) are raised in the
 replay's process as they would be in process; if the reading process dies, the replay stops with an
 :class:`~monitor.errors.InputError` naming its exit code.
@@ -46,6 +47,8 @@ BATCH_EVENTS = 2048
 _DEPTH = 4
 _PIPE_BYTES = 1 << 20
 _WAITED_S = 0.002
+#: How much the share of events reduced in the reading process moves after each batch.
+_STEP = 0.2
 
 #: Where events are reduced: balanced batch by batch, or always on one side (for tests and benchmarks).
 Split = Literal["balanced", "reader", "replay"]
@@ -137,11 +140,17 @@ def _read(out: Connection, paths: list[str], max_disorder_ms: int, policy: Polic
           max_event_bytes: int, not_after_ms: int | None, split: Split) -> None:
     """The reading process: batches down the pipe, then None (or the error)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C is the replay's to handle; it stops this process
-    reducer = Reducer(policy, hasher)
-    reducing = split == "reader"
+    reduce = Reducer(policy, hasher).reduce
+    share = {"reader": 1.0, "replay": 0.0}.get(split, 0.5)  # of the events, reduced here
+    credit = 0.0
 
     def reduce_here(event: Event, event_ms: int) -> Digest | None:  # decided as events are decoded
-        return reducer.reduce(event, event_ms) if reducing else None
+        nonlocal credit
+        credit += share
+        if credit < 1.0:
+            return None
+        credit -= 1.0
+        return reduce(event, event_ms)
 
     counter = ByteCounter()
     dead = list[DeadLetter]()
@@ -157,8 +166,9 @@ def _read(out: Connection, paths: list[str], max_disorder_ms: int, policy: Polic
                 batch = (times.tobytes(), encode_batch(items), dead, counter.consumed())
                 started = time.perf_counter()
                 out.send(batch)
-                if split == "balanced":  # the replay has batches waiting already: reduce more here
-                    reducing = time.perf_counter() - started > _WAITED_S
+                if split == "balanced":  # the replay has batches waiting already: reduce more here, else less
+                    waited = time.perf_counter() - started > _WAITED_S
+                    share = min(1.0, share + _STEP) if waited else max(0.0, share - _STEP)
                 times, items = array.array("q"), []
                 dead.clear()  # in place: merged_events holds its append (send has pickled the batch)
         out.send((times.tobytes(), encode_batch(items), dead, counter.consumed()))
