@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.checks import BUILTIN_PLACEHOLDERS, normalize, street_problem, text_problem, zip_problem
+from monitor.checks import (
+    BUILTIN_PLACEHOLDERS,
+    checked_street_problem,
+    normalize,
+    street_problem,
+    text_problem,
+    zip_problem,
+)
 
 SPEC_PLACEHOLDERS = ["unknown", "unk", "n a", "na", "na na", "none", "null", "nil", "tbd", "xxx",
                      "failed to provide", "not provided", "no address", "dont care", "see file", "0"]
@@ -48,6 +55,15 @@ def test_policy_placeholders_extend_the_list() -> None:
 )
 def test_street(street: str, problem: str | None) -> None:
     assert street_problem(street) == problem
+
+
+_STREETISH = st.text(alphabet="0123456789 AaBbMmNnOoSsTtUuKkWwPpRrIiVvDdEe-.,#/\u00e9\u0663", max_size=30)
+
+
+@given(st.one_of(_STREETISH, st.text(max_size=30), st.sampled_from(["12 Main St", "12 Unknown Rd", "1 A", " 7b  Oak "])),
+       st.frozensets(st.sampled_from(["12 main st", "1 a", "7b oak", "unknown"])))
+def test_the_street_fast_path_agrees_with_the_full_check(street: str, extra: frozenset[str]) -> None:
+    assert street_problem(street, extra) == checked_street_problem(street, extra)
 
 
 @pytest.mark.parametrize(
