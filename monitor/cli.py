@@ -33,6 +33,7 @@ from monitor.sources import ByteCounter, DeadLetter
 from monitor.timeutil import format_ms, parse_duration_ms, parse_time_ms
 
 EXIT_OK, EXIT_ALERTS, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 log = logging.getLogger("dismon")
 
 
@@ -399,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
+    except KeyboardInterrupt:  # ^C: a replay's reading process is stopped on the way out
+        print("dismon: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

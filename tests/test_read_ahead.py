@@ -6,6 +6,9 @@ import gzip
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,3 +122,24 @@ def test_the_command_line_reads_ahead_on_request_and_refuses_stdin(inputs: tuple
     assert outputs[0] == outputs[1] and len(outputs[0]) > 50
     assert main(["replay", "--policy", str(policy), "--read-ahead", "-"]) == 2
     assert "--read-ahead cannot read stdin" in capsys.readouterr().err
+
+
+def test_interrupting_a_replay_stops_its_reading_process_and_exits_130(inputs: tuple[Path, list[str]]) -> None:
+    policy, files = inputs
+    replay = subprocess.Popen([sys.executable, "-m", "monitor.cli", "replay", "--policy", str(policy), "--read-ahead",
+                               "--alerts-out", os.devnull, *files * 40], stderr=subprocess.PIPE, text=True)
+    children: set[int] = set()
+    deadline = time.monotonic() + 30
+    while not children and time.monotonic() < deadline:  # its reading process (and multiprocessing's tracker)
+        time.sleep(0.05)
+        children = {int(pid) for pid in Path(f"/proc/{replay.pid}/task/{replay.pid}/children").read_text().split()}
+    assert children, "the replay started no reading process"
+    time.sleep(0.5)
+    replay.send_signal(signal.SIGINT)
+    _, err = replay.communicate(timeout=30)
+    assert replay.returncode == 130
+    assert "dismon: interrupted" in err and "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while [pid for pid in children if Path(f"/proc/{pid}").exists()] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
