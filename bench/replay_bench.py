@@ -62,7 +62,8 @@ print(json.dumps({"events": count, "seconds": seconds,
 def measure(mode: str, path: str, policy: str) -> dict[str, float]:
     out = subprocess.run([sys.executable, "-c", MEASURE, mode, path, policy], check=True, capture_output=True,
                          text=True, cwd=os.path.dirname(HERE))
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
 
 
 def main() -> None:

@@ -151,8 +151,11 @@ def main() -> None:
         worker = Worker(boot, prefix, policy, f"{work}/worker.log", args.changelog_segment)
         first_ready = f"first start ready after {worker.ready_after:.1f} s"
         done = threading.Event()  # the offered load runs in its own thread and event loop
-        threading.Thread(target=lambda: (asyncio.run(_offer(boot, prefix, lines, args.rate)), done.set()),
-                         daemon=True).start()
+        def offer() -> None:
+            asyncio.run(_offer(boot, prefix, lines, args.rate))
+            done.set()
+
+        threading.Thread(target=offer, daemon=True).start()
         started = time.monotonic()
         restarted = False
         samples: list[tuple[float, float]] = []

@@ -28,7 +28,7 @@ import multiprocessing
 import pickle
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from multiprocessing.connection import Connection
 from typing import Literal
 
@@ -70,7 +70,7 @@ def read_ahead_digests(
     counter: ByteCounter | None = None,
     not_after_ms: int | None = None,
     split: Split = "balanced",
-) -> Iterator[tuple[int, int, Digest]]:
+) -> Generator[tuple[int, int, Digest], None, None]:
     """The events of :func:`monitor.sources.merged_events`, read by a second process and reduced by
     ``reducer`` (or by one like it there): ``(event_ms, position, digest)``, ``position`` counting them.
 

@@ -66,5 +66,5 @@ def test_broker_down_for_30_seconds_mid_stream(kafka_bootstrap: str, tmp_path: P
         assert worker.stop() == 0
     alerts = asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.alerts"))
     assert {a["alert_id"] for _, a in alerts} == expected
-    log = (tmp_path / "worker.log").read_text()
-    assert "unreachable; not ready" in log and "reachable again" in log
+    worker_log = (tmp_path / "worker.log").read_text()
+    assert "unreachable; not ready" in worker_log and "reachable again" in worker_log

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -56,7 +56,7 @@ def _replay(policy: Path, files: list[str], read_ahead: Split | None,
     return findings, dead, summary, counter
 
 
-def _read_ahead(files: list[str], policy: Path) -> Iterator[tuple[int, int, Digest]]:
+def _read_ahead(files: list[str], policy: Path) -> Generator[tuple[int, int, Digest], None, None]:
     return read_ahead_digests(files, lambda letter: None, 60_000, Reducer(load_policy(str(policy)), SubjectHasher(KEY)))
 
 

@@ -6,6 +6,7 @@ import gzip
 import io
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -25,12 +26,12 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _key(alert: dict[str, object]) -> tuple[object, object]:
+def _key(alert: dict[str, Any]) -> tuple[object, object]:
     """(rule, request id) or, for windowed findings, (rule, what it is about)."""
-    return alert["rule"], alert["request_id"] or alert["details"]["key"]  # type: ignore[index]
+    return alert["rule"], alert["request_id"] or alert["details"]["key"]
 
 
-def _replay(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[dict[str, object]], str]:
+def _replay(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[dict[str, Any]], str]:
     code = main(["replay", *args])
     out, err = capsys.readouterr()
     return code, [orjson.loads(line) for line in out.splitlines() if line], err

@@ -54,7 +54,7 @@ def test_reorder_sorts_bounded_disorder(seed: int, bound: int) -> None:
     rng = random.Random(seed)
     times = sorted(rng.randrange(1000) for _ in range(200))
     arrivals = sorted(((t, i, None) for i, t in enumerate(times)), key=lambda x: x[0] + rng.randrange(bound + 1))
-    out = [t for t, _, _ in reorder(arrivals, bound)]  # type: ignore[arg-type]
+    out = [t for t, _, _ in reorder(arrivals, bound)]
     assert out == sorted(out) and len(out) == len(times)
 
 

@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from pathlib import Path
 
@@ -132,7 +132,7 @@ async def _create_topics(bootstrap: str, prefix: str) -> None:
         await admin.close()
 
 
-async def _produce(bootstrap: str, records: list[tuple[str, int | None, bytes, bytes]]) -> None:
+async def _produce(bootstrap: str, records: Sequence[tuple[str, int | None, bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=4 << 20)
     await producer.start()
     try:
@@ -142,7 +142,7 @@ async def _produce(bootstrap: str, records: list[tuple[str, int | None, bytes, b
         await producer.stop()
 
 
-async def _consume_all(bootstrap: str, topic: str, quiet_ms: int = 3000) -> list[tuple[bytes, dict[str, object]]]:
+async def _consume_all(bootstrap: str, topic: str, quiet_ms: int = 3000) -> list[tuple[bytes, dict[str, Any]]]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     try:
@@ -251,7 +251,7 @@ def test_worker_finds_exactly_what_replay_finds(kafka_bootstrap: str, scenario: 
     assert sum(v for k, v in samples.items() if k.startswith("dismon_consumer_lag{")) == 0
     firing = sum(v for k, v in samples.items() if k.startswith("dismon_findings_total{") and 'status="firing"' in k)
     assert firing == len(expected)
-    assert all(key == a["alert_id"].encode() for key, a in alerts)  # type: ignore[union-attr]
+    assert all(key == a["alert_id"].encode() for key, a in alerts)
 
 
 def test_a_worker_killed_mid_stream_loses_no_finding(kafka_bootstrap: str, scenario: tuple[Path, str],
