@@ -50,7 +50,7 @@ _WAITED_S = 0.002
 #: How much the share of events reduced in the reading process moves after each batch.
 _STEP = 0.2
 
-#: Where events are reduced: balanced batch by batch, or always on one side (for tests and benchmarks).
+#: Where events are reduced: shared by load, or always on one side (for tests and benchmarks).
 Split = Literal["balanced", "reader", "replay"]
 
 # Each message is a batch (event times as int64 bytes; one MessagePack array of digests and of accepted

@@ -5,7 +5,7 @@ join state or the clock: the required-field checks, the keyed subject hashes, th
 the fingerprint of a disclosure. The raw event is dropped after it, so no name or address reaches
 the join state. :class:`~monitor.detector.Detector` reduces every event it is fed; a replay that
 reads ahead (:mod:`monitor.read_ahead`) reduces in its reading process instead and sends the
-digests over (a fifth of an event's size), which gives the same digests: reducing is deterministic
+digests over (less than half an event's size), which gives the same digests: reducing is deterministic
 for a given policy and key.
 """
 
@@ -26,7 +26,7 @@ _LOW32 = 0xFFFFFFFF
 _CACHE_LIMIT = 65_536
 
 
-class RequestDigest(msgspec.Struct, frozen=True, gc=False, tag="q"):
+class RequestDigest(msgspec.Struct, frozen=True, gc=False, array_like=True, tag="q"):
     request_id: str
     batch_id: str | None
     facts: RequestFacts
@@ -37,13 +37,13 @@ class RequestDigest(msgspec.Struct, frozen=True, gc=False, tag="q"):
         return self.facts.agreement_id
 
 
-class ResponseDigest(msgspec.Struct, frozen=True, gc=False, tag="r"):
+class ResponseDigest(msgspec.Struct, frozen=True, gc=False, array_like=True, tag="r"):
     request_id: str
     agreement_id: str
     disclosure: DisclosureFacts | None  # None when the response disclosed nothing
 
 
-class DisposalDigest(msgspec.Struct, frozen=True, gc=False, tag="p"):
+class DisposalDigest(msgspec.Struct, frozen=True, gc=False, array_like=True, tag="p"):
     request_id: str
     agreement_id: str
 
