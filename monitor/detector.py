@@ -208,7 +208,7 @@ class Detector:
         request_id = response.request_id
         entry = self._entry(request_id, event_ms)
         if entry is None:
-            self._judge_untracked(response, event_ms)
+            self._judge_untracked(response)
             return
         if entry.answered_ms is None and entry.request is not None and self.observer is not None:
             self.observer.joined(response.agreement_id, event_ms - entry.request.submitted_ms)
@@ -240,7 +240,7 @@ class Detector:
         self._schedule(request_id, entry)
         self.store[request_id] = entry
 
-    def _judge_untracked(self, response: ResponseDigest, event_ms: int) -> None:
+    def _judge_untracked(self, response: ResponseDigest) -> None:
         """Join state is full: the rules that need no request still judge the disclosure."""
         disclosure = response.disclosure
         if disclosure is None:

@@ -46,7 +46,7 @@ async def publish(
     try:
         pending = []
         for event_ms, _seq, event, raw in merged_events(paths, dead_letter, max_disorder_ms, max_event_bytes,
-                                                        keep="both", not_after_ms=not_after_ms):
+                                                        keep_raw=True, not_after_ms=not_after_ms):
             kind = "requests" if isinstance(event, Request) else "disposals" if isinstance(event, Disposal) else "responses"
             topic = kafka.topic(kind)
             pending.append(await producer.send(topic, raw, key=event.request_id.encode(), timestamp_ms=event_ms))

@@ -157,7 +157,7 @@ def _read(out: Connection, paths: list[str], max_disorder_ms: int, policy: Polic
     times, items = array.array("q"), list[bytes | Digest]()
     try:
         for event_ms, _seq, digest, line in merged_events(
-            paths, dead.append, max_disorder_ms, max_event_bytes, counter, keep="both",
+            paths, dead.append, max_disorder_ms, max_event_bytes, counter, keep_raw=True,
             not_after_ms=not_after_ms, reduce=reduce_here,
         ):  # fmt: skip
             times.append(event_ms)

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from queue import Full, Queue
-from typing import Any, BinaryIO, Literal, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from monitor.errors import InputError
 from monitor.events import DEFAULT_MAX_EVENT_BYTES, Event, Invalid, decode_timed
@@ -40,10 +40,7 @@ class DeadLetter:
         return {"reason": self.reason, "source": self.source, "line": self.line}
 
 
-T = TypeVar("T", bound=tuple[Any, ...])  # (event time ms, arrival sequence, event and/or raw line)
-#: What each decoded item carries after its time and sequence: the event, the event and its raw line, or
-#: only the raw line (a reading process that hands lines on keeps no decoded events in its buffers).
-Keep = Literal["event", "both", "raw"]
+T = TypeVar("T", bound=tuple[Any, ...])  # (event time ms, arrival sequence, event[, raw line])
 
 
 class ByteCounter:
@@ -201,11 +198,11 @@ def decode_lines(
     source: str,
     on_invalid: Callable[[DeadLetter], None],
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-    keep: Keep = "event",
+    keep_raw: bool = False,
     not_after_ms: int | None = None,
     reduce: Callable[[Event, int], Any] | None = None,
 ) -> Iterator[tuple[Any, ...]]:
-    """Decode lines into ``(event_ms, seq, ...)`` carrying what ``keep`` says, the event replaced by
+    """Decode lines into ``(event_ms, seq, event)`` (plus the line with ``keep_raw``), the event replaced by
     ``reduce(event, event_ms)`` when given; invalid ones go to ``on_invalid``. Blank lines are skipped."""
     for number, line in enumerate(lines, 1):
         decoded = decode_timed(line, max_event_bytes, not_after_ms)
@@ -215,12 +212,10 @@ def decode_lines(
             continue
         event_ms, event = decoded
         item = event if reduce is None else reduce(event, event_ms)
-        if keep == "event":
-            yield event_ms, number, item
-        elif keep == "both":
+        if keep_raw:
             yield event_ms, number, item, line
         else:
-            yield event_ms, number, line
+            yield event_ms, number, item
 
 
 def reorder(stream: Iterable[T], max_disorder_ms: int, release_batch: int = 4096) -> Iterator[T]:
@@ -273,18 +268,18 @@ def merged_events(
     max_disorder_ms: int,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     counter: ByteCounter | None = None,
-    keep: Keep = "event",
+    keep_raw: bool = False,
     not_after_ms: int | None = None,
     reduce: Callable[[Event, int], Any] | None = None,
 ) -> Iterator[tuple[Any, ...]]:
-    """All events of all inputs, in event-time order (within the disorder bound): ``(event_ms, seq, ...)``
-    with the event, the event and its raw line, or the raw line only (``keep``).
+    """All events of all inputs, in event-time order (within the disorder bound):
+    ``(event_ms, seq, event)``, plus the raw line with ``keep_raw``.
 
     With ``reduce``, each event is replaced by ``reduce(event, event_ms)`` as soon as it is decoded, before
     it waits in the reorder buffer: a digest made while the event is still in the CPU's cache costs 40 %
     less than one made after the wait, and the buffer holds the smaller digests."""
     streams = [
-        reorder(decode_lines(open_lines(path, counter), path, on_invalid, max_event_bytes, keep, not_after_ms,
+        reorder(decode_lines(open_lines(path, counter), path, on_invalid, max_event_bytes, keep_raw, not_after_ms,
                              reduce), max_disorder_ms)
         for path in paths
     ]
