@@ -86,7 +86,12 @@ def read_ahead_digests(
         target=_read, name="dismon-read", daemon=True,
         args=(sending, paths, max_disorder_ms, reducer.policy, reducer.hasher, max_event_bytes, not_after_ms, split),
     )  # fmt: skip
-    process.start()
+    try:
+        process.start()
+    except OSError as exc:  # no processes or pipes left (ulimit, a sandbox): say what to do instead
+        receiving.close()
+        sending.close()
+        raise InputError(f"cannot start the reading process ({exc}); replay with --no-read-ahead") from exc
     sending.close()  # only the child writes: its exit then reads as end of file here
     reduce = reducer.reduce
     position = 0

@@ -143,3 +143,14 @@ def test_interrupting_a_replay_stops_its_reading_process_and_exits_130(inputs: t
     while [pid for pid in children if Path(f"/proc/{pid}").exists()] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+
+
+def test_a_reading_process_that_cannot_start_is_a_clear_error(inputs: tuple[Path, list[str]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: object) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocessing.get_context("spawn").Process, "start", refuse)
+    policy, files = inputs
+    with pytest.raises(InputError, match=r"cannot start the reading process \(.*\); replay with --no-read-ahead"):
+        next(_read_ahead(files, policy))
