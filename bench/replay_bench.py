@@ -1,6 +1,6 @@
 """Replay throughput and peak memory on a 1.28-million-event log, next to the parse-only floor.
 
-    .venv/bin/python bench/replay_bench.py [--events 1280000] [--cache DIR]
+    .venv/bin/python bench/replay_bench.py [--events 1280000] [--cache DIR] [--splits]
 
 Generates the log once (the irs-ice-2025 preset: half requests, half responses) and measures, each
 in a fresh process so peak RSS is its own:
@@ -10,7 +10,9 @@ in a fresh process so peak RSS is its own:
 * msgspec decode:      the same reader + the typed decoder with the event-time conversion, as the replay uses;
 * replay-inline:       the whole ``dismon replay`` path in one process (reorder, detector, rules; alerts dropped);
 * replay:              the same with ``--read-ahead`` (the default on two or more CPUs): a second process
-                       reads, validates and orders the input. Its peak RSS is the "reader MiB" column.
+                       reads, validates and orders the input and takes a share of the checks. Its peak RSS
+                       and CPU time are the "reader" columns; CPU time includes the threads that inflate gzip;
+* with --splits, the same with the checks forced into one process or the other.
 """
 
 from __future__ import annotations
@@ -50,12 +52,14 @@ else:
     from monitor.policy import load_policy
     from monitor.replay import run_replay
     detector = Detector(load_policy(policy), SubjectHasher(b"bench-key-0123456789abcdef"))
-    summary = run_replay([path], detector, lambda f: None, lambda d: None, read_ahead="balanced" if mode == "replay" else None)
+    split = {"replay": "balanced", "replay-inline": None}.get(mode, mode.removeprefix("replay-reduce-in-"))
+    summary = run_replay([path], detector, lambda f: None, lambda d: None, read_ahead=split)
     count = summary.total_events
 seconds = time.perf_counter() - started
-print(json.dumps({"events": count, "seconds": seconds,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "reader_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"events": count, "seconds": seconds, "cpu_seconds": own.ru_utime + own.ru_stime,
+                  "reader_cpu_seconds": children.ru_utime + children.ru_stime,
+                  "peak_rss_mb": own.ru_maxrss / 1024, "reader_rss_mb": children.ru_maxrss / 1024}))
 """
 
 
@@ -70,6 +74,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_280_000, help="log size in events (default 1,280,000)")
     parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="where the generated log is kept")
+    parser.add_argument("--splits", action="store_true",
+                        help="also run the replay with the reducing forced into the reading process (reader) or "
+                             "into the replay's own process (replay), instead of shared by load")
     args = parser.parse_args()
     directory = os.path.join(args.cache, f"irs-ice-{args.events}")
     log, policy = os.path.join(directory, "events.jsonl.gz"), os.path.join(directory, "policy.toml")
@@ -81,13 +88,18 @@ def main() -> None:
         print(f"generated {log} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     size_mb = os.path.getsize(log) / 2**20
     print(f"log: {args.events:,} events, {size_mb:.0f} MiB gzip; python {sys.version.split()[0]}, {os.cpu_count()} cpus")
-    rows = [(mode, measure(mode, log, policy)) for mode in ("floor-gzip", "floor-chunked", "msgspec", "replay-inline", "replay")]
+    modes = ["floor-gzip", "floor-chunked", "msgspec", "replay-inline", "replay"]
+    if args.splits:
+        modes += ["replay-reduce-in-reader", "replay-reduce-in-replay"]
+    rows = [(mode, measure(mode, log, policy)) for mode in modes]
     floor = min(r["seconds"] for m, r in rows if m.startswith("floor"))
-    print(f"{'measurement':<15} {'events/s':>10} {'seconds':>8} {'x floor':>8} {'peak RSS MiB':>13} {'reader MiB':>11}")
+    print(f"{'measurement':<23} {'events/s':>10} {'seconds':>8} {'x floor':>8} {'peak RSS MiB':>13} {'reader MiB':>11}"
+          f" {'CPU s':>6} {'reader CPU s':>13}")
     for mode, r in rows:
         reader = f"{r['reader_rss_mb']:.0f}" if r["reader_rss_mb"] else "-"
-        print(f"{mode:<15} {r['events'] / r['seconds']:>10,.0f} {r['seconds']:>8.2f} {r['seconds'] / floor:>8.2f}"
-              f" {r['peak_rss_mb']:>13.0f} {reader:>11}")
+        reader_cpu = f"{r['reader_cpu_seconds']:.1f}" if r["reader_rss_mb"] else "-"
+        print(f"{mode:<23} {r['events'] / r['seconds']:>10,.0f} {r['seconds']:>8.2f} {r['seconds'] / floor:>8.2f}"
+              f" {r['peak_rss_mb']:>13.0f} {reader:>11} {r['cpu_seconds']:>6.1f} {reader_cpu:>13}")
 
 
 if __name__ == "__main__":
