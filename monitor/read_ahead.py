@@ -43,9 +43,11 @@ from monitor.sources import ByteCounter, DeadLetter, merged_events, prefetched
 
 #: Events per message: large enough that the pipe costs little per event.
 BATCH_EVENTS = 2048
-#: Batches the replay's process holds ready; a send that then blocks this long means it is behind.
+#: Batches the replay's process holds ready (its receiving thread's queue).
 _DEPTH = 4
+#: The pipe's buffer (see _widen).
 _PIPE_BYTES = 1 << 20
+#: With that queue and pipe full, a send blocks: blocking this long means the replay's process is behind.
 _WAITED_S = 0.002
 #: How much the share of events reduced in the reading process moves after each batch.
 _STEP = 0.2
