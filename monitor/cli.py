@@ -61,7 +61,7 @@ def _add_replay(commands: Any) -> None:
         "(at least 16 bytes); without one, a random per-run key is used and subject_ref values will not "
         "match across runs. Example: dismon replay --policy policy.toml --alerts-out alerts.jsonl logs/*.jsonl.gz",
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="JSONL or JSONL.gz logs, or - for stdin")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="JSONL or JSONL.gz logs (files or pipes), or - for stdin")
     parser.add_argument("--policy", required=True, metavar="P", help="policy file (TOML)")
     parser.add_argument("--alerts-out", default="-", metavar="F", help="where alerts go, as JSON lines (default: stdout)")
     parser.add_argument("--dead-letter", metavar="F", help="write invalid-event records (reason, file, line) here")
@@ -72,7 +72,7 @@ def _add_replay(commands: Any) -> None:
     parser.add_argument("--max-event-bytes", type=int, default=64 * 1024, metavar="N", help="events larger than this are dead-lettered as oversized (default: 65536)")
     parser.add_argument("--ground-truth", metavar="F", help="a simulator truth.json: report found/missed/unexpected and how early the fault was caught (implies --until from the file unless given)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: when stderr is a terminal)")
-    parser.add_argument("--read-ahead", action=argparse.BooleanOptionalAction, default=None, help="decompress, validate and order the input in a second process, which also takes over a share of the per-event checks, so two cores share the work; same findings and dead letters (default: when two or more CPUs are available, no input is stdin, and the input is at least 1 MiB)")
+    parser.add_argument("--read-ahead", action=argparse.BooleanOptionalAction, default=None, help="decompress, validate and order the input in a second process, which also takes over a share of the per-event checks, so two cores share the work; same findings and dead letters (default: when two or more CPUs are available, every input is a regular file, not stdin or a pipe, and the input is at least 1 MiB)")
     parser.add_argument("--max-join-entries", type=int, default=DEFAULT_MAX_JOIN_ENTRIES, metavar="N", help=f"hold at most N request ids in the join state; events of new ids beyond it are not joined, and the summary says so (default {DEFAULT_MAX_JOIN_ENTRIES:,})")
     parser.add_argument("--metrics-port", type=int, metavar="PORT", help="serve the worker's Prometheus metrics on http://HOST:PORT/metrics while the replay runs, so it can be watched in Grafana")
     parser.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port (default 127.0.0.1: loopback only)")
@@ -231,9 +231,11 @@ def _progress(enabled: bool | None, total_bytes: int, counter: ByteCounter, stac
 
 
 def _replay(args: argparse.Namespace) -> int:
-    for path in args.files:
-        if path != "-" and not os.path.isfile(path):
+    for path in args.files:  # files, or pipes: a named pipe or bash's <(zcat log.gz) both work
+        if path != "-" and not os.path.exists(path):
             raise UsageError(f"no such file: {path}")
+        if os.path.isdir(path):
+            raise UsageError(f"{path} is a directory: name the log files in it (e.g. {path}/*.jsonl.gz)")
     policy = load_policy(args.policy)
     if args.to_kafka:
         return _to_kafka(args)
@@ -264,7 +266,7 @@ def _replay(args: argparse.Namespace) -> int:
                 dead_out.write(orjson.dumps(record) + b"\n")
 
         counter = ByteCounter()
-        total = sum(os.path.getsize(p) for p in args.files if p != "-")
+        total = sum(os.path.getsize(p) for p in args.files if os.path.isfile(p))  # a pipe's size is unknown
         progress = _progress(args.progress, total, counter, stack)
         summary = run_replay(
             args.files, detector, on_finding, on_dead_letter, until_ms, args.max_disorder,
@@ -288,11 +290,13 @@ _READ_AHEAD_MIN_BYTES = 1 << 20  # below this, starting a process costs more tha
 
 
 def _read_ahead(requested: bool | None, files: list[str], total_bytes: int) -> bool:
-    if requested and "-" in files:
-        raise UsageError("--read-ahead cannot read stdin (-): a second process cannot share it")
+    streams = [path for path in files if path == "-" or not os.path.isfile(path)]
+    if requested and streams:
+        what = "stdin (-)" if streams[0] == "-" else f"{streams[0]}, which is not a regular file"
+        raise UsageError(f"--read-ahead cannot read {what}: a second process cannot share it")
     if requested is not None:
         return requested
-    return "-" not in files and len(os.sched_getaffinity(0)) > 1 and total_bytes >= _READ_AHEAD_MIN_BYTES
+    return not streams and len(os.sched_getaffinity(0)) > 1 and total_bytes >= _READ_AHEAD_MIN_BYTES
 
 
 def _replay_metrics(args: argparse.Namespace, policy: Policy) -> Metrics | None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import shlex
+import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +86,32 @@ def test_stdin_with_a_reorder_buffer_spanning_concatenated_partitions(scenario: 
                                str(scenario / "truth.json"), "--max-disorder", "60d", "-"], capsys)
     truth = load_truth(str(scenario / "truth.json"))
     assert code == 0 and {_key(a) for a in alerts} == set(truth.expected)
+
+
+def test_pipes_are_read_like_files_and_a_directory_is_refused(tmp_path: Path, scenario: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    files = sorted(str(p) for p in scenario.glob("events-p*.jsonl.gz"))
+    policy, truth = str(scenario / "policy.toml"), str(scenario / "truth.json")
+    expected = set(load_truth(truth).expected)
+    # bash's process substitution, as an auditor would type it: the log arrives on /dev/fd/N, a pipe.
+    command = f"{shlex.quote(sys.executable)} -m monitor.cli replay --policy {shlex.quote(policy)} --ground-truth " \
+              f"{shlex.quote(truth)} " + " ".join(f"<(gzip -dc {shlex.quote(path)})" for path in files)
+    run = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert {_key(orjson.loads(line)) for line in run.stdout.splitlines()} == expected
+    assert "missed 0, unexpected 0" in run.stderr
+    # A named pipe: a default replay reads it in process; asking for a reading process is a usage error.
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(gzip.open(files[0]).read()))
+    writer.start()
+    code, alerts, err = _replay(["--policy", policy, str(fifo)], capsys)
+    writer.join()
+    assert code == 0 and alerts and "replayed " in err
+    assert main(["replay", "--policy", policy, "--read-ahead", str(fifo)]) == 2
+    assert f"--read-ahead cannot read {fifo}, which is not a regular file" in capsys.readouterr().err
+    assert main(["replay", "--policy", policy, str(scenario)]) == 2
+    assert f"{scenario} is a directory" in capsys.readouterr().err
 
 
 def test_invalid_lines_are_dead_lettered_with_position(tmp_path: Path, scenario: Path,
