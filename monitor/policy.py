@@ -177,7 +177,7 @@ class _Reader:
             raise self.fail(key, "must be a non-empty string")
         return value
 
-    def text_list(self, key: str, required: bool = False) -> tuple[str, ...] | None:
+    def text_list(self, key: str, required: bool = False, empty_ok: bool = True) -> tuple[str, ...] | None:
         value = self.table.get(key)
         if value is None:
             if required:
@@ -185,6 +185,9 @@ class _Reader:
             return None
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise self.fail(key, "must be a list of non-empty strings")
+        if not value and not empty_ok:
+            reason = "must name at least one agency"
+            raise self.fail(key, reason if required else reason + " (leave the key out to mean every one)")
         return tuple(value)
 
     def moment_ms(self, key: str, required: bool = False, end_of_day: bool = False) -> int | None:
@@ -318,7 +321,7 @@ def _read_restriction(outer: _Reader, index: int, value: Any) -> Restriction:
     assert from_ms is not None
     if until_ms is not None and until_ms <= from_ms:
         raise reader.fail("until", "must be after 'from'")
-    requesters = reader.text_list("requesters")
+    requesters = reader.text_list("requesters", empty_ok=False)
     reason = reader.text("reason") or "restriction in force"
     return Restriction(frozenset(fields), from_ms, until_ms, None if requesters is None else frozenset(requesters), reason)
 
@@ -342,8 +345,8 @@ def _read_agreement(path: str, lines: list[str], index: int, table: Any) -> Agre
     agreement_id = reader.text("id", required=True)
     assert agreement_id is not None
     reader.where = f"agreement[{index}] ({agreement_id})"
-    requesters = reader.text_list("requesters", required=True) or ()
-    disclosers = reader.text_list("disclosers", required=True) or ()
+    requesters = reader.text_list("requesters", required=True, empty_ok=False) or ()
+    disclosers = reader.text_list("disclosers", required=True, empty_ok=False) or ()
     required = reader.text_list("required_request_fields") or ()
     unknown = [f for f in required if f not in REQUEST_FIELDS]
     if unknown:

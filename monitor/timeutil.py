@@ -12,12 +12,20 @@ _DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": MS_PER_DAY, "w": 7 * MS_PER_DAY}
 
 
+#: The longest duration accepted: longer is a typo, and event times plus durations must stay 64-bit integers
+#: in the worker's stored state.
+MAX_DURATION_MS = 3650 * MS_PER_DAY
+
+
 def parse_duration_ms(text: str) -> int:
     """Parse ``"72h"``, ``"14d"``, ``"30m"``, ``"500ms"`` into milliseconds; ValueError otherwise."""
     match = _DURATION_RE.match(text)
     if match is None:
         raise ValueError(f"not a duration: {text!r} (expected e.g. '30s', '15m', '72h', '14d', '2w')")
-    return int(match.group(1)) * _UNIT_MS[match.group(2)]
+    ms = int(match.group(1)) * _UNIT_MS[match.group(2)]
+    if ms > MAX_DURATION_MS:
+        raise ValueError(f"too long: {text!r} (at most {MAX_DURATION_MS // MS_PER_DAY}d, ten years)")
+    return ms
 
 
 def to_ms(moment: dt.datetime) -> int:

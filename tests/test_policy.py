@@ -48,6 +48,9 @@ MINIMAL = 'id = "x"\nrequesters = ["A"]\ndisclosers = ["B"]\neffective_from = 20
         ("effective_until = 2024-01-01\n", "effective_until", "after effective_from"),
         ('orphan_grace = "30d"\n', "orphan_grace", "shorter than join_window"),
         ('[[agreement.restriction]]\nfields = ["address"]\n', "line 7: agreement[0] (x).restriction[0].from", "required"),
+        ('join_window = "99999999999999999999d"\n', "line 7: agreement[0] (x).join_window", "at most 3650d"),
+        ('[[agreement.restriction]]\nfields = ["address"]\nfrom = 2025-05-01\nrequesters = []\nreason = "order"\n',
+         "line 10: agreement[0] (x).restriction[0].requesters", "leave the key out to mean every one"),
     ],
 )
 def test_broken_policies_name_line_key_and_reason(body: str, where: str, reason: str) -> None:
@@ -65,6 +68,12 @@ def test_syntax_error_names_the_line() -> None:
 def test_missing_required_key() -> None:
     error = _broken('[[agreement]]\nid = "x"\n')
     assert "requesters" in error.where and "required" in error.reason
+
+
+def test_an_agreement_names_its_parties() -> None:
+    for key in ("requesters", "disclosers"):
+        error = _broken("[[agreement]]\n" + MINIMAL.replace(f'{key} = ["', f'{key} = []\n# ["'))
+        assert error.where.endswith(f"agreement[0] (x).{key}") and error.reason == "must name at least one agency"
 
 
 def test_duplicate_agreement_ids() -> None:
