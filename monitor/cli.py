@@ -44,6 +44,32 @@ def _duration(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"not a TCP port (1-65535): {text!r}")
+    return int(text)
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"not a share between 0 (exclusive) and 1: {text!r}")
+    return value
+
+
 def _timestamp(text: str) -> int:
     try:
         return parse_time_ms(text)
@@ -69,12 +95,12 @@ def _add_replay(commands: Any) -> None:
     parser.add_argument("--allowed-lateness", type=_duration, default=DEFAULT_ALLOWED_LATENESS_MS, metavar="DUR", help="how far behind the newest event time an event may be and still count as on time (default: 10m)")
     parser.add_argument("--max-disorder", type=_duration, metavar="DUR", help="reorder buffer per input file, in event time (default: the allowed lateness)")
     parser.add_argument("--fail-on", choices=sorted(SEVERITY_RANK, key=SEVERITY_RANK.__getitem__), help="exit 1 if any alert has this severity or higher")
-    parser.add_argument("--max-event-bytes", type=int, default=64 * 1024, metavar="N", help="events larger than this are dead-lettered as oversized (default: 65536)")
+    parser.add_argument("--max-event-bytes", type=_positive_int, default=64 * 1024, metavar="N", help="events larger than this are dead-lettered as oversized (default: 65536)")
     parser.add_argument("--ground-truth", metavar="F", help="a simulator truth.json: report found/missed/unexpected and how early the fault was caught (implies --until from the file unless given)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: when stderr is a terminal)")
     parser.add_argument("--read-ahead", action=argparse.BooleanOptionalAction, default=None, help="decompress, validate and order the input in a second process, which also takes over a share of the per-event checks, so two cores share the work; same findings and dead letters (default: when two or more CPUs are available, every input is a regular file, not stdin or a pipe, and the input is at least 1 MiB)")
-    parser.add_argument("--max-join-entries", type=int, default=DEFAULT_MAX_JOIN_ENTRIES, metavar="N", help=f"hold at most N request ids in the join state; events of new ids beyond it are not joined, and the summary says so (default {DEFAULT_MAX_JOIN_ENTRIES:,})")
-    parser.add_argument("--metrics-port", type=int, metavar="PORT", help="serve the worker's Prometheus metrics on http://HOST:PORT/metrics while the replay runs, so it can be watched in Grafana")
+    parser.add_argument("--max-join-entries", type=_positive_int, default=DEFAULT_MAX_JOIN_ENTRIES, metavar="N", help=f"hold at most N request ids in the join state; events of new ids beyond it are not joined, and the summary says so (default {DEFAULT_MAX_JOIN_ENTRIES:,})")
+    parser.add_argument("--metrics-port", type=_port, metavar="PORT", help="serve the worker's Prometheus metrics on http://HOST:PORT/metrics while the replay runs, so it can be watched in Grafana")
     parser.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port (default 127.0.0.1: loopback only)")
     parser.add_argument("--metrics-linger", type=_duration, default=0, metavar="DUR", help="keep serving metrics this long after the replay ends, for a last scrape (default: 0)")
     parser.add_argument("--to-kafka", action="store_true", help="instead of detecting, publish the logs into the Kafka topics in event-time order (key: request_id, Kafka timestamp: event time) to backfill or rehearse")
@@ -95,15 +121,15 @@ def _add_simulate(commands: Any) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="directory to write events, policy.toml and truth.json into")
     parser.add_argument("--scenario", choices=["default", "irs-ice-2025"], default="default")
-    parser.add_argument("--requests", type=int, metavar="N", help="number of requests (default: 20,000; irs-ice-2025: 100,000; --full for 1.28 million)")
+    parser.add_argument("--requests", type=_positive_int, metavar="N", help="number of requests (default: 20,000; irs-ice-2025: 100,000; --full for 1.28 million)")
     parser.add_argument("--full", action="store_true", help="irs-ice-2025 at its real size, 1,280,000 names")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     parser.add_argument("--start", type=_timestamp, default=parse_time_ms("2025-06-02"), metavar="TIME", help="first day of traffic (default scenario; default 2025-06-02)")
-    parser.add_argument("--days", type=int, default=14, help="days of traffic (default scenario; default 14)")
+    parser.add_argument("--days", type=_positive_int, default=14, help="days of traffic (default scenario; default 14)")
     parser.add_argument("--fault", action="append", default=[], metavar="RULE", help="inject this fault (repeatable; 'all' for every per-request fault, 'all-windowed' for the aggregate ones)")
     parser.add_argument("--fault-start", type=_timestamp, metavar="TIME", help="faults only from this time on (default: a quarter into the traffic)")
-    parser.add_argument("--fault-rate", type=float, default=0.01, help="share of requests after --fault-start that carry a fault (default: 0.01)")
-    parser.add_argument("--partitions", type=int, default=1, help="split events over this many files, as a dump of N partitions would (default: 1)")
+    parser.add_argument("--fault-rate", type=_share, default=0.01, help="share of requests after --fault-start that carry a fault (default: 0.01)")
+    parser.add_argument("--partitions", type=_positive_int, default=1, help="split events over this many files, as a dump of N partitions would (default: 1)")
     parser.add_argument("--disorder", type=_duration, default=120_000, metavar="DUR", help="arrival disorder bound, in event time (default: 2m)")
     parser.set_defaults(run=_simulate)
 
@@ -158,16 +184,16 @@ def _add_worker(commands: Any) -> None:
         "refused with a log line and the policy in force stays).",
     )
     parser.add_argument("--policy", required=True, metavar="P", help="policy file (TOML)")
-    parser.add_argument("--partitions", type=int, default=4, help="partitions for topics the worker creates (default 4)")
+    parser.add_argument("--partitions", type=_positive_int, default=4, help="partitions for topics the worker creates (default 4)")
     parser.add_argument("--allowed-lateness", type=_duration, default=DEFAULT_ALLOWED_LATENESS_MS, metavar="DUR", help="default 10m")
     parser.add_argument("--idle-after", default="30s", metavar="DUR|off",
                         help="after this much wall-clock silence the watermark advances with the wall clock (default 30s; 'off' never)")
     parser.add_argument("--metrics-host", default=_env("METRICS_HOST", "127.0.0.1"),
                         help="address for /metrics, /healthz and /readyz (default 127.0.0.1: loopback only; set 0.0.0.0 on purpose to expose)")
-    parser.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "9464") or 9464), help="default 9464")
+    parser.add_argument("--metrics-port", type=_port, default=_env("METRICS_PORT", "9464"), help="default 9464 ($DISMON_METRICS_PORT)")
     parser.add_argument("--session-timeout", type=_duration, default=30_000, metavar="DUR",
                         help="consumer session timeout; a dead worker's partitions move after this (default 30s)")
-    parser.add_argument("--max-join-entries", type=int, default=int(_env("MAX_JOIN_ENTRIES") or DEFAULT_MAX_JOIN_ENTRIES),
+    parser.add_argument("--max-join-entries", type=_positive_int, default=_env("MAX_JOIN_ENTRIES", str(DEFAULT_MAX_JOIN_ENTRIES)),
                         metavar="N", help="hold at most N request ids (over this worker's partitions); beyond it new ids "
                         "are not joined, counted in dismon_join_refused_total and logged, and the DismonJoinStateFull "
                         f"alert fires (default {DEFAULT_MAX_JOIN_ENTRIES:,}; $DISMON_MAX_JOIN_ENTRIES)")
@@ -366,11 +392,16 @@ def _simulate(args: argparse.Namespace) -> int:
         plan = plan_irs_ice(args.seed, requests, parse_time_ms("2025-06-16T13:00:00Z"), parse_time_ms("2025-08-07T08:00:00Z"))
     else:
         requests = args.requests or 20_000
+        end = args.start + args.days * 86_400_000
         fault_start = args.fault_start if args.fault_start is not None else args.start + args.days * 86_400_000 // 4
+        if any(fault in FAULTS for fault in faults) and fault_start >= end:  # windowed ones extend the traffic
+            raise UsageError(f"--fault-start {format_ms(fault_start)} is not before the traffic ends "
+                             f"({format_ms(end)}): no per-request fault would be injected")
         plan = plan_default(args.seed, requests, args.start, args.days, faults, fault_start, args.fault_rate)
-    if requests <= 0 or args.partitions <= 0:
-        raise UsageError("--requests and --partitions must be positive")
-    output = write_scenario(plan, args.out, args.partitions, args.disorder)
+    try:
+        output = write_scenario(plan, args.out, args.partitions, args.disorder)
+    except OSError as exc:
+        raise UsageError(f"cannot write the scenario to {args.out}: {exc.strerror or exc}") from exc
     print(
         f"wrote {output.events:,} events ({len(plan):,} requests, {output.expected:,} expected findings) to "
         f"{', '.join(output.event_files)}; policy {output.policy_file}; ground truth {output.truth_file}",
