@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -15,11 +16,34 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from monitor.errors import InputError
+
 log = logging.getLogger("dismon.worker")
 
 
-async def serve(registry: CollectorRegistry, not_ready: Callable[[], str | None], host: str, port: int) -> None:
-    """Start serving on ``host:port``; ``not_ready`` gives the reason the worker is not ready, or None."""
+def listen(host: str, port: int) -> socket.socket:
+    """The endpoints' socket, bound before anything else starts: a port in use is a usage error at once,
+    not a crash after the worker has joined its group."""
+    listener = None
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                 flags=socket.AI_PASSIVE)[0]
+        listener = socket.socket(family, kind, proto)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(128)
+    except OSError as exc:
+        if listener is not None:
+            listener.close()
+        reason = exc.strerror or str(exc)
+        raise InputError(f"cannot serve metrics on {host}:{port}: {reason} (choose another --metrics-port)") from exc
+    listener.setblocking(False)
+    return listener
+
+
+async def serve(registry: CollectorRegistry, not_ready: Callable[[], str | None], listener: socket.socket) -> None:
+    """Start serving on ``listener`` (:func:`listen`); ``not_ready`` gives the reason the worker is not ready,
+    or None."""
 
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -55,5 +79,6 @@ async def serve(registry: CollectorRegistry, not_ready: Callable[[], str | None]
                      web.get("/debug/tasks", tasks)])
     runner = web.AppRunner(http, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.SockSite(runner, listener).start()
+    host, port = listener.getsockname()[:2]
     log.info("metrics and health on http://%s:%d/metrics, /healthz, /readyz", host, port)

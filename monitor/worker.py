@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -506,8 +507,8 @@ class Runtime:
         return len(self.store)
 
 
-def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
-              registry: CollectorRegistry) -> tuple[faust.App, Runtime]:
+def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher, registry: CollectorRegistry,
+              listener: socket.socket) -> tuple[faust.App, Runtime]:
     kafka = settings.kafka
     app = BatchApp(
         kafka.group,
@@ -579,7 +580,7 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
     @app.task
     async def serve_http() -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, runtime.reload_policy)
-        await endpoints.serve(runtime.registry, runtime.not_ready, settings.metrics_host, settings.metrics_port)
+        await endpoints.serve(runtime.registry, runtime.not_ready, listener)
 
     if runtime.alertmanager is not None:
         app.task(runtime.alertmanager.run)
@@ -630,16 +631,21 @@ def run(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher) -> int:
     from aiokafka.errors import KafkaError
 
     kafka = settings.kafka
+    listener = endpoints.listen(settings.metrics_host, settings.metrics_port)  # first: a port in use stops us here
     try:
         counts = asyncio.run(ensure_topics(kafka, settings.partitions))
     except KafkaError as exc:
+        listener.close()
         raise InputError(
             f"cannot use Kafka at {kafka.bootstrap_servers} ({kafka.security_protocol}"
             f"{', SASL ' + kafka.sasl_mechanism if kafka.sasl_mechanism else ''}): {exc}; the log line above gives "
             "the broker's reason (e.g. a wrong SASL user or password, an untrusted certificate, nothing listening)"
         ) from exc
+    except BaseException:
+        listener.close()
+        raise
     settings = dataclasses.replace(settings, partitions=next(iter(counts.values())))
-    app, _runtime = build_app(settings, policy, hasher, CollectorRegistry())
+    app, _runtime = build_app(settings, policy, hasher, CollectorRegistry(), listener)
     worker = _Worker(app, loglevel=os.environ.get("DISMON_LOG_LEVEL", "WARNING"), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0

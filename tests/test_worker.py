@@ -429,6 +429,26 @@ def test_worker_refuses_to_start_on_a_broken_policy_or_uncopartitioned_topics(
                  "--topic-prefix", prefix])
     assert code == 2
     assert "not co-partitioned" in capsys.readouterr().err
+    # A metrics port in use: refused before the worker touches Kafka (no topics of a new prefix appear).
+    fresh = f"t{uuid.uuid4().hex[:10]}"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["worker", "--policy", str(tmp_path / "policy.toml"), "--bootstrap-servers", kafka_bootstrap,
+                     "--topic-prefix", fresh, "--metrics-port", str(port)])
+    assert code == 2
+    assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
+
+    async def topics() -> set[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            return set(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    assert not {topic for topic in asyncio.run(topics()) if topic.startswith(fresh)}
 
 
 def test_a_worker_killed_during_a_burst_of_disposals_and_responses_loses_nothing(
