@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import IO, Any
@@ -58,6 +59,24 @@ def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise argparse.ArgumentTypeError(f"not a TCP port (1-65535): {text!r}")
     return int(text)
+
+
+def _idle_after(text: str) -> int | None:
+    return None if text == "off" else _duration(text)
+
+
+def _session_timeout(text: str) -> int:
+    ms = _duration(text)
+    if not 6_000 <= ms <= 1_800_000:  # Kafka's default group.min.session.timeout.ms and its maximum
+        raise argparse.ArgumentTypeError(f"{text!r} is outside what brokers accept by default (6s to 30m)")
+    return ms
+
+
+def _http_url(text: str) -> str:
+    url = urllib.parse.urlsplit(text)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r} (e.g. http://127.0.0.1:9093)")
+    return text
 
 
 def _share(text: str) -> float:
@@ -186,12 +205,12 @@ def _add_worker(commands: Any) -> None:
     parser.add_argument("--policy", required=True, metavar="P", help="policy file (TOML)")
     parser.add_argument("--partitions", type=_positive_int, default=4, help="partitions for topics the worker creates (default 4)")
     parser.add_argument("--allowed-lateness", type=_duration, default=DEFAULT_ALLOWED_LATENESS_MS, metavar="DUR", help="default 10m")
-    parser.add_argument("--idle-after", default="30s", metavar="DUR|off",
+    parser.add_argument("--idle-after", type=_idle_after, default="30s", metavar="DUR|off",
                         help="after this much wall-clock silence the watermark advances with the wall clock (default 30s; 'off' never)")
     parser.add_argument("--metrics-host", default=_env("METRICS_HOST", "127.0.0.1"),
                         help="address for /metrics, /healthz and /readyz (default 127.0.0.1: loopback only; set 0.0.0.0 on purpose to expose)")
     parser.add_argument("--metrics-port", type=_port, default=_env("METRICS_PORT", "9464"), help="default 9464 ($DISMON_METRICS_PORT)")
-    parser.add_argument("--session-timeout", type=_duration, default=30_000, metavar="DUR",
+    parser.add_argument("--session-timeout", type=_session_timeout, default=30_000, metavar="DUR",
                         help="consumer session timeout; a dead worker's partitions move after this (default 30s)")
     parser.add_argument("--max-join-entries", type=_positive_int, default=_env("MAX_JOIN_ENTRIES", str(DEFAULT_MAX_JOIN_ENTRIES)),
                         metavar="N", help="hold at most N request ids (over this worker's partitions); beyond it new ids "
@@ -204,7 +223,7 @@ def _add_worker(commands: Any) -> None:
     parser.add_argument("--changelog-segment", type=_duration, default="10m", metavar="DUR",
                         help="when the worker creates the join-state changelog: roll its segments (and drop its "
                         "tombstones) after this long, so compaction keeps a restart's read short (default 10m)")
-    parser.add_argument("--alertmanager-url", default=_env("ALERTMANAGER_URL"), metavar="URL",
+    parser.add_argument("--alertmanager-url", type=_http_url, default=_env("ALERTMANAGER_URL"), metavar="URL",
                         help="also push every finding to this Alertmanager (v2 API), retried with backoff, never "
                         "blocking the stream; e.g. http://127.0.0.1:9093")
     parser.add_argument("--alertmanager-hold", type=_duration, default=3_600_000, metavar="DUR",
@@ -362,10 +381,9 @@ def _worker(args: argparse.Namespace) -> int:
     from monitor import worker
 
     policy = load_policy(args.policy)  # a broken policy stops us here, before anything starts
-    idle_ms = None if args.idle_after == "off" else _duration(args.idle_after)
     settings = worker.WorkerSettings(
         kafka=_kafka_settings(args), partitions=args.partitions, allowed_lateness_ms=args.allowed_lateness,
-        idle_ms=idle_ms, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
+        idle_ms=args.idle_after, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
         session_timeout_s=args.session_timeout / 1000, alertmanager_url=args.alertmanager_url,
         alertmanager_hold_ms=args.alertmanager_hold, runbook_base=args.runbook_base,
         max_join_entries=args.max_join_entries, dead_letter_payload=args.dead_letter_payload,

@@ -50,6 +50,19 @@ class KafkaSettings:
     sasl_password: str | None = None
     ssl_cafile: str | None = None
 
+    def __post_init__(self) -> None:
+        """Settings that cannot work are usage errors here, not a client error later (or a worker that never
+        joins its group)."""
+        for server in self.bootstrap_servers.split(","):
+            host, colon, port = server.strip().rpartition(":")
+            if not server.strip() or (colon and (not host or not port.isdigit() or not 0 < int(port) < 65536)):
+                raise UsageError(f"not a broker address: {server.strip()!r} in {self.bootstrap_servers!r} "
+                                 "(expected HOST:PORT[,HOST:PORT...])")
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise UsageError(f"--security-protocol {self.security_protocol} needs --sasl-mechanism, --sasl-username "
+                             "and --sasl-password (or $DISMON_SASL_MECHANISM, _USERNAME, _PASSWORD)")
+
     def topic(self, kind: str) -> str:
         return f"{self.topic_prefix}.{kind}"
 
