@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import time
-import urllib.parse
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import IO, Any
@@ -19,7 +18,7 @@ from typing import IO, Any
 import orjson
 from prometheus_client import CollectorRegistry
 
-from monitor import __version__
+from monitor import __version__, arguments
 from monitor.detector import DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_MAX_JOIN_ENTRIES, Detector
 from monitor.errors import DismonError, UsageError
 from monitor.events import FUTURE_TOLERANCE_MS
@@ -31,69 +30,11 @@ from monitor.replay import run_replay
 from monitor.simulate import write_scenario
 from monitor.simulate.scenario import FAULTS, IRS_ICE_REQUESTS, WINDOWED_FAULTS, plan_default, plan_irs_ice
 from monitor.sources import ByteCounter, DeadLetter
-from monitor.timeutil import format_ms, parse_duration_ms, parse_time_ms
+from monitor.timeutil import format_ms, parse_time_ms
 
 EXIT_OK, EXIT_ALERTS, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 log = logging.getLogger("dismon")
-
-
-def _duration(text: str) -> int:
-    try:
-        return parse_duration_ms(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise argparse.ArgumentTypeError(f"not a TCP port (1-65535): {text!r}")
-    return int(text)
-
-
-def _idle_after(text: str) -> int | None:
-    return None if text == "off" else _duration(text)
-
-
-def _session_timeout(text: str) -> int:
-    ms = _duration(text)
-    if not 6_000 <= ms <= 1_800_000:  # Kafka's default group.min.session.timeout.ms and its maximum
-        raise argparse.ArgumentTypeError(f"{text!r} is outside what brokers accept by default (6s to 30m)")
-    return ms
-
-
-def _http_url(text: str) -> str:
-    url = urllib.parse.urlsplit(text)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r} (e.g. http://127.0.0.1:9093)")
-    return text
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"not a share between 0 (exclusive) and 1: {text!r}")
-    return value
-
-
-def _timestamp(text: str) -> int:
-    try:
-        return parse_time_ms(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _add_replay(commands: Any) -> None:
@@ -110,18 +51,18 @@ def _add_replay(commands: Any) -> None:
     parser.add_argument("--policy", required=True, metavar="P", help="policy file (TOML)")
     parser.add_argument("--alerts-out", default="-", metavar="F", help="where alerts go, as JSON lines (default: stdout)")
     parser.add_argument("--dead-letter", metavar="F", help="write invalid-event records (reason, file, line) here")
-    parser.add_argument("--until", type=_timestamp, metavar="TIME", help="advance event time to TIME after the last event, so timers due by then fire")
-    parser.add_argument("--allowed-lateness", type=_duration, default=DEFAULT_ALLOWED_LATENESS_MS, metavar="DUR", help="how far behind the newest event time an event may be and still count as on time (default: 10m)")
-    parser.add_argument("--max-disorder", type=_duration, metavar="DUR", help="reorder buffer per input file, in event time (default: the allowed lateness)")
+    parser.add_argument("--until", type=arguments.timestamp, metavar="TIME", help="advance event time to TIME after the last event, so timers due by then fire")
+    parser.add_argument("--allowed-lateness", type=arguments.duration, default=DEFAULT_ALLOWED_LATENESS_MS, metavar="DUR", help="how far behind the newest event time an event may be and still count as on time (default: 10m)")
+    parser.add_argument("--max-disorder", type=arguments.duration, metavar="DUR", help="reorder buffer per input file, in event time (default: the allowed lateness)")
     parser.add_argument("--fail-on", choices=sorted(SEVERITY_RANK, key=SEVERITY_RANK.__getitem__), help="exit 1 if any alert has this severity or higher")
-    parser.add_argument("--max-event-bytes", type=_positive_int, default=64 * 1024, metavar="N", help="events larger than this are dead-lettered as oversized (default: 65536)")
+    parser.add_argument("--max-event-bytes", type=arguments.positive_int, default=64 * 1024, metavar="N", help="events larger than this are dead-lettered as oversized (default: 65536)")
     parser.add_argument("--ground-truth", metavar="F", help="a simulator truth.json: report found/missed/unexpected and how early the fault was caught (implies --until from the file unless given)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar on stderr (default: when stderr is a terminal)")
     parser.add_argument("--read-ahead", action=argparse.BooleanOptionalAction, default=None, help="decompress, validate and order the input in a second process, which also takes over a share of the per-event checks, so two cores share the work; same findings and dead letters (default: when two or more CPUs are available, every input is a regular file, not stdin or a pipe, and the input is at least 1 MiB)")
-    parser.add_argument("--max-join-entries", type=_positive_int, default=DEFAULT_MAX_JOIN_ENTRIES, metavar="N", help=f"hold at most N request ids in the join state; events of new ids beyond it are not joined, and the summary says so (default {DEFAULT_MAX_JOIN_ENTRIES:,})")
-    parser.add_argument("--metrics-port", type=_port, metavar="PORT", help="serve the worker's Prometheus metrics on http://HOST:PORT/metrics while the replay runs, so it can be watched in Grafana")
+    parser.add_argument("--max-join-entries", type=arguments.positive_int, default=DEFAULT_MAX_JOIN_ENTRIES, metavar="N", help=f"hold at most N request ids in the join state; events of new ids beyond it are not joined, and the summary says so (default {DEFAULT_MAX_JOIN_ENTRIES:,})")
+    parser.add_argument("--metrics-port", type=arguments.port, metavar="PORT", help="serve the worker's Prometheus metrics on http://HOST:PORT/metrics while the replay runs, so it can be watched in Grafana")
     parser.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port (default 127.0.0.1: loopback only)")
-    parser.add_argument("--metrics-linger", type=_duration, default=0, metavar="DUR", help="keep serving metrics this long after the replay ends, for a last scrape (default: 0)")
+    parser.add_argument("--metrics-linger", type=arguments.duration, default=0, metavar="DUR", help="keep serving metrics this long after the replay ends, for a last scrape (default: 0)")
     parser.add_argument("--to-kafka", action="store_true", help="instead of detecting, publish the logs into the Kafka topics in event-time order (key: request_id, Kafka timestamp: event time) to backfill or rehearse")
     _add_kafka_options(parser)
     parser.set_defaults(run=_replay)
@@ -140,16 +81,16 @@ def _add_simulate(commands: Any) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="directory to write events, policy.toml and truth.json into")
     parser.add_argument("--scenario", choices=["default", "irs-ice-2025"], default="default")
-    parser.add_argument("--requests", type=_positive_int, metavar="N", help="number of requests (default: 20,000; irs-ice-2025: 100,000; --full for 1.28 million)")
+    parser.add_argument("--requests", type=arguments.positive_int, metavar="N", help="number of requests (default: 20,000; irs-ice-2025: 100,000; --full for 1.28 million)")
     parser.add_argument("--full", action="store_true", help="irs-ice-2025 at its real size, 1,280,000 names")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
-    parser.add_argument("--start", type=_timestamp, default=parse_time_ms("2025-06-02"), metavar="TIME", help="first day of traffic (default scenario; default 2025-06-02)")
-    parser.add_argument("--days", type=_positive_int, default=14, help="days of traffic (default scenario; default 14)")
+    parser.add_argument("--start", type=arguments.timestamp, default=parse_time_ms("2025-06-02"), metavar="TIME", help="first day of traffic (default scenario; default 2025-06-02)")
+    parser.add_argument("--days", type=arguments.positive_int, default=14, help="days of traffic (default scenario; default 14)")
     parser.add_argument("--fault", action="append", default=[], metavar="RULE", help="inject this fault (repeatable; 'all' for every per-request fault, 'all-windowed' for the aggregate ones)")
-    parser.add_argument("--fault-start", type=_timestamp, metavar="TIME", help="faults only from this time on (default: a quarter into the traffic)")
-    parser.add_argument("--fault-rate", type=_share, default=0.01, help="share of requests after --fault-start that carry a fault (default: 0.01)")
-    parser.add_argument("--partitions", type=_positive_int, default=1, help="split events over this many files, as a dump of N partitions would (default: 1)")
-    parser.add_argument("--disorder", type=_duration, default=120_000, metavar="DUR", help="arrival disorder bound, in event time (default: 2m)")
+    parser.add_argument("--fault-start", type=arguments.timestamp, metavar="TIME", help="faults only from this time on (default: a quarter into the traffic)")
+    parser.add_argument("--fault-rate", type=arguments.share, default=0.01, help="share of requests after --fault-start that carry a fault (default: 0.01)")
+    parser.add_argument("--partitions", type=arguments.positive_int, default=1, help="split events over this many files, as a dump of N partitions would (default: 1)")
+    parser.add_argument("--disorder", type=arguments.duration, default=120_000, metavar="DUR", help="arrival disorder bound, in event time (default: 2m)")
     parser.set_defaults(run=_simulate)
 
 
@@ -203,16 +144,16 @@ def _add_worker(commands: Any) -> None:
         "refused with a log line and the policy in force stays).",
     )
     parser.add_argument("--policy", required=True, metavar="P", help="policy file (TOML)")
-    parser.add_argument("--partitions", type=_positive_int, default=4, help="partitions for topics the worker creates (default 4)")
-    parser.add_argument("--allowed-lateness", type=_duration, default=DEFAULT_ALLOWED_LATENESS_MS, metavar="DUR", help="default 10m")
-    parser.add_argument("--idle-after", type=_idle_after, default="30s", metavar="DUR|off",
+    parser.add_argument("--partitions", type=arguments.positive_int, default=4, help="partitions for topics the worker creates (default 4)")
+    parser.add_argument("--allowed-lateness", type=arguments.duration, default=DEFAULT_ALLOWED_LATENESS_MS, metavar="DUR", help="default 10m")
+    parser.add_argument("--idle-after", type=arguments.idle_after, default="30s", metavar="DUR|off",
                         help="after this much wall-clock silence the watermark advances with the wall clock (default 30s; 'off' never)")
     parser.add_argument("--metrics-host", default=_env("METRICS_HOST", "127.0.0.1"),
                         help="address for /metrics, /healthz and /readyz (default 127.0.0.1: loopback only; set 0.0.0.0 on purpose to expose)")
-    parser.add_argument("--metrics-port", type=_port, default=_env("METRICS_PORT", "9464"), help="default 9464 ($DISMON_METRICS_PORT)")
-    parser.add_argument("--session-timeout", type=_session_timeout, default=30_000, metavar="DUR",
+    parser.add_argument("--metrics-port", type=arguments.port, default=_env("METRICS_PORT", "9464"), help="default 9464 ($DISMON_METRICS_PORT)")
+    parser.add_argument("--session-timeout", type=arguments.session_timeout, default=30_000, metavar="DUR",
                         help="consumer session timeout; a dead worker's partitions move after this (default 30s)")
-    parser.add_argument("--max-join-entries", type=_positive_int, default=_env("MAX_JOIN_ENTRIES", str(DEFAULT_MAX_JOIN_ENTRIES)),
+    parser.add_argument("--max-join-entries", type=arguments.positive_int, default=_env("MAX_JOIN_ENTRIES", str(DEFAULT_MAX_JOIN_ENTRIES)),
                         metavar="N", help="hold at most N request ids (over this worker's partitions); beyond it new ids "
                         "are not joined, counted in dismon_join_refused_total and logged, and the DismonJoinStateFull "
                         f"alert fires (default {DEFAULT_MAX_JOIN_ENTRIES:,}; $DISMON_MAX_JOIN_ENTRIES)")
@@ -220,13 +161,13 @@ def _add_worker(commands: Any) -> None:
                         help="keep the offending bytes (base64, at most 256 KiB) in dead-letter records, to repair and "
                         "re-send them; they may hold personal data, so only the dead-letter topic ever gets them "
                         "($DISMON_DEAD_LETTER_PAYLOAD=1; default off)")
-    parser.add_argument("--changelog-segment", type=_duration, default="10m", metavar="DUR",
+    parser.add_argument("--changelog-segment", type=arguments.duration, default="10m", metavar="DUR",
                         help="when the worker creates the join-state changelog: roll its segments (and drop its "
                         "tombstones) after this long, so compaction keeps a restart's read short (default 10m)")
-    parser.add_argument("--alertmanager-url", type=_http_url, default=_env("ALERTMANAGER_URL"), metavar="URL",
+    parser.add_argument("--alertmanager-url", type=arguments.http_url, default=_env("ALERTMANAGER_URL"), metavar="URL",
                         help="also push every finding to this Alertmanager (v2 API), retried with backoff, never "
                         "blocking the stream; e.g. http://127.0.0.1:9093")
-    parser.add_argument("--alertmanager-hold", type=_duration, default=3_600_000, metavar="DUR",
+    parser.add_argument("--alertmanager-hold", type=arguments.duration, default=3_600_000, metavar="DUR",
                         help="how long a pushed finding stays active in Alertmanager (default 1h)")
     parser.add_argument("--runbook-base", default=_env("RUNBOOK_BASE", "docs/runbooks/"), metavar="URL",
                         help="prefix of the runbook link in pushed alerts: <base><rule>.md (default docs/runbooks/)")
