@@ -1,6 +1,6 @@
 """Replay throughput and peak memory on a 1.28-million-event log, next to the parse-only floor.
 
-    .venv/bin/python bench/replay_bench.py [--events 1280000] [--cache DIR] [--splits]
+    .venv/bin/python bench/replay_bench.py [--events 1280000] [--cache DIR] [--splits] [--partitions N]
 
 Generates the log once (the irs-ice-2025 preset: half requests, half responses) and measures, each
 in a fresh process so peak RSS is its own:
@@ -13,6 +13,10 @@ in a fresh process so peak RSS is its own:
                        reads, validates and orders the input and takes a share of the checks. Its peak RSS
                        and CPU time are the "reader" columns; CPU time includes the threads that inflate gzip;
 * with --splits, the same with the checks forced into one process or the other.
+
+With ``--partitions N`` the log is written as N files, as a dump of N partitions would be (all open at once
+during the replay, each with its own read-ahead and reorder buffer); the floors then read the files one
+after the other.
 """
 
 from __future__ import annotations
@@ -29,23 +33,26 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 MEASURE = r"""
 import gc, json, os, resource, sys, time
-mode, path, policy = sys.argv[1], sys.argv[2], sys.argv[3]
+mode, paths, policy = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
 import orjson
 from monitor.sources import open_lines
 count = 0
 started = time.perf_counter()
 if mode == "floor-gzip":
     import gzip
-    with gzip.open(path, "rb") as handle:
-        for line in handle:
-            orjson.loads(line); count += 1
+    for path in paths:
+        with gzip.open(path, "rb") as handle:
+            for line in handle:
+                orjson.loads(line); count += 1
 elif mode == "floor-chunked":
-    for line in open_lines(path):
-        orjson.loads(line); count += 1
+    for path in paths:
+        for line in open_lines(path):
+            orjson.loads(line); count += 1
 elif mode == "msgspec":
     from monitor.events import decode_timed
-    for line in open_lines(path):
-        decode_timed(line); count += 1
+    for path in paths:
+        for line in open_lines(path):
+            decode_timed(line); count += 1
 else:
     from monitor.detector import Detector
     from monitor.findings import SubjectHasher
@@ -53,7 +60,7 @@ else:
     from monitor.replay import run_replay
     detector = Detector(load_policy(policy), SubjectHasher(b"bench-key-0123456789abcdef"))
     split = {"replay": "balanced", "replay-inline": None}.get(mode, mode.removeprefix("replay-reduce-in-"))
-    summary = run_replay([path], detector, lambda f: None, lambda d: None, read_ahead=split)
+    summary = run_replay(paths, detector, lambda f: None, lambda d: None, read_ahead=split)
     count = summary.total_events
 seconds = time.perf_counter() - started
 own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -63,8 +70,8 @@ print(json.dumps({"events": count, "seconds": seconds, "cpu_seconds": own.ru_uti
 """
 
 
-def measure(mode: str, path: str, policy: str) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", MEASURE, mode, path, policy], check=True, capture_output=True,
+def measure(mode: str, paths: list[str], policy: str) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", MEASURE, mode, ",".join(paths), policy], check=True, capture_output=True,
                          text=True, cwd=os.path.dirname(HERE))
     figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return figures
@@ -77,17 +84,21 @@ def main() -> None:
     parser.add_argument("--splits", action="store_true",
                         help="also run the replay with the reducing forced into the reading process (reader) or "
                              "into the replay's own process (replay), instead of shared by load")
+    parser.add_argument("--partitions", type=int, default=1, help="write the log as this many files (default 1)")
     args = parser.parse_args()
-    directory = os.path.join(args.cache, f"irs-ice-{args.events}")
-    log, policy = os.path.join(directory, "events.jsonl.gz"), os.path.join(directory, "policy.toml")
-    if not os.path.exists(log):
+    suffix = "" if args.partitions == 1 else f"-p{args.partitions}"
+    directory = os.path.join(args.cache, f"irs-ice-{args.events}{suffix}")
+    policy = os.path.join(directory, "policy.toml")
+    if not os.path.exists(policy):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "monitor.cli", "simulate", "--scenario", "irs-ice-2025",
-                        "--requests", str(args.events // 2), "--out", directory], check=True,
-                       cwd=os.path.dirname(HERE))
-        print(f"generated {log} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    size_mb = os.path.getsize(log) / 2**20
-    print(f"log: {args.events:,} events, {size_mb:.0f} MiB gzip; python {sys.version.split()[0]}, {os.cpu_count()} cpus")
+                        "--requests", str(args.events // 2), "--partitions", str(args.partitions), "--out", directory],
+                       check=True, cwd=os.path.dirname(HERE))
+        print(f"generated {directory} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    log = sorted(os.path.join(directory, name) for name in os.listdir(directory) if name.endswith(".jsonl.gz"))
+    size_mb = sum(os.path.getsize(path) for path in log) / 2**20
+    print(f"log: {args.events:,} events in {len(log)} file(s), {size_mb:.0f} MiB gzip; python {sys.version.split()[0]},"
+          f" {os.cpu_count()} cpus")
     modes = ["floor-gzip", "floor-chunked", "msgspec", "replay-inline", "replay"]
     if args.splits:
         modes += ["replay-reduce-in-reader", "replay-reduce-in-replay"]

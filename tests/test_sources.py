@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import gzip
 import heapq
+import os
 import random
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.errors import InputError
-from monitor.sources import _PIECE_BYTES, _chunks, open_lines, reorder, split_lines
+from monitor.sources import _PIECE_BYTES, _chunks, decode_lines, merged_events, open_lines, reorder, split_lines
+from monitor.timeutil import format_ms, parse_time_ms
+from tests.conftest import raw
 
 
 @given(st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=30), st.data())
@@ -117,3 +121,57 @@ def test_stopping_early_stops_the_reading_thread_and_closes_the_file(tmp_path: P
     assert next(lines) == b"line"
     lines.close()  # type: ignore[attr-defined]
     assert not [t for t in threading.enumerate() if t.name == "dismon-read"]
+
+
+def _request_lines(times: list[int], tag: str) -> bytes:
+    return b"".join(raw("request", request_id=f"{tag}-{i}", submitted_at=format_ms(at)) + b"\n"
+                    for i, at in enumerate(times))
+
+
+def _merged(paths: list[str], bound_ms: int) -> Iterator[tuple[int, str]]:
+    for event_ms, _seq, event in merged_events(paths, lambda letter: None, bound_ms):
+        yield event_ms, event.request_id
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 40), st.booleans()), min_size=2, max_size=6),
+       st.integers(0, 2**32))
+def test_merging_files_as_they_are_reached_gives_the_order_of_merging_them_all_at_once(
+        files: list[tuple[int, int, bool]], seed: int) -> None:
+    rng, bound = random.Random(seed), 5 * 60_000
+    base = parse_time_ms("2025-06-02T00:00:00Z")
+    with tempfile.TemporaryDirectory() as directory:
+        paths = []
+        for number, (start_minute, count, junk_first) in enumerate(files):
+            times = [base + (start_minute + i) * 60_000 for i in range(count)]
+            times.sort(key=lambda at: at + rng.randrange(bound))  # disorder within the bound
+            path = Path(directory) / f"p{number}.jsonl"
+            path.write_bytes((b"{broken\n" if junk_first else b"") + _request_lines(times, f"f{number}"))
+            paths.append(str(path))
+        streams = [reorder(decode_lines(open_lines(path), path, lambda letter: None), bound) for path in paths]
+        everything_open = [(item[0], item[2].request_id) for item in heapq.merge(*streams, key=lambda i: i[0])]
+        assert list(_merged(paths, bound)) == everything_open
+
+
+def test_files_that_follow_each_other_in_time_are_read_one_or_two_at_a_time(tmp_path: Path) -> None:
+    """A year of daily dumps must not hold every file (and its read-ahead buffers) open for the whole replay."""
+    paths, day = [], 86_400_000
+    base = parse_time_ms("2025-01-01T00:00:00Z")
+    for number in range(12):  # more events per file than the reorder buffer releases at once
+        times = [base + number * day + i * 10_000 for i in range(5_000)]
+        path = tmp_path / f"day-{number:02d}.jsonl.gz"
+        path.write_bytes(gzip.compress(_request_lines(times, f"d{number}"), compresslevel=1))
+        paths.append(str(path))
+
+    def open_inputs() -> int:
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir() if os.path.realpath(fd).startswith(str(tmp_path)))
+
+    most, count, previous = 0, 0, -1
+    for count, (event_ms, _id) in enumerate(_merged(list(reversed(paths)), 600_000), 1):
+        assert event_ms >= previous
+        previous = event_ms
+        if count % 500 == 0:
+            most = max(most, open_inputs())
+    assert count == 60_000
+    assert 1 <= most <= 2
