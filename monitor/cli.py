@@ -64,6 +64,7 @@ def _add_replay(commands: Any) -> None:
     parser.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port (default 127.0.0.1: loopback only)")
     parser.add_argument("--metrics-linger", type=arguments.duration, default=0, metavar="DUR", help="keep serving metrics this long after the replay ends, for a last scrape (default: 0)")
     parser.add_argument("--to-kafka", action="store_true", help="instead of detecting, publish the logs into the Kafka topics in event-time order (key: request_id, Kafka timestamp: event time) to backfill or rehearse")
+    parser.add_argument("--partitions", type=arguments.positive_int, default=4, help="with --to-kafka: partitions for the topics it creates, as the worker would (default 4)")
     _add_kafka_options(parser)
     parser.set_defaults(run=_replay)
 
@@ -312,7 +313,7 @@ def _to_kafka(args: argparse.Namespace) -> int:
 
         counts, invalid = asyncio.run(publish(args.files, _kafka_settings(args), on_dead_letter,
                                               args.max_disorder if args.max_disorder is not None else args.allowed_lateness,
-                                              args.max_event_bytes))
+                                              args.max_event_bytes, args.partitions))
     sent = ", ".join(f"{topic} {n:,}" for topic, n in sorted(counts.items()))
     print(f"published {sum(counts.values()):,} events ({sent or 'none'}); invalid, not published: {invalid:,}", file=sys.stderr)
     return EXIT_OK

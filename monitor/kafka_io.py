@@ -123,33 +123,50 @@ async def watch_broker(kafka: KafkaSettings, on_change: Callable[[bool], None], 
         await client.close()
 
 
-async def ensure_topics(kafka: KafkaSettings, partitions: int) -> dict[str, int]:
-    """Create missing topics (with ``partitions``); refuse (ValueError) when the input topics are not
-    co-partitioned. Returns the input topics' partition counts."""
+async def ensure_topics(kafka: KafkaSettings, partitions: int, group_topics: bool = True) -> dict[str, int]:
+    """Create missing topics, and with ``group_topics`` the consumer group's own; returns the input topics'
+    partition counts. Input topics that exist already must be co-partitioned (ValueError, before anything
+    is created); missing ones get their partition count, else ``partitions``."""
     admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=15_000)
     await admin.start()
     try:
         existing = {t: len(p) for t, p in (await _partition_counts(admin)).items()}
-        wanted = [kafka.topic(kind) for kind in (*TOPIC_KINDS, "alerts", "deadletter")]
-        missing = [t for t in wanted if t not in existing]
-        if missing:
-            await admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing])
-            log.info("created topics %s with %d partitions", missing, partitions)
-            existing |= {t: partitions for t in missing}
-        if kafka.windows_topic not in existing:
-            await admin.create_topics([NewTopic(kafka.windows_topic, num_partitions=1, replication_factor=1,
-                                                topic_configs=WINDOWS_TOPIC_CONFIG)])
-        if kafka.facts_topic not in existing:
-            await admin.create_topics([NewTopic(kafka.facts_topic, num_partitions=1, replication_factor=1)])
-        counts = {kind: existing[kafka.topic(kind)] for kind in TOPIC_KINDS}
-        if len(set(counts.values())) != 1:
+        inputs = {kind: existing[kafka.topic(kind)] for kind in TOPIC_KINDS if kafka.topic(kind) in existing}
+        if len(set(inputs.values())) > 1:
             raise ValueError(
                 "input topics are not co-partitioned (requests, responses and disposals need the same "
-                f"partition count): {counts}"
+                f"partition count): {inputs}"
             )
-        return counts
+        count = next(iter(inputs.values()), partitions)
+        if inputs and count != partitions:
+            log.warning("input topics have %d partitions already: missing ones get as many, not %d", count, partitions)
+        wanted = [kafka.topic(kind) for kind in (*TOPIC_KINDS, "alerts", "deadletter")]
+        missing = [t for t in wanted if t not in existing]
+        created = [NewTopic(t, num_partitions=count, replication_factor=1) for t in missing]
+        if group_topics and kafka.windows_topic not in existing:
+            created.append(NewTopic(kafka.windows_topic, num_partitions=1, replication_factor=1,
+                                    topic_configs=WINDOWS_TOPIC_CONFIG))
+        if group_topics and kafka.facts_topic not in existing:
+            created.append(NewTopic(kafka.facts_topic, num_partitions=1, replication_factor=1))
+        if created:
+            await admin.create_topics(created)
+            await _wait_for_leaders(admin, {topic.name for topic in created})
+            if missing:
+                log.info("created topics %s with %d partitions", missing, count)
+        return {kind: count for kind in TOPIC_KINDS}
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: Any, topics: set[str], timeout_s: float = 15.0) -> None:
+    """Until every partition of the new ``topics`` has a leader: sending at once gets 'not leader' retries."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        described = await admin.describe_topics(list(topics))
+        if all(not t.get("error_code") and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+               for t in described):
+            return
+        await asyncio.sleep(0.1)
 
 
 async def read_last_record(kafka: KafkaSettings, topic: str) -> bytes | None:

@@ -451,6 +451,46 @@ def test_worker_refuses_to_start_on_a_broken_policy_or_uncopartitioned_topics(
     assert not {topic for topic in asyncio.run(topics()) if topic.startswith(fresh)}
 
 
+def test_publishing_creates_co_partitioned_topics_or_refuses_before_creating_any(
+    kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert main(["simulate", "--out", str(tmp_path), "--requests", "20"]) == 0
+    publish = ["replay", "--to-kafka", "--policy", str(tmp_path / "policy.toml"), "--bootstrap-servers",
+               kafka_bootstrap, str(tmp_path / "events.jsonl.gz")]
+
+    async def partitions(prefix: str) -> dict[str, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            return {t["topic"].removeprefix(f"{prefix}."): len(t["partitions"])
+                    for t in await admin.describe_topics() if t["topic"].startswith(f"{prefix}.")}
+        finally:
+            await admin.close()
+
+    async def create(topics: dict[str, int]) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, count, 1) for name, count in topics.items()])
+        finally:
+            await admin.close()
+
+    fresh = f"t{uuid.uuid4().hex[:10]}"  # nothing there: every topic, the disposals one too, with --partitions
+    assert main([*publish, "--topic-prefix", fresh, "--partitions", "3"]) == 0
+    assert asyncio.run(partitions(fresh)) == dict.fromkeys(["requests", "responses", "disposals", "alerts",
+                                                            "deadletter"], 3)
+    one = f"t{uuid.uuid4().hex[:10]}"  # e.g. auto-created by the broker with its default of one partition
+    asyncio.run(create({f"{one}.requests": 1}))
+    assert main([*publish, "--topic-prefix", one]) == 0
+    assert "input topics have 1 partitions already" in caplog.text
+    assert set(asyncio.run(partitions(one)).values()) == {1}
+    lopsided = f"t{uuid.uuid4().hex[:10]}"
+    asyncio.run(create({f"{lopsided}.requests": 2, f"{lopsided}.responses": 3}))
+    assert main([*publish, "--topic-prefix", lopsided]) == 2
+    assert "not co-partitioned" in capsys.readouterr().err
+    assert asyncio.run(partitions(lopsided)) == {"requests": 2, "responses": 3}  # nothing created
+
+
 def test_a_worker_killed_during_a_burst_of_disposals_and_responses_loses_nothing(
         kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Many improper disclosures; the recipient disposes of half of them in time, the other half never.
