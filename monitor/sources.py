@@ -3,9 +3,10 @@
 Each file is read as a stream and put through a small reorder buffer bounded
 in event time (``max_disorder_ms``): logs dumped from several partitions are
 each roughly in order, so this sorts them without loading a whole log.
-The per-file streams are then merged with :func:`heapq.merge`. An event more
-out of order than the bound passes through as it is; the detector counts it
-as late and still processes it.
+The per-file streams are then merged by event time, each file opened only
+when the merge gets near its first event (a year of daily files is read a
+day or two at a time). An event more out of order than the bound passes
+through as it is; the detector counts it as late and still processes it.
 """
 
 from __future__ import annotations
