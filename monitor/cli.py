@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from monitor.timeutil import format_ms, parse_time_ms
 
 EXIT_OK, EXIT_ALERTS, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 log = logging.getLogger("dismon")
 
 
@@ -384,10 +386,21 @@ def _policy_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Terminated(BaseException):
+    """SIGTERM (a timeout, a job scheduler), raised where the command is, like ^C: files written so far are
+    flushed and closed and a replay's reading process is stopped on the way out."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="dismon: %(levelname)s: %(message)s")
+    # The worker stops on SIGTERM by itself (Faust's handler, installed when it starts); the other commands here.
+    previous = signal.signal(signal.SIGTERM, _terminate) if args.command != "worker" else None
     try:
         return int(args.run(args))
     except DismonError as exc:
@@ -398,6 +411,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # ^C: a replay's reading process is stopped on the way out
         print("dismon: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except _Terminated:
+        print("dismon: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import time
 from collections.abc import Generator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from monitor.cli import main
@@ -124,21 +125,29 @@ def test_the_command_line_reads_ahead_on_request_and_refuses_stdin(inputs: tuple
     assert "--read-ahead cannot read stdin" in capsys.readouterr().err
 
 
-def test_interrupting_a_replay_stops_its_reading_process_and_exits_130(inputs: tuple[Path, list[str]]) -> None:
+@pytest.mark.parametrize(("signum", "code", "said"), [(signal.SIGINT, 130, "dismon: interrupted"),
+                                                      (signal.SIGTERM, 143, "dismon: terminated")])
+def test_stopping_a_replay_stops_its_reading_process_and_keeps_what_was_written(
+        inputs: tuple[Path, list[str]], tmp_path: Path, signum: int, code: int, said: str) -> None:
     policy, files = inputs
+    alerts = tmp_path / "alerts.jsonl"
     replay = subprocess.Popen([sys.executable, "-m", "monitor.cli", "replay", "--policy", str(policy), "--read-ahead",
-                               "--alerts-out", os.devnull, *files * 40], stderr=subprocess.PIPE, text=True)
+                               "--alerts-out", str(alerts), *files * 40], stderr=subprocess.PIPE, text=True)
     children: set[int] = set()
     deadline = time.monotonic() + 30
     while not children and time.monotonic() < deadline:  # its reading process (and multiprocessing's tracker)
         time.sleep(0.05)
         children = {int(pid) for pid in Path(f"/proc/{replay.pid}/task/{replay.pid}/children").read_text().split()}
     assert children, "the replay started no reading process"
-    time.sleep(0.5)
-    replay.send_signal(signal.SIGINT)
+    while not (alerts.exists() and alerts.stat().st_size) and time.monotonic() < deadline + 30:
+        time.sleep(0.05)  # alerts are on their way out (a buffer's worth at least)
+    assert replay.poll() is None, "the replay ended before it could be stopped"
+    replay.send_signal(signum)
     _, err = replay.communicate(timeout=30)
-    assert replay.returncode == 130
-    assert "dismon: interrupted" in err and "Traceback" not in err
+    assert replay.returncode == code
+    assert said in err and "Traceback" not in err
+    written = alerts.read_bytes()
+    assert written.endswith(b"\n") and all(orjson.loads(line)["alert_id"] for line in written.splitlines())
     deadline = time.monotonic() + 10
     while [pid for pid in children if Path(f"/proc/{pid}").exists()] and time.monotonic() < deadline:
         time.sleep(0.05)
