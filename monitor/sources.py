@@ -300,12 +300,12 @@ def merged_events(
 
     if len(paths) == 1:
         return stream(paths[0])
-    starts = sorted((_first_event_ms(path, max_event_bytes, not_after_ms), order) for order, path in enumerate(paths))
-    return _merge_as_reached([(first_ms, paths[order], order) for first_ms, order in starts], stream, max_disorder_ms)
+    starts = sorted((_first_event_ms(path, max_event_bytes, not_after_ms), order, path) for order, path in enumerate(paths))
+    return _merge_as_reached(starts, stream, max_disorder_ms)
 
 
 def _merge_as_reached(
-    starts: list[tuple[float, str, int]],
+    starts: list[tuple[float, int, str]],
     stream: Callable[[str], Iterator[T]],
     max_disorder_ms: int,
 ) -> Iterator[T]:
@@ -313,10 +313,10 @@ def _merge_as_reached(
     each stream started once the merge reaches its file's first event time less ``max_disorder_ms``:
     until then nothing in that file can come next."""
     heap: list[tuple[int, int, T, Iterator[T]]] = []  # (event time, file order, item, its stream)
-    waiting = deque(starts)  # (first event time, path, file order), earliest first
+    waiting = deque(starts)  # (first event time, file order, path), earliest first
     while heap or waiting:
         while waiting and (not heap or waiting[0][0] - max_disorder_ms <= heap[0][0]):
-            _first_ms, path, order = waiting.popleft()
+            _first_ms, order, path = waiting.popleft()
             items = stream(path)
             item = next(items, None)
             if item is not None:
