@@ -300,7 +300,8 @@ def merged_events(
 
     if len(paths) == 1:
         return stream(paths[0])
-    starts = sorted((_first_event_ms(path, max_event_bytes, not_after_ms), order, path) for order, path in enumerate(paths))
+    starts = sorted((_first_event_ms(path, max_event_bytes, not_after_ms), order, path)
+                    for order, path in enumerate(paths))
     return _merge_as_reached(starts, stream, max_disorder_ms)
 
 
