@@ -2,20 +2,34 @@
 #   make demo    set up, then replay the irs-ice-2025 scenario and show how early the leak is caught
 #   make test    set up, then type-check and run the test suite
 #   make bench   set up, then measure replay throughput and memory (bench/replay_bench.py)
+#   make upgrade move the lock file (uv.lock) to the newest releases pyproject.toml allows, then run the suite
+#
+# Every install comes from uv.lock (exact versions and hashes), so a fresh clone gets the bytes CI tested.
+# uv itself is installed from deploy/local/uv-requirements.txt, pinned by hash, into .uv/.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+UV_HOME ?= .uv
+UV := $(UV_HOME)/bin/uv
+# Never download a Python: the venv uses $(PYTHON); and keep uv's cache inside the project's ignored folders.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 DEMO_REQUESTS ?= 100000
 DEMO_DIR ?= out/demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench upgrade clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+$(UV): deploy/local/uv-requirements.txt
+	$(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+	  -r deploy/local/uv-requirements.txt
+	touch $(UV)
+
+# --locked: refuse to install if uv.lock no longer matches pyproject.toml (run `make upgrade` or `uv lock`).
+$(STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --quiet --locked --all-extras --python $(PYTHON)
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -28,12 +42,23 @@ demo: setup
 	@echo "alerts: $(DEMO_DIR)/alerts.jsonl (first one below)"
 	@head -n 1 $(DEMO_DIR)/alerts.jsonl
 
-test: setup
+lint: setup
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: setup
 	$(BIN)/python bench/replay_bench.py
 
+upgrade: $(UV)
+	$(UV) lock --upgrade --python $(PYTHON)
+	$(UV) sync --quiet --locked --all-extras --python $(PYTHON)
+	touch $(STAMP)
+	$(MAKE) test
+
 clean:
-	rm -rf $(VENV) out bench/.cache
+	rm -rf $(VENV) $(UV_HOME) out bench/.cache

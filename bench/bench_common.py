@@ -22,8 +22,9 @@ def free_port() -> int:
 
 def start_broker() -> str:
     """The local broker (started, or reused if running); its bootstrap address."""
-    result = subprocess.run(["bash", os.path.join(ROOT, "deploy/local/kafka.sh"), "start"], check=True,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", os.path.join(ROOT, "deploy/local/kafka.sh"), "start"], check=True, capture_output=True, text=True
+    )
     return result.stdout.strip().splitlines()[-1]
 
 
@@ -37,9 +38,12 @@ def create_topics(boot: str, prefix: str, partitions: int, alerts_append_time: b
         await admin.start()
         stamped = {"message.timestamp.type": "LogAppendTime"} if alerts_append_time else {}
         try:
-            await admin.create_topics([NewTopic(f"{prefix}.{k}", partitions, 1,
-                                                topic_configs=stamped if k == "alerts" else {})
-                                       for k in (*KINDS, "alerts", "deadletter")])
+            await admin.create_topics(
+                [
+                    NewTopic(f"{prefix}.{k}", partitions, 1, topic_configs=stamped if k == "alerts" else {})
+                    for k in (*KINDS, "alerts", "deadletter")
+                ]
+            )
         finally:
             await admin.close()
 

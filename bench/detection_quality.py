@@ -69,8 +69,7 @@ def false_alarms(months: int, per_day: int, seed: int, workdir: str) -> tuple[in
 
 def delays(per_day: int, seed: int, workdir: str) -> list[tuple[str, str, float, int, int]]:
     days = 30
-    plan = plan_default(seed, per_day * days, START, days, ["volume_spike", "runaway_batch", "ratio_shift"],
-                        START, 0.0)
+    plan = plan_default(seed, per_day * days, START, days, ["volume_spike", "runaway_batch", "ratio_shift"], START, 0.0)
     directory = os.path.join(workdir, f"faults-{seed}")
     output = write_scenario(plan, directory)
     truth = load_truth(output.truth_file)
@@ -84,8 +83,9 @@ def delays(per_day: int, seed: int, workdir: str) -> list[tuple[str, str, float,
         events_at, responses_at, detected_ms = hits[0]
         start_index = next((i for i, t in enumerate(times) if t >= fault_ms), len(times))
         responses_before = responses_seen[start_index - 1] if start_index else 0
-        rows.append((rule, key, (detected_ms - fault_ms) / 3_600_000, events_at - start_index,
-                     responses_at - responses_before))
+        rows.append(
+            (rule, key, (detected_ms - fault_ms) / 3_600_000, events_at - start_index, responses_at - responses_before)
+        )
     unexpected = {finding_key(f) for *_r, f in found} - set(truth.expected)  # type: ignore[arg-type]
     if unexpected:
         print(f"  unexpected findings in the fault scenario: {sorted(unexpected)}")
@@ -105,8 +105,10 @@ def main() -> None:
             started = time.perf_counter()
             events, by_rule, days = false_alarms(args.months, args.per_day, seed, workdir)
             total = sum(by_rule.values())
-            print(f"{seed:>4} {days / 30:>6.0f} {events:>10,} {total:>6} {total / (days / 30):>9.2f}  "
-                  f"{dict(by_rule) or '-'}   ({time.perf_counter() - started:.0f} s)")
+            print(
+                f"{seed:>4} {days / 30:>6.0f} {events:>10,} {total:>6} {total / (days / 30):>9.2f}  "
+                f"{dict(by_rule) or '-'}   ({time.perf_counter() - started:.0f} s)"
+            )
         print("\ndetection delay after each injected fault (30 days of traffic, faults after an 8-day warm-up):")
         print(f"{'seed':>4} {'rule':<24} {'about':<36} {'hours':>6} {'events':>8} {'responses':>9}")
         for seed in range(1, args.seeds + 1):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import statistics
 import subprocess
@@ -25,25 +26,32 @@ import urllib.request
 import uuid
 
 import orjson
-
 from bench_common import BENCH_ENV, ROOT, create_topics, free_port, start_broker
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _pair(request_id: str) -> tuple[bytes, bytes]:
     request = {
-        "type": "request", "request_id": request_id, "agreement_id": "tax-enforcement-2025",
-        "requester": {"agency": "ICE", "unit": "ERO Atlanta", "signatory": "ICE Director"}, "submitted_at": _now(),
-        "subject": {"name": {"first": "Ana", "last": "Garcia"},
-                    "address": {"street": "Failed to Provide", "city": "Atlanta", "state": "GA", "zip": "30301"}},
+        "type": "request",
+        "request_id": request_id,
+        "agreement_id": "tax-enforcement-2025",
+        "requester": {"agency": "ICE", "unit": "ERO Atlanta", "signatory": "ICE Director"},
+        "submitted_at": _now(),
+        "subject": {
+            "name": {"first": "Ana", "last": "Garcia"},
+            "address": {"street": "Failed to Provide", "city": "Atlanta", "state": "GA", "zip": "30301"},
+        },
         "legal_basis": {"statute": "8 U.S.C. 1231", "case_id": "A123456789", "removal_order": True},
     }
     response = {
-        "type": "response", "request_id": request_id, "agreement_id": "tax-enforcement-2025",
-        "responder": {"agency": "IRS"}, "responded_at": _now(),
+        "type": "response",
+        "request_id": request_id,
+        "agreement_id": "tax-enforcement-2025",
+        "responder": {"agency": "IRS"},
+        "responded_at": _now(),
         "match": {"status": "matched", "score": 0.97, "matched_on": ["name", "address"]},
         "disclosed": {"address": {"street": "9 Elm Court", "city": "Atlanta", "state": "GA", "zip": "30302"}},
     }
@@ -56,8 +64,9 @@ async def _measure(boot: str, prefix: str, rate: int, seconds: int) -> list[tupl
 
     sent: dict[str, float] = {}
     latencies: list[tuple[float, float]] = []
-    consumer = AIOKafkaConsumer(f"{prefix}.alerts", bootstrap_servers=boot, auto_offset_reset="latest",
-                                group_id=None, fetch_max_wait_ms=5)
+    consumer = AIOKafkaConsumer(
+        f"{prefix}.alerts", bootstrap_servers=boot, auto_offset_reset="latest", group_id=None, fetch_max_wait_ms=5
+    )
     await consumer.start()
     producer = AIOKafkaProducer(bootstrap_servers=boot, linger_ms=0)
     await producer.start()
@@ -83,10 +92,8 @@ async def _measure(boot: str, prefix: str, rate: int, seconds: int) -> list[tupl
         sent[request_id] = time.time()  # wall clock, as the broker's append time
         await producer.send(f"{prefix}.responses", response, key=request_id.encode())
         await asyncio.sleep(max(0.0, started + (index + 1) * 2 / rate - time.time()))  # yields even when behind
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(reader, timeout=max(60, seconds))
-    except TimeoutError:
-        pass
     await producer.stop()
     await consumer.stop()
     return latencies
@@ -103,13 +110,34 @@ def main() -> None:
     create_topics(boot, prefix, 4, alerts_append_time=True)
     port = free_port()
     with tempfile.TemporaryDirectory() as work:
-        subprocess.run([sys.executable, "-m", "monitor.cli", "simulate", "--out", work, "--requests", "10"], cwd=ROOT,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "monitor.cli", "simulate", "--out", work, "--requests", "10"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         worker = subprocess.Popen(
-            [sys.executable, "-m", "monitor.cli", "worker", "--policy", f"{work}/policy.toml", "--bootstrap-servers",
-             boot, "--topic-prefix", prefix, "--group", f"{prefix}-g", "--metrics-port", str(port)],
-            cwd=ROOT, env=BENCH_ENV,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                "worker",
+                "--policy",
+                f"{work}/policy.toml",
+                "--bootstrap-servers",
+                boot,
+                "--topic-prefix",
+                prefix,
+                "--group",
+                f"{prefix}-g",
+                "--metrics-port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=BENCH_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -131,11 +159,15 @@ def main() -> None:
         for at, latency in latencies:
             by_second.setdefault(int(at), []).append(latency * 1000)
         for second, values in sorted(by_second.items()):
-            print(f"  second {second:3d}: {len(values):5,} alerts, p50 {statistics.median(values):6.0f} ms, "
-                  f"p99 {_p99(sorted(values)):6.0f} ms")
+            print(
+                f"  second {second:3d}: {len(values):5,} alerts, p50 {statistics.median(values):6.0f} ms, "
+                f"p99 {_p99(sorted(values)):6.0f} ms"
+            )
     ms = sorted(latency * 1000 for _at, latency in latencies)
-    print(f"offered {args.rate:,} events/s for {args.seconds} s: {len(ms):,} of {expected:,} alerts back; "
-          f"latency p50 {statistics.median(ms):.0f} ms, p99 {_p99(ms):.0f} ms, max {ms[-1]:.0f} ms")
+    print(
+        f"offered {args.rate:,} events/s for {args.seconds} s: {len(ms):,} of {expected:,} alerts back; "
+        f"latency p50 {statistics.median(ms):.0f} ms, p99 {_p99(ms):.0f} ms, max {ms[-1]:.0f} ms"
+    )
 
 
 def _p99(ordered: list[float]) -> float:

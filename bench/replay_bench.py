@@ -71,8 +71,13 @@ print(json.dumps({"events": count, "seconds": seconds, "cpu_seconds": own.ru_uti
 
 
 def measure(mode: str, paths: list[str], policy: str) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", MEASURE, mode, ",".join(paths), policy], check=True, capture_output=True,
-                         text=True, cwd=os.path.dirname(HERE))
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, mode, ",".join(paths), policy],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(HERE),
+    )
     figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return figures
 
@@ -81,9 +86,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_280_000, help="log size in events (default 1,280,000)")
     parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="where the generated log is kept")
-    parser.add_argument("--splits", action="store_true",
-                        help="also run the replay with the reducing forced into the reading process (reader) or "
-                             "into the replay's own process (replay), instead of shared by load")
+    parser.add_argument(
+        "--splits",
+        action="store_true",
+        help="also run the replay with the reducing forced into the reading process (reader) or "
+        "into the replay's own process (replay), instead of shared by load",
+    )
     parser.add_argument("--partitions", type=int, default=1, help="write the log as this many files (default 1)")
     args = parser.parse_args()
     suffix = "" if args.partitions == 1 else f"-p{args.partitions}"
@@ -91,26 +99,47 @@ def main() -> None:
     policy = os.path.join(directory, "policy.toml")
     if not os.path.exists(policy):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "monitor.cli", "simulate", "--scenario", "irs-ice-2025",
-                        "--requests", str(args.events // 2), "--partitions", str(args.partitions), "--out", directory],
-                       check=True, cwd=os.path.dirname(HERE))
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                "simulate",
+                "--scenario",
+                "irs-ice-2025",
+                "--requests",
+                str(args.events // 2),
+                "--partitions",
+                str(args.partitions),
+                "--out",
+                directory,
+            ],
+            check=True,
+            cwd=os.path.dirname(HERE),
+        )
         print(f"generated {directory} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     log = sorted(os.path.join(directory, name) for name in os.listdir(directory) if name.endswith(".jsonl.gz"))
     size_mb = sum(os.path.getsize(path) for path in log) / 2**20
-    print(f"log: {args.events:,} events in {len(log)} file(s), {size_mb:.0f} MiB gzip; python {sys.version.split()[0]},"
-          f" {os.cpu_count()} cpus")
+    print(
+        f"log: {args.events:,} events in {len(log)} file(s), {size_mb:.0f} MiB gzip; python {sys.version.split()[0]},"
+        f" {os.cpu_count()} cpus"
+    )
     modes = ["floor-gzip", "floor-chunked", "msgspec", "replay-inline", "replay"]
     if args.splits:
         modes += ["replay-reduce-in-reader", "replay-reduce-in-replay"]
     rows = [(mode, measure(mode, log, policy)) for mode in modes]
     floor = min(r["seconds"] for m, r in rows if m.startswith("floor"))
-    print(f"{'measurement':<23} {'events/s':>10} {'seconds':>8} {'x floor':>8} {'peak RSS MiB':>13} {'reader MiB':>11}"
-          f" {'CPU s':>6} {'reader CPU s':>13}")
+    print(
+        f"{'measurement':<23} {'events/s':>10} {'seconds':>8} {'x floor':>8} {'peak RSS MiB':>13} {'reader MiB':>11}"
+        f" {'CPU s':>6} {'reader CPU s':>13}"
+    )
     for mode, r in rows:
         reader = f"{r['reader_rss_mb']:.0f}" if r["reader_rss_mb"] else "-"
         reader_cpu = f"{r['reader_cpu_seconds']:.1f}" if r["reader_rss_mb"] else "-"
-        print(f"{mode:<23} {r['events'] / r['seconds']:>10,.0f} {r['seconds']:>8.2f} {r['seconds'] / floor:>8.2f}"
-              f" {r['peak_rss_mb']:>13.0f} {reader:>11} {r['cpu_seconds']:>6.1f} {reader_cpu:>13}")
+        print(
+            f"{mode:<23} {r['events'] / r['seconds']:>10,.0f} {r['seconds']:>8.2f} {r['seconds'] / floor:>8.2f}"
+            f" {r['peak_rss_mb']:>13.0f} {reader:>11} {r['cpu_seconds']:>6.1f} {reader_cpu:>13}"
+        )
 
 
 if __name__ == "__main__":

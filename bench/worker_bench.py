@@ -44,8 +44,8 @@ if fetch_wait_ms:  # as dismon's consumer (monitor/batching.py, FETCH_MAX_WAIT_M
         consumer._fetch_max_wait_ms = fetch_wait_ms
         return consumer
     driver.AIOKafkaConsumerThread._create_worker_consumer = short_wait
-app = faust.App(f"noop-{prefix}-{fetch_wait_ms}", broker="kafka://" + os.environ["BOOT"], store="memory://", web_enabled=False,
-                consumer_auto_offset_reset="earliest")
+app = faust.App(f"noop-{prefix}-{fetch_wait_ms}", broker="kafka://" + os.environ["BOOT"], store="memory://",
+                web_enabled=False, consumer_auto_offset_reset="earliest")
 topic = app.topic(*(prefix + "." + k for k in ("requests", "responses", "disposals")), key_serializer="raw",
                   value_serializer="raw")
 state = {"n": 0, "first": None}
@@ -69,8 +69,12 @@ Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False).execute_from
 async def _raw_rate(boot: str, prefix: str, total: int) -> float:
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(*(f"{prefix}.{k}" for k in KINDS), bootstrap_servers=boot,
-                                auto_offset_reset="earliest", group_id=f"raw-{uuid.uuid4().hex[:6]}")
+    consumer = AIOKafkaConsumer(
+        *(f"{prefix}.{k}" for k in KINDS),
+        bootstrap_servers=boot,
+        auto_offset_reset="earliest",
+        group_id=f"raw-{uuid.uuid4().hex[:6]}",
+    )
     await consumer.start()
     try:
         seen, first = 0, None
@@ -100,9 +104,30 @@ def _workers_rate(boot: str, prefix: str, policy: str, total: int, count: int) -
     group = f"bench-{uuid.uuid4().hex[:6]}"
     ports = [free_port() for _ in range(count)]
     processes = [
-        subprocess.Popen([sys.executable, "-m", "monitor.cli", "worker", "--policy", policy, "--bootstrap-servers", boot,
-                          "--topic-prefix", prefix, "--group", group, "--metrics-port", str(port), "--idle-after", "off"],
-                         cwd=ROOT, env=BENCH_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                "worker",
+                "--policy",
+                policy,
+                "--bootstrap-servers",
+                boot,
+                "--topic-prefix",
+                prefix,
+                "--group",
+                group,
+                "--metrics-port",
+                str(port),
+                "--idle-after",
+                "off",
+            ],
+            cwd=ROOT,
+            env=BENCH_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for port in ports
     ]
     try:
@@ -136,22 +161,62 @@ def main() -> None:
     boot = start_broker()
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory() as work:
-        subprocess.run([sys.executable, "-m", "monitor.cli", "simulate", "--out", work, "--requests", str(args.requests),
-                        "--fault", "all", "--fault-rate", "0.01"], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                "simulate",
+                "--out",
+                work,
+                "--requests",
+                str(args.requests),
+                "--fault",
+                "all",
+                "--fault-rate",
+                "0.01",
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
 
         create_topics(boot, prefix, args.partitions)
         published = subprocess.run(
-            [sys.executable, "-m", "monitor.cli", "replay", "--to-kafka", "--policy", f"{work}/policy.toml",
-             "--bootstrap-servers", boot, "--topic-prefix", prefix, f"{work}/events.jsonl.gz"],
-            cwd=ROOT, check=True, capture_output=True, text=True).stderr
+            [
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                "replay",
+                "--to-kafka",
+                "--policy",
+                f"{work}/policy.toml",
+                "--bootstrap-servers",
+                boot,
+                "--topic-prefix",
+                prefix,
+                f"{work}/events.jsonl.gz",
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stderr
         total = int(published.split("published ")[1].split(" events")[0].replace(",", ""))
         print(f"{total:,} events in {args.partitions} partitions per topic; broker {boot}; {os.cpu_count()} cpus")
         rows = [("aiokafka consumer, no decoding", asyncio.run(_raw_rate(boot, prefix, total)))]
-        for name, fetch_wait_ms in (("Faust agent doing nothing", 0),
-                                    (f"  same, fetch wait {FETCH_MAX_WAIT_MS} ms", FETCH_MAX_WAIT_MS)):
+        for name, fetch_wait_ms in (
+            ("Faust agent doing nothing", 0),
+            (f"  same, fetch wait {FETCH_MAX_WAIT_MS} ms", FETCH_MAX_WAIT_MS),
+        ):
             rate_file = os.path.join(work, f"noop-rate-{fetch_wait_ms}")
-            subprocess.run([sys.executable, "-c", FAUST_NOOP, prefix, str(total), rate_file, str(fetch_wait_ms)],
-                           cwd=ROOT, capture_output=True, env={**os.environ, "BOOT": boot}, timeout=900)
+            subprocess.run(
+                [sys.executable, "-c", FAUST_NOOP, prefix, str(total), rate_file, str(fetch_wait_ms)],
+                cwd=ROOT,
+                capture_output=True,
+                env={**os.environ, "BOOT": boot},
+                timeout=900,
+            )
             with open(rate_file) as handle:
                 rows.append((name, float(handle.read())))
         rows.append(("dismon worker", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 1)))
@@ -159,9 +224,20 @@ def main() -> None:
     for name, rate in rows:
         print(f"{name:<32} {rate:>10,.0f} events/s")
     if args.latency_rate:
-        latency = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "latency_bench.py"), "--rate",
-                                  str(args.latency_rate), "--seconds", "20"], cwd=ROOT, check=True,
-                                 capture_output=True, text=True)
+        latency = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(ROOT, "bench", "latency_bench.py"),
+                "--rate",
+                str(args.latency_rate),
+                "--seconds",
+                "20",
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         print("latency: " + latency.stdout.strip().splitlines()[-1])
 
 

@@ -32,8 +32,9 @@ DEFAULT_HOLD_MS = 3_600_000
 DEFAULT_RUNBOOK_BASE = "docs/runbooks/"
 
 
-def to_alertmanager(finding: Finding, now_ms: int, hold_ms: int = DEFAULT_HOLD_MS,
-                    runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict[str, Any]:
+def to_alertmanager(
+    finding: Finding, now_ms: int, hold_ms: int = DEFAULT_HOLD_MS, runbook_base: str = DEFAULT_RUNBOOK_BASE
+) -> dict[str, Any]:
     """One postable alert of Alertmanager's v2 API for a finding."""
     requester = finding.requester or {}
     labels = {
@@ -59,22 +60,37 @@ def to_alertmanager(finding: Finding, now_ms: int, hold_ms: int = DEFAULT_HOLD_M
 
 
 class AlertmanagerSink:
-    def __init__(self, url: str, registry: CollectorRegistry, *, hold_ms: int = DEFAULT_HOLD_MS,
-                 runbook_base: str = DEFAULT_RUNBOOK_BASE, max_queue: int = 10_000, batch: int = 500,
-                 backoff_s: tuple[float, float] = (0.5, 30.0), timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        registry: CollectorRegistry,
+        *,
+        hold_ms: int = DEFAULT_HOLD_MS,
+        runbook_base: str = DEFAULT_RUNBOOK_BASE,
+        max_queue: int = 10_000,
+        batch: int = 500,
+        backoff_s: tuple[float, float] = (0.5, 30.0),
+        timeout_s: float = 10.0,
+    ) -> None:
         self.endpoint = url.rstrip("/") + "/api/v2/alerts"
         self._hold_ms, self._runbook_base = hold_ms, runbook_base
         self._queue: deque[dict[str, Any]] = deque(maxlen=max_queue)
         self._batch, self._backoff_s, self._timeout_s = batch, backoff_s, timeout_s
         self._wakeup = asyncio.Event()
-        self.pushed = Counter("dismon_alertmanager_alerts_pushed", "Findings accepted by Alertmanager",
-                              registry=registry)
-        self.failures = Counter("dismon_alertmanager_push_failures", "Failed pushes to Alertmanager (retried)",
-                                registry=registry)
-        self.dropped = Counter("dismon_alertmanager_alerts_dropped", "Findings not pushed (queue full or "
-                               "refused as malformed); the alerts topic still has them", registry=registry)
-        Gauge("dismon_alertmanager_queue", "Findings waiting to be pushed to Alertmanager",
-              registry=registry).set_function(lambda: len(self._queue))
+        self.pushed = Counter(
+            "dismon_alertmanager_alerts_pushed", "Findings accepted by Alertmanager", registry=registry
+        )
+        self.failures = Counter(
+            "dismon_alertmanager_push_failures", "Failed pushes to Alertmanager (retried)", registry=registry
+        )
+        self.dropped = Counter(
+            "dismon_alertmanager_alerts_dropped",
+            "Findings not pushed (queue full or refused as malformed); the alerts topic still has them",
+            registry=registry,
+        )
+        Gauge(
+            "dismon_alertmanager_queue", "Findings waiting to be pushed to Alertmanager", registry=registry
+        ).set_function(lambda: len(self._queue))
 
     def submit(self, finding: Finding, now_ms: int) -> None:
         """Queue a finding; never blocks. The oldest is dropped (and counted) when the queue is full."""
@@ -116,6 +132,6 @@ class AlertmanagerSink:
                     return "refused"
                 log.warning("Alertmanager push failed with HTTP %d (will retry): %s", answer.status, text)
                 return "retry"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             log.warning("Alertmanager at %s unreachable (will retry): %s", self.endpoint, exc or type(exc).__name__)
             return "retry"

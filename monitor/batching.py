@@ -30,8 +30,8 @@ from typing import Any, cast
 
 import faust
 from aiokafka.errors import IllegalStateError
-from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.exceptions import ConsumerNotStarted
+from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import Message
 
 log = logging.getLogger("dismon.worker")
@@ -179,10 +179,8 @@ class BatchConsumer(aiokafka_driver.Consumer):
     async def _seek_back(self, offsets: dict[Any, int]) -> None:
         for tp, offset in offsets.items():
             log.info("records of %s fetched but not handed on: seeking back to offset %d", tp, offset)
-            try:
+            with contextlib.suppress(IllegalStateError):  # no longer assigned: its next owner starts from the commit
                 await self.seek(tp, offset)
-            except IllegalStateError:
-                pass  # no longer assigned: its next owner starts from the committed offset
 
 
 class _ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):

@@ -44,11 +44,7 @@ class PartitionClock:
         """The current watermark (never moves backwards), or None before any event."""
         now = self._wall_ms()
         idle = self.idle_ms
-        active = [
-            newest
-            for source, newest in self._newest.items()
-            if idle is None or now - self._heard[source] < idle
-        ]
+        active = [newest for source, newest in self._newest.items() if idle is None or now - self._heard[source] < idle]
         # An assigned partition not heard from yet holds the watermark, until the stream has been idle.
         unheard = any(p not in self._newest for p in self._assigned)
         since_event = None if self._last_event_wall_ms is None else now - self._last_event_wall_ms

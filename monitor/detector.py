@@ -420,12 +420,18 @@ class Detector:
             for disclosure in entry.disclosures or ():
                 if not disclosure.resolved:
                     orphans += 1
-                elif disclosure.improper and not disclosure.disposal_checked and not any(
-                    at >= disclosure.responded_ms for at in entry.disposals or ()
+                elif (
+                    disclosure.improper
+                    and not disclosure.disposal_checked
+                    and not any(at >= disclosure.responded_ms for at in entry.disposals or ())
                 ):
                     open_improper += 1
-        return {"entries": entries, "unanswered_requests": requests, "pending_orphans": orphans,
-                "open_improper": open_improper}
+        return {
+            "entries": entries,
+            "unanswered_requests": requests,
+            "pending_orphans": orphans,
+            "open_improper": open_improper,
+        }
 
 
 def _durable_state(entry: JoinEntry) -> tuple[object, ...]:

@@ -26,8 +26,9 @@ def listen(host: str, port: int) -> socket.socket:
     not a crash after the worker has joined its group."""
     listener = None
     try:
-        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                                 flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
         listener = socket.socket(family, kind, proto)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(address)
@@ -62,21 +63,33 @@ async def serve(registry: CollectorRegistry, not_ready: Callable[[], str | None]
             lines.append(f"--- {task.get_name()}")
             awaited: Any = task.get_coro()
             for _depth in range(40):
-                frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None) or getattr(
-                    awaited, "gi_frame", None)
+                frame = (
+                    getattr(awaited, "cr_frame", None)
+                    or getattr(awaited, "ag_frame", None)
+                    or getattr(awaited, "gi_frame", None)
+                )
                 if frame is None:
                     lines.append(f"    (waiting on {type(awaited).__name__})")
                     break
                 lines.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
-                awaited = (getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
-                           or getattr(awaited, "gi_yieldfrom", None))
+                awaited = (
+                    getattr(awaited, "cr_await", None)
+                    or getattr(awaited, "ag_await", None)
+                    or getattr(awaited, "gi_yieldfrom", None)
+                )
                 if awaited is None:
                     break
         return web.Response(text="\n".join(lines) + "\n")
 
     http = web.Application()
-    http.add_routes([web.get("/metrics", metrics), web.get("/readyz", ready), web.get("/healthz", live),
-                     web.get("/debug/tasks", tasks)])
+    http.add_routes(
+        [
+            web.get("/metrics", metrics),
+            web.get("/readyz", ready),
+            web.get("/healthz", live),
+            web.get("/debug/tasks", tasks),
+        ]
+    )
     runner = web.AppRunner(http, access_log=None)
     await runner.setup()
     await web.SockSite(runner, listener).start()

@@ -10,12 +10,12 @@ here raises on bad input.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import msgspec
 
+from monitor.rejection import invalid_event, undecodable
 from monitor.timeutil import to_ms
 
 #: Bytes above which an event is refused unparsed (``oversized``).
@@ -140,34 +140,12 @@ class Invalid:
 
 
 _decoder = msgspec.json.Decoder(Event)
-_MSG_PATH_RE = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _TIME_FIELD = {Request: "submitted_at", Response: "responded_at", Disposal: "disposed_at"}
 
 
-def _reason_from_validation(message: str) -> str:
-    match = _MSG_PATH_RE.search(message)
-    path = match.group("path") if match else ""
-    head = message[: match.start()] if match else message
-    if head.startswith("Object missing required field `"):
-        field = head.split("`")[1]
-        return f"missing_field:{path + '.' if path else ''}{field}"
-    if not path:
-        return "not_an_object"
-    if path == "type" and head.startswith(("Invalid value", "Expected `")):
-        return "unknown_type"
-    if "got `null`" in head or "of length >= 1" in head:
-        return f"missing_field:{path}"
-    if "of length <=" in head:
-        return f"too_long:{path}"
-    if (head.startswith("Expected `") and "got" not in head) or head.startswith("Number out of range"):
-        return f"out_of_range:{path}"
-    if head.startswith(("Invalid value", "Invalid enum value")):
-        return f"invalid_value:{path}"
-    return f"wrong_type:{path}"
-
-
-def decode_timed(raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-                 not_after_ms: int | None = None) -> tuple[int, Event] | Invalid:
+def decode_timed(
+    raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES, not_after_ms: int | None = None
+) -> tuple[int, Event] | Invalid:
     """Decode one event with its event time in epoch milliseconds; never raises. Invalid input gives
     :class:`Invalid` with a reason.
 
@@ -176,14 +154,12 @@ def decode_timed(raw: bytes | bytearray | memoryview | str, max_bytes: int = DEF
         return Invalid("oversized")
     try:
         event: Event = _decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        return Invalid(_reason_from_validation(str(exc)))
-    except msgspec.DecodeError:
-        return Invalid("invalid_json")
-    except UnicodeDecodeError:  # invalid UTF-8 inside a string (found by the hostile-input corpus)
-        return Invalid("invalid_utf8")
+    except msgspec.ValidationError:
+        return Invalid(invalid_event(raw, Event))
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return Invalid(undecodable(raw))
     except RecursionError:
-        return Invalid("too_deep")
+        return Invalid(undecodable(raw, recursed=True))
     moment = event.event_time
     if moment.tzinfo is None:  # RFC 3339 demands an offset; msgspec accepts naive times
         return Invalid("wrong_type:" + _TIME_FIELD[type(event)])
@@ -193,8 +169,9 @@ def decode_timed(raw: bytes | bytearray | memoryview | str, max_bytes: int = DEF
     return event_ms, event
 
 
-def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-           not_after_ms: int | None = None) -> Event | Invalid:
+def decode(
+    raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_MAX_EVENT_BYTES, not_after_ms: int | None = None
+) -> Event | Invalid:
     """:func:`decode_timed` without the time."""
     decoded = decode_timed(raw, max_bytes, not_after_ms)
     return decoded if isinstance(decoded, Invalid) else decoded[1]

@@ -87,9 +87,14 @@ def make_alert_id(rule: str, agreement_id: str, request_id: str | None, discrimi
     return hashlib.blake2b(material, digest_size=16).hexdigest()
 
 
-def make_finding(violation: Violation, agreement_id: str, request_id: str | None,
-                 requester: Mapping[str, str | None] | None, subject_ref: str | None,
-                 detected_stream_ms: int | None) -> Finding:
+def make_finding(
+    violation: Violation,
+    agreement_id: str,
+    request_id: str | None,
+    requester: Mapping[str, str | None] | None,
+    subject_ref: str | None,
+    detected_stream_ms: int | None,
+) -> Finding:
     """A rule's violation with its identity and context; detected at ``detected_stream_ms`` of stream time
     (the newest event time seen; the violation's own time when there is none)."""
     return Finding(

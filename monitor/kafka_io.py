@@ -35,8 +35,7 @@ def changelog_topic_config(segment_ms: int) -> dict[str, str]:
     history. Rolling segments every ``segment_ms`` and dropping tombstones after as long leaves about the
     live entries plus a few segments' worth of changes; a restart must read the log within ``segment_ms``
     (seconds, normally) or it could miss a tombstone and keep an entry that had expired."""
-    return {"segment.ms": str(segment_ms), "delete.retention.ms": str(segment_ms),
-            "min.cleanable.dirty.ratio": "0.5"}
+    return {"segment.ms": str(segment_ms), "delete.retention.ms": str(segment_ms), "min.cleanable.dirty.ratio": "0.5"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +55,16 @@ class KafkaSettings:
         for server in self.bootstrap_servers.split(","):
             host, colon, port = server.strip().rpartition(":")
             if not server.strip() or (colon and (not host or not port.isdigit() or not 0 < int(port) < 65536)):
-                raise UsageError(f"not a broker address: {server.strip()!r} in {self.bootstrap_servers!r} "
-                                 "(expected HOST:PORT[,HOST:PORT...])")
+                raise UsageError(
+                    f"not a broker address: {server.strip()!r} in {self.bootstrap_servers!r} "
+                    "(expected HOST:PORT[,HOST:PORT...])"
+                )
         sasl = self.security_protocol.startswith("SASL_")
         if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
-            raise UsageError(f"--security-protocol {self.security_protocol} needs --sasl-mechanism, --sasl-username "
-                             "and --sasl-password (or $DISMON_SASL_MECHANISM, _USERNAME, _PASSWORD)")
+            raise UsageError(
+                f"--security-protocol {self.security_protocol} needs --sasl-mechanism, --sasl-username "
+                "and --sasl-password (or $DISMON_SASL_MECHANISM, _USERNAME, _PASSWORD)"
+            )
 
     def topic(self, kind: str) -> str:
         return f"{self.topic_prefix}.{kind}"
@@ -88,10 +91,16 @@ class KafkaSettings:
 
     def client_options(self) -> dict[str, Any]:
         """aiokafka client keyword arguments for these settings."""
-        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.security_protocol}
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
         if self.sasl_mechanism:
-            options |= {"sasl_mechanism": self.sasl_mechanism, "sasl_plain_username": self.sasl_username,
-                        "sasl_plain_password": self.sasl_password}
+            options |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password,
+            }
         context = self.ssl_context()
         if context is not None:
             options["ssl_context"] = context
@@ -111,11 +120,12 @@ async def watch_broker(kafka: KafkaSettings, on_change: Callable[[bool], None], 
                     bootstrapped = True
                 await asyncio.wait_for(client.fetch_all_metadata(), timeout=every_s * 2)
                 up = True
-            except (KafkaError, asyncio.TimeoutError, OSError):
+            except (TimeoutError, KafkaError, OSError):
                 up = False
             if up != was_up:
-                (log.warning if up else log.error)("Kafka at %s is %s", kafka.bootstrap_servers,
-                                                   "reachable again" if up else "unreachable; not ready")
+                (log.warning if up else log.error)(
+                    "Kafka at %s is %s", kafka.bootstrap_servers, "reachable again" if up else "unreachable; not ready"
+                )
                 on_change(up)
                 was_up = up
             await asyncio.sleep(every_s)
@@ -144,8 +154,11 @@ async def ensure_topics(kafka: KafkaSettings, partitions: int, group_topics: boo
         missing = [t for t in wanted if t not in existing]
         created = [NewTopic(t, num_partitions=count, replication_factor=1) for t in missing]
         if group_topics and kafka.windows_topic not in existing:
-            created.append(NewTopic(kafka.windows_topic, num_partitions=1, replication_factor=1,
-                                    topic_configs=WINDOWS_TOPIC_CONFIG))
+            created.append(
+                NewTopic(
+                    kafka.windows_topic, num_partitions=1, replication_factor=1, topic_configs=WINDOWS_TOPIC_CONFIG
+                )
+            )
         if group_topics and kafka.facts_topic not in existing:
             created.append(NewTopic(kafka.facts_topic, num_partitions=1, replication_factor=1))
         if created:
@@ -163,8 +176,10 @@ async def _wait_for_leaders(admin: Any, topics: set[str], timeout_s: float = 15.
     deadline = asyncio.get_running_loop().time() + timeout_s
     while asyncio.get_running_loop().time() < deadline:
         described = await admin.describe_topics(list(topics))
-        if all(not t.get("error_code") and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
-               for t in described):
+        if all(
+            not t.get("error_code") and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+            for t in described
+        ):
             return
         await asyncio.sleep(0.1)
 
@@ -189,8 +204,12 @@ async def read_last_record(kafka: KafkaSettings, topic: str) -> bytes | None:
         await consumer.stop()
 
 
-async def read_partitions(kafka: KafkaSettings, topic: str, partitions: Iterable[int],
-                          on_record: Callable[[int, bytes | None, bytes | None], None]) -> dict[int, int]:
+async def read_partitions(
+    kafka: KafkaSettings,
+    topic: str,
+    partitions: Iterable[int],
+    on_record: Callable[[int, bytes | None, bytes | None], None],
+) -> dict[int, int]:
     """Read ``partitions`` of ``topic`` from their start to their end as of now, handing each record's
     ``(partition, key, value)`` to ``on_record``; returns the offset of the last record read, by partition
     (empty partitions left out)."""

@@ -69,29 +69,53 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry, policy: Policy) -> None:
         self.set_policy(policy)
         self.unit = BoundedLabel(MAX_UNITS)
-        self.events = Counter("dismon_events", "Valid events processed, by type and agreement",
-                              ["type", "agreement"], registry=registry)
-        self.invalid = Counter("dismon_invalid_events", "Invalid events dead-lettered, by reason", ["reason"],
-                               registry=registry)
-        self.late_events = Counter("dismon_late_events", "Events older than the watermark on arrival (still processed)",
-                            registry=registry)
-        self.refused_events = Counter("dismon_join_refused", "Events of new request ids not joined because the join "
-                               "state was at its cap (--max-join-entries); joined rules missed them", registry=registry)
+        self.events = Counter(
+            "dismon_events", "Valid events processed, by type and agreement", ["type", "agreement"], registry=registry
+        )
+        self.invalid = Counter(
+            "dismon_invalid_events", "Invalid events dead-lettered, by reason", ["reason"], registry=registry
+        )
+        self.late_events = Counter(
+            "dismon_late_events", "Events older than the watermark on arrival (still processed)", registry=registry
+        )
+        self.refused_events = Counter(
+            "dismon_join_refused",
+            "Events of new request ids not joined because the join "
+            "state was at its cap (--max-join-entries); joined rules missed them",
+            registry=registry,
+        )
         self.disclosures = Counter(
-            "dismon_disclosures", "Fields disclosed in responses, by agreement, requester agency and field",
-            ["agreement", "requester_agency", "field"], registry=registry)
+            "dismon_disclosures",
+            "Fields disclosed in responses, by agreement, requester agency and field",
+            ["agreement", "requester_agency", "field"],
+            registry=registry,
+        )
         self.disclosing_responses = Counter(
-            "dismon_disclosing_responses", "Responses that disclosed anything, by agreement and requester agency",
-            ["agreement", "requester_agency"], registry=registry)
+            "dismon_disclosing_responses",
+            "Responses that disclosed anything, by agreement and requester agency",
+            ["agreement", "requester_agency"],
+            registry=registry,
+        )
         self.findings = Counter(
-            "dismon_findings", "Findings emitted (status firing or resolved)",
-            ["rule", "severity", "status", "agreement", "requester_unit"], registry=registry)
+            "dismon_findings",
+            "Findings emitted (status firing or resolved)",
+            ["rule", "severity", "status", "agreement", "requester_unit"],
+            registry=registry,
+        )
         self.join_latency = Histogram(
-            "dismon_join_latency_seconds", "Request to its first response, in event time", ["agreement"],
-            buckets=JOIN_LATENCY_BUCKETS, registry=registry)
+            "dismon_join_latency_seconds",
+            "Request to its first response, in event time",
+            ["agreement"],
+            buckets=JOIN_LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.detection_lag = Histogram(
-            "dismon_detection_lag_seconds", "Offending event's time to the alert being emitted, wall clock",
-            ["severity"], buckets=DETECTION_LAG_BUCKETS, registry=registry)
+            "dismon_detection_lag_seconds",
+            "Offending event's time to the alert being emitted, wall clock",
+            ["severity"],
+            buckets=DETECTION_LAG_BUCKETS,
+            registry=registry,
+        )
         self._registry = registry
 
     def set_policy(self, policy: Policy) -> None:
@@ -129,14 +153,20 @@ class Metrics:
 
     def finding(self, finding: Finding, emitted_ms: int | None = None) -> None:
         unit = self.unit(finding.requester.get("unit") if finding.requester else None)
-        self.findings.labels(finding.rule, finding.severity, finding.status, self.agreement(finding.agreement_id),
-                             unit).inc()
+        self.findings.labels(
+            finding.rule, finding.severity, finding.status, self.agreement(finding.agreement_id), unit
+        ).inc()
         if emitted_ms is not None and finding.status == "firing":
             self.detection_lag.labels(finding.severity).observe(max(emitted_ms - finding.event_time_ms, 0) / 1000)
 
-    def track_state(self, pending: Callable[[], Mapping[str, int]], watermark_ms: Callable[[], int | None],
-                    consumer_lag: Callable[[], Mapping[str, int]] | None = None, cache_s: float = 5.0,
-                    capacity: int | None = None) -> None:
+    def track_state(
+        self,
+        pending: Callable[[], Mapping[str, int]],
+        watermark_ms: Callable[[], int | None],
+        consumer_lag: Callable[[], Mapping[str, int]] | None = None,
+        cache_s: float = 5.0,
+        capacity: int | None = None,
+    ) -> None:
         """Export join-state sizes, watermark lag and (live only) consumer lag, computed at scrape time."""
         self._registry.register(_StateCollector(pending, watermark_ms, consumer_lag, cache_s, capacity))
 
@@ -144,8 +174,14 @@ class Metrics:
 class _StateCollector(Collector):
     """Scrape-time gauges; the join-state walk is cached for ``cache_s`` so frequent scrapes stay cheap."""
 
-    def __init__(self, pending: Callable[[], Mapping[str, int]], watermark_ms: Callable[[], int | None],
-                 consumer_lag: Callable[[], Mapping[str, int]] | None, cache_s: float, capacity: int | None) -> None:
+    def __init__(
+        self,
+        pending: Callable[[], Mapping[str, int]],
+        watermark_ms: Callable[[], int | None],
+        consumer_lag: Callable[[], Mapping[str, int]] | None,
+        cache_s: float,
+        capacity: int | None,
+    ) -> None:
         self._pending, self._watermark_ms, self._consumer_lag = pending, watermark_ms, consumer_lag
         self._capacity = capacity
         self._cache_s = cache_s
@@ -163,23 +199,36 @@ class _StateCollector(Collector):
         state: Mapping[str, int] = self._cached[1] if self._cached is not None else {}
         yield GaugeMetricFamily("dismon_join_entries", "Request ids held in join state", state.get("entries", 0))
         if self._capacity is not None:
-            yield GaugeMetricFamily("dismon_join_capacity", "The cap on request ids held (--max-join-entries)",
-                                    self._capacity)
-        yield GaugeMetricFamily("dismon_join_pending_requests", "Requests held without any answer yet",
-                                state.get("unanswered_requests", 0))
-        yield GaugeMetricFamily("dismon_join_pending_orphans", "Disclosures waiting (within the grace) for their "
-                                "request", state.get("pending_orphans", 0))
-        yield GaugeMetricFamily("dismon_open_improper_disclosures", "Improper disclosures whose disposal has not "
-                                "been seen and whose deadline has not passed", state.get("open_improper", 0))
+            yield GaugeMetricFamily(
+                "dismon_join_capacity", "The cap on request ids held (--max-join-entries)", self._capacity
+            )
+        yield GaugeMetricFamily(
+            "dismon_join_pending_requests", "Requests held without any answer yet", state.get("unanswered_requests", 0)
+        )
+        yield GaugeMetricFamily(
+            "dismon_join_pending_orphans",
+            "Disclosures waiting (within the grace) for their request",
+            state.get("pending_orphans", 0),
+        )
+        yield GaugeMetricFamily(
+            "dismon_open_improper_disclosures",
+            "Improper disclosures whose disposal has not been seen and whose deadline has not passed",
+            state.get("open_improper", 0),
+        )
         watermark = self._watermark_ms()
         if watermark is not None:
-            yield GaugeMetricFamily("dismon_watermark_timestamp_seconds", "Event-time watermark (epoch seconds)",
-                                    watermark / 1000)
-            yield GaugeMetricFamily("dismon_watermark_lag_seconds", "Wall clock minus the event-time watermark",
-                                    time.time() - watermark / 1000)
+            yield GaugeMetricFamily(
+                "dismon_watermark_timestamp_seconds", "Event-time watermark (epoch seconds)", watermark / 1000
+            )
+            yield GaugeMetricFamily(
+                "dismon_watermark_lag_seconds",
+                "Wall clock minus the event-time watermark",
+                time.time() - watermark / 1000,
+            )
         if self._consumer_lag is not None:
-            lag = GaugeMetricFamily("dismon_consumer_lag", "Messages behind the end of each input topic",
-                                    labels=["topic"])
+            lag = GaugeMetricFamily(
+                "dismon_consumer_lag", "Messages behind the end of each input topic", labels=["topic"]
+            )
             for topic, value in sorted(self._consumer_lag().items()):
                 lag.add_metric([topic], value)
             yield lag

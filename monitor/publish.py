@@ -55,9 +55,16 @@ async def publish(
     not_after_ms = time.time_ns() // 1_000_000 + FUTURE_TOLERANCE_MS  # the worker would refuse later ones
     try:
         pending = []
-        for event_ms, _seq, event, raw in merged_events(paths, dead_letter, max_disorder_ms, max_event_bytes,
-                                                        keep_raw=True, not_after_ms=not_after_ms):
-            kind = "requests" if isinstance(event, Request) else "disposals" if isinstance(event, Disposal) else "responses"
+        for event_ms, _seq, event, raw in merged_events(
+            paths, dead_letter, max_disorder_ms, max_event_bytes, keep_raw=True, not_after_ms=not_after_ms
+        ):
+            kind = (
+                "requests"
+                if isinstance(event, Request)
+                else "disposals"
+                if isinstance(event, Disposal)
+                else "responses"
+            )
             topic = kafka.topic(kind)
             pending.append(await producer.send(topic, raw, key=event.request_id.encode(), timestamp_ms=event_ms))
             counts[topic] += 1

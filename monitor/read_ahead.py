@@ -23,6 +23,7 @@ replay's process as they would be in process; if the reading process dies, the r
 from __future__ import annotations
 
 import array
+import contextlib
 import fcntl
 import multiprocessing
 import pickle
@@ -113,7 +114,7 @@ def read_ahead_digests(
                 on_invalid(letter)
             if counter is not None:
                 counter.elsewhere = consumed
-            for event_ms, item in zip(array.array("q", times), decode_batch(payload)):
+            for event_ms, item in zip(array.array("q", times), decode_batch(payload), strict=False):
                 yield event_ms, position, reduce(decode_accepted(item), event_ms) if isinstance(item, bytes) else item
                 position += 1
     except EOFError:
@@ -131,10 +132,8 @@ def _widen(pipe: Connection) -> None:
     """A 1 MiB pipe buffer instead of 64 KiB (Linux): the receiving thread needs the GIL back after each
     read, which can take a switch interval (5 ms) while the replay's thread is busy, so fewer, larger
     reads are what lets a batch through quickly. Where this is refused, the pipe keeps its size."""
-    try:
+    with contextlib.suppress(OSError):
         fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
-    except OSError:
-        pass
 
 
 def _received(receiving: Connection) -> Iterator[bytes]:
@@ -143,8 +142,16 @@ def _received(receiving: Connection) -> Iterator[bytes]:
         yield receiving.recv_bytes()
 
 
-def _read(out: Connection, paths: list[str], max_disorder_ms: int, policy: Policy, hasher: SubjectHasher,
-          max_event_bytes: int, not_after_ms: int | None, split: Split) -> None:
+def _read(
+    out: Connection,
+    paths: list[str],
+    max_disorder_ms: int,
+    policy: Policy,
+    hasher: SubjectHasher,
+    max_event_bytes: int,
+    not_after_ms: int | None,
+    split: Split,
+) -> None:
     """The reading process: batches down the pipe, then None (or the error)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C is the replay's to handle; it stops this process
     reduce = Reducer(policy, hasher).reduce
@@ -191,7 +198,5 @@ def _read(out: Connection, paths: list[str], max_disorder_ms: int, policy: Polic
 
 
 def _send_quietly(out: Connection, error: DismonError) -> None:
-    try:
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         out.send(error)
-    except (BrokenPipeError, ConnectionResetError):
-        pass

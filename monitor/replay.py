@@ -85,24 +85,30 @@ def run_replay(
 
     disorder = detector.allowed_lateness_ms if max_disorder_ms is None else max_disorder_ms
     first_ms: int | None = None
-    count = 0
     # Events are reduced as they are read (by this detector's reducer, or one like it in the reading
     # process), then ordered, then joined: the same digests in the same order as the detector would make.
     stream: Iterator[tuple[int, int, Digest]]
     if read_ahead is not None:
-        stream = read_ahead_digests(paths, dead_letter, disorder, detector.reducer, max_event_bytes, counter,
-                                    not_after_ms, read_ahead)
+        stream = read_ahead_digests(
+            paths, dead_letter, disorder, detector.reducer, max_event_bytes, counter, not_after_ms, read_ahead
+        )
     else:
-        stream = merged_events(paths, dead_letter, disorder, max_event_bytes, counter, not_after_ms=not_after_ms,
-                               reduce=detector.reducer.reduce)
+        stream = merged_events(
+            paths,
+            dead_letter,
+            disorder,
+            max_event_bytes,
+            counter,
+            not_after_ms=not_after_ms,
+            reduce=detector.reducer.reduce,
+        )
     apply = detector.apply
-    for event_ms, _seq, digest in stream:
+    for count, (event_ms, _seq, digest) in enumerate(stream, 1):
         if first_ms is None:
             first_ms = event_ms
         findings = apply(digest, event_ms)
         if findings:
             emit(findings)
-        count += 1
         if progress is not None and not count % 8192:
             progress(count)
     if until_ms is not None:

@@ -72,8 +72,10 @@ def summary_lines(summary: ReplaySummary) -> list[str]:
     detail = ", ".join(f"{reason} {_n(c)}" for reason, c in summary.invalid.most_common())
     lines.append(f"invalid: {_n(invalid)}{f' ({detail})' if detail else ''}; late: {_n(summary.late_events)}")
     if summary.refused:
-        lines.append(f"JOIN STATE FULL: {_n(summary.refused)} events of new request ids were not joined (raise "
-                     "--max-join-entries); joined rules could not judge them")
+        lines.append(
+            f"JOIN STATE FULL: {_n(summary.refused)} events of new request ids were not joined (raise "
+            "--max-join-entries); joined rules could not judge them"
+        )
     state = summary.state_at_end
     if state:
         lines.append(

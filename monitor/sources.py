@@ -182,7 +182,7 @@ def split_lines(chunks: Iterable[bytes], max_line_bytes: int = MAX_LINE_BYTES) -
 def open_lines(path: str, counter: ByteCounter | None = None) -> Iterator[bytes]:
     """Lines of a ``.jsonl`` / ``.jsonl.gz`` file or of stdin (``-``); gzip is recognised by its magic bytes."""
     try:
-        raw: io.BufferedReader = sys.stdin.buffer if path == "-" else open(path, "rb")  # type: ignore[assignment]
+        raw: io.BufferedReader = sys.stdin.buffer if path == "-" else open(path, "rb")  # type: ignore[assignment]  # noqa: SIM115 (closed in finally)
     except OSError as exc:
         raise InputError(f"cannot open {path}: {exc.strerror}") from exc
     chunks: Generator[bytes, None, None] | None = None
@@ -294,14 +294,16 @@ def merged_events(
     paths = list(paths)
 
     def stream(path: str) -> Iterator[tuple[Any, ...]]:
-        lines = decode_lines(open_lines(path, counter), path, on_invalid, max_event_bytes, keep_raw, not_after_ms,
-                             reduce)
+        lines = decode_lines(
+            open_lines(path, counter), path, on_invalid, max_event_bytes, keep_raw, not_after_ms, reduce
+        )
         return reorder(lines, max_disorder_ms)
 
     if len(paths) == 1:
         return stream(paths[0])
-    starts = sorted((_first_event_ms(path, max_event_bytes, not_after_ms), order, path)
-                    for order, path in enumerate(paths))
+    starts = sorted(
+        (_first_event_ms(path, max_event_bytes, not_after_ms), order, path) for order, path in enumerate(paths)
+    )
     return _merge_as_reached(starts, stream, max_disorder_ms)
 
 

@@ -35,12 +35,12 @@ def to_ms(moment: dt.datetime) -> int:
 
 def date_start_ms(day: dt.date) -> int:
     """Midnight UTC at the start of ``day``."""
-    return to_ms(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc))
+    return to_ms(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
 
 
 def format_ms(ms: int) -> str:
     """Epoch milliseconds as RFC 3339 UTC (``2025-06-02T14:03:11.250Z``; no fraction when whole)."""
-    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
     if ms % 1000:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

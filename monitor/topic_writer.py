@@ -23,8 +23,9 @@ from aiokafka.partitioner import DefaultPartitioner
 
 
 class TopicWriter:
-    def __init__(self, producer: Callable[[], Any], topic: str,
-                 on_failure: Callable[[BaseException], None] | None = None) -> None:
+    def __init__(
+        self, producer: Callable[[], Any], topic: str, on_failure: Callable[[BaseException], None] | None = None
+    ) -> None:
         self._producer = producer  # the running aiokafka producer (Faust's)
         self.topic = topic
         self._on_failure = on_failure  # for writes nobody awaits (see write())

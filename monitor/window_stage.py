@@ -48,12 +48,16 @@ class WindowStage:
         self.policy = policy
         running = {type(rule) for rule in self.rules}
         self.rules += [
-            cls() for cls, setting in WINDOWED_RULES
+            cls()
+            for cls, setting in WINDOWED_RULES
             if cls not in running and any(getattr(a, setting) is not None for a in policy.agreements.values())
         ]
         self._listeners = {
-            kind: tuple((rule, getattr(rule, hook)) for rule in self.rules
-                        if getattr(type(rule), hook) is not getattr(WindowedRule, hook))
+            kind: tuple(
+                (rule, getattr(rule, hook))
+                for rule in self.rules
+                if getattr(type(rule), hook) is not getattr(WindowedRule, hook)
+            )
             for kind, hook in _HOOK_OF_KIND.items()
         }
 
@@ -100,16 +104,17 @@ class WindowStage:
 
     def _finding(self, violation: Violation) -> Finding:
         """Windowed findings are about an agreement or a unit: no request id, no subject."""
-        return make_finding(violation, violation.agreement_id or "", None, violation.requester, None,
-                            self.max_event_ms)
+        return make_finding(violation, violation.agreement_id or "", None, violation.requester, None, self.max_event_ms)
 
     def snapshot(self) -> bytes:
         """The rules' state (counts, baselines, what fired), for a worker to keep across a restart."""
-        return msgspec.msgpack.encode({
-            "rules": {type(rule).rule_id: rule.snapshot() for rule in self.rules},
-            "watermark": self.watermark_ms,
-            "max_event": self.max_event_ms,
-        })
+        return msgspec.msgpack.encode(
+            {
+                "rules": {type(rule).rule_id: rule.snapshot() for rule in self.rules},
+                "watermark": self.watermark_ms,
+                "max_event": self.max_event_ms,
+            }
+        )
 
     def restore(self, snapshot: bytes) -> None:
         """Take back a :meth:`snapshot` (of this policy or an earlier one)."""

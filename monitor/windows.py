@@ -67,8 +67,14 @@ class WindowCounts(Generic[K]):
 
     def snapshot(self) -> dict[str, Any]:
         """Plain data (msgpack-able) from which :meth:`restore` rebuilds these counts."""
-        return {"size": self._size_ms, "hop": self._hop_ms, "fields": self._fields, "watermark": self._watermark_ms,
-                "late": self.late_additions, "open": [[key, start, counts] for (key, start), counts in self._open.items()]}
+        return {
+            "size": self._size_ms,
+            "hop": self._hop_ms,
+            "fields": self._fields,
+            "watermark": self._watermark_ms,
+            "late": self.late_additions,
+            "open": [[key, start, counts] for (key, start), counts in self._open.items()],
+        }
 
     @classmethod
     def restore(cls, state: dict[str, Any]) -> WindowCounts[Any]:

@@ -71,6 +71,7 @@ from monitor.writeback import WriteBack
 log = logging.getLogger("dismon.worker")
 MAX_DEAD_LETTER_PAYLOAD = 256 * 1024  # bytes of an invalid message kept with --dead-letter-payload
 
+
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
     kafka: KafkaSettings
@@ -92,8 +93,12 @@ class WorkerSettings:
 def _faust_credentials(kafka: KafkaSettings) -> Any:
     context = kafka.ssl_context()
     if kafka.sasl_mechanism:
-        return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password,
-                                     ssl_context=context, mechanism=kafka.sasl_mechanism)
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password,
+            ssl_context=context,
+            mechanism=kafka.sasl_mechanism,
+        )
     return context
 
 
@@ -132,8 +137,9 @@ class _JoinStore(MemoryStore[str, JoinEntry]):
         self._complete: set[TP] = set()  # active partitions whose whole changelog is in the store
         self._read_to: dict[TP, int] = {}  # this rebalance: the offset up to which the store is complete
 
-    async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
-                           generation_id: int = 0) -> None:
+    async def on_rebalance(
+        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
+    ) -> None:
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         self._read_to = {}
         changelog = self.table.changelog_topic.get_topic_name()
@@ -163,8 +169,12 @@ class _JoinStore(MemoryStore[str, JoinEntry]):
 
             last = await read_partitions(self.kafka, changelog, todo, apply)
             read_to |= {TP(changelog, partition): offset for partition, offset in last.items()}
-            log.info("join state: read %d changelog records of partitions %s in %.1f s", records, todo,
-                     time.monotonic() - started)
+            log.info(
+                "join state: read %d changelog records of partitions %s in %.1f s",
+                records,
+                todo,
+                time.monotonic() - started,
+            )
         self._read_to = read_to
         # Complete: what was empty, kept, or read to its end; Faust's recovery reads whatever is not.
         self._complete = {tp for tp in actives if read_to.get(tp, -1) >= ends.get(tp, 0) - 1}
@@ -181,9 +191,18 @@ class _JoinTable(faust.Table[str, JoinEntry]):
         return "raw" if typ is str else "dismon-entry"
 
     def _new_store_by_url(self, url: Any) -> Any:
-        return _JoinStore(url, self.app, self, table_name=self.name, key_type=self.key_type,
-                          key_serializer=self.key_serializer, value_serializer=self.value_serializer,
-                          value_type=self.value_type, loop=self.loop, options=self.options)
+        return _JoinStore(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
 
 
 WINDOWS_KEY = b"windows"
@@ -214,8 +233,14 @@ _FACTS_DECODER = msgspec.msgpack.Decoder(WindowFacts)
 class Runtime:
     """Everything the agent needs, wired once: detector, clock, sinks and metrics."""
 
-    def __init__(self, app: faust.App, settings: WorkerSettings, policy: Policy, hasher: SubjectHasher,
-                 registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        settings: WorkerSettings,
+        policy: Policy,
+        hasher: SubjectHasher,
+        registry: CollectorRegistry,
+    ) -> None:
         self.settings = settings
         self.metrics = Metrics(registry, policy)
         self.registry = registry
@@ -233,13 +258,21 @@ class Runtime:
         self._assigned = asyncio.Event()  # set once a rebalance's assignment is taken (take_assignment)
         self.assigned: list[tuple[str, int]] = []  # input topic partitions, sorted
         self._last_snapshot = b""
+        self._crash: asyncio.Future[Any] | None = None  # held so the loop does not collect it while it runs
         # Batches, timer ticks and checkpoints take turns: a checkpoint writes state as of whole batches.
         self._turn = asyncio.Lock()
         # use_partitioner: timers change entries outside any event; the producer's partitioner (murmur2 of the
         # request id, like the producers of the input topics) then keeps each key in its source partition.
-        self.table = _JoinTable(app, name="join-state", default=None, key_type=str, beacon=app.tables.beacon,
-                                partitions=settings.partitions, use_partitioner=True,
-                                extra_topic_configs=changelog_topic_config(settings.changelog_segment_ms))
+        self.table = _JoinTable(
+            app,
+            name="join-state",
+            default=None,
+            key_type=str,
+            beacon=app.tables.beacon,
+            partitions=settings.partitions,
+            use_partitioner=True,
+            extra_topic_configs=changelog_topic_config(settings.changelog_segment_ms),
+        )
         app.tables.add(self.table)
         # The table's in-memory store, which its own bulk read (and Faust's recovery, for anything left) fills.
         # The worker reads and writes it directly and writes the changelog itself (monitor/topic_writer.py);
@@ -256,22 +289,41 @@ class Runtime:
         self._owned: set[int] = set()  # partition numbers assigned at the last rebalance
         # The detector's writes wait here and reach the store and its changelog at the next checkpoint.
         self.join_state: WriteBack[JoinEntry] = WriteBack(self.store)
-        self.detector = Detector(policy, hasher, settings.allowed_lateness_ms, store=self.join_state,
-                                 external_watermark=True, observer=self.metrics,
-                                 max_entries=settings.max_join_entries, window_sink=self._on_fact)
+        self.detector = Detector(
+            policy,
+            hasher,
+            settings.allowed_lateness_ms,
+            store=self.join_state,
+            external_watermark=True,
+            observer=self.metrics,
+            max_entries=settings.max_join_entries,
+            window_sink=self._on_fact,
+        )
         self.clock = PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, lambda: time.time_ns() // 1_000_000)
         kafka = settings.kafka
         self.sources = frozenset(kafka.topic(kind) for kind in TOPIC_KINDS)
         self.deadletter = app.topic(kafka.topic("deadletter"), key_serializer="raw", value_serializer="raw")
         self.ready = False  # partitions assigned and their join state recovered
         self.broker_up = True  # the last metadata request to the cluster succeeded
-        Gauge("dismon_broker_up", "1 while the Kafka cluster answers metadata requests", registry=registry
-              ).set_function(lambda: float(self.broker_up))
-        self.alertmanager = None if settings.alertmanager_url is None else AlertmanagerSink(
-            settings.alertmanager_url, registry, hold_ms=settings.alertmanager_hold_ms,
-            runbook_base=settings.runbook_base)
-        self.metrics.track_state(self.detector.pending, lambda: self.detector.watermark_ms, self.consumer_lag,
-                                 capacity=settings.max_join_entries)
+        Gauge(
+            "dismon_broker_up", "1 while the Kafka cluster answers metadata requests", registry=registry
+        ).set_function(lambda: float(self.broker_up))
+        self.alertmanager = (
+            None
+            if settings.alertmanager_url is None
+            else AlertmanagerSink(
+                settings.alertmanager_url,
+                registry,
+                hold_ms=settings.alertmanager_hold_ms,
+                runbook_base=settings.runbook_base,
+            )
+        )
+        self.metrics.track_state(
+            self.detector.pending,
+            lambda: self.detector.watermark_ms,
+            self.consumer_lag,
+            capacity=settings.max_join_entries,
+        )
         self._refused_logged = (0, 0.0)  # (count, monotonic time) of the last "join state full" log line
 
     def consumer_lag(self) -> dict[str, int]:
@@ -303,8 +355,9 @@ class Runtime:
                 source = (message.topic, message.partition)
                 self.offsets[source] = message.offset
                 raw = message.value
-                decoded = (Invalid("empty") if raw is None
-                           else decode_timed(raw, self.settings.max_event_bytes, not_after_ms))
+                decoded = (
+                    Invalid("empty") if raw is None else decode_timed(raw, self.settings.max_event_bytes, not_after_ms)
+                )
                 if isinstance(decoded, Invalid):
                     await self._dead_letter(decoded.reason, message)
                     continue
@@ -360,8 +413,12 @@ class Runtime:
             await self._send_alerts(self._advance())
         refused, (logged, at) = self.detector.stats.refused, self._refused_logged
         if refused > logged and time.monotonic() - at >= 60:
-            log.error("join state full (%d request ids, --max-join-entries): %d events of new request ids not "
-                      "joined so far; joined rules cannot judge them", len(self.store), refused)
+            log.error(
+                "join state full (%d request ids, --max-join-entries): %d events of new request ids not "
+                "joined so far; joined rules cannot judge them",
+                len(self.store),
+                refused,
+            )
             self._refused_logged = (refused, time.monotonic())
 
     def _advance(self) -> list[Finding]:
@@ -400,16 +457,18 @@ class Runtime:
         async with self._turn:
             await self._send_facts()
             if self.stage_owned and self.stage.active:
-                snapshot = _ENCODER.encode(WindowsSnapshot(counted=self.counted, marks=self.marks,
-                                                           stage=self.stage.snapshot()))
+                snapshot = _ENCODER.encode(
+                    WindowsSnapshot(counted=self.counted, marks=self.marks, stage=self.stage.snapshot())
+                )
                 if snapshot != self._last_snapshot:
                     await asyncio.gather(*await self.windows_writer.write([(WINDOWS_KEY, snapshot)]))
                     self._last_snapshot = snapshot
             changes = self.join_state.flush()
             if changes:
                 encode = _EntryCodec._encoder.encode
-                await self.changelog.write((key.encode(), None if value is None else encode(value))
-                                           for key, value in changes.items())
+                await self.changelog.write(
+                    (key.encode(), None if value is None else encode(value)) for key, value in changes.items()
+                )
 
     async def take_window_stage(self, owned: bool) -> None:
         """After a rebalance: on gaining the window-facts partition, take back the stage's last snapshot; on
@@ -445,7 +504,7 @@ class Runtime:
 
     def _write_failed(self, exc: BaseException) -> None:
         log.critical("join-state changelog write failed after aiokafka's retries; stopping the worker", exc_info=exc)
-        asyncio.ensure_future(self.app.crash(exc))
+        self._crash = asyncio.ensure_future(self.app.crash(exc))
 
     async def _dead_letter(self, reason: str, message: Any) -> None:
         self.metrics.dead_letter(reason)
@@ -460,8 +519,10 @@ class Runtime:
         if self.settings.dead_letter_payload and message.value:
             # Only on request (--dead-letter-payload), and only here on the dead-letter topic: it may be personal.
             kept = bytes(message.value[:MAX_DEAD_LETTER_PAYLOAD])
-            record |= {"payload_b64": base64.b64encode(kept).decode(),
-                       "payload_truncated": len(message.value) > len(kept)}
+            record |= {
+                "payload_b64": base64.b64encode(kept).decode(),
+                "payload_truncated": len(message.value) > len(kept),
+            }
         await self.deadletter.send(key=message.key, value=orjson.dumps(record))
 
     def set_broker_up(self, up: bool) -> None:
@@ -479,14 +540,16 @@ class Runtime:
         try:
             policy = load_policy(path)
         except DismonError as exc:
-            log.error("policy reload refused, the policy in force (version %s) stays: %s",
-                      self.detector.policy.version, exc)
+            log.error(
+                "policy reload refused, the policy in force (version %s) stays: %s", self.detector.policy.version, exc
+            )
             return
         self.detector.set_policy(policy)
         self.stage.set_policy(policy)
         self.metrics.set_policy(policy)
-        log.warning("policy reloaded from %s: version %s, %d agreement(s)", path, policy.version,
-                    len(policy.agreements))
+        log.warning(
+            "policy reloaded from %s: version %s, %d agreement(s)", path, policy.version, len(policy.agreements)
+        )
 
     async def take_partitions(self, partitions: set[int]) -> int:
         """After a rebalance: forget the entries of partitions given away; returns how many."""
@@ -507,8 +570,13 @@ class Runtime:
         return len(self.store)
 
 
-def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher, registry: CollectorRegistry,
-              listener: socket.socket) -> tuple[faust.App, Runtime]:
+def build_app(
+    settings: WorkerSettings,
+    policy: Policy,
+    hasher: SubjectHasher,
+    registry: CollectorRegistry,
+    listener: socket.socket,
+) -> tuple[faust.App, Runtime]:
     kafka = settings.kafka
     app = BatchApp(
         kafka.group,
@@ -536,8 +604,14 @@ def build_app(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher, r
     runtime = Runtime(app, settings, policy, hasher, registry)
     # The input topics are subscribed, but not through an agent: the consumer hands each fetched batch to
     # consume() and acks it afterwards (monitor/batching.py), which saves Faust's ~100 µs a message.
-    app.topics.add(app.topic(*(kafka.topic(kind) for kind in TOPIC_KINDS), kafka.facts_topic, key_serializer="raw",
-                             value_serializer="raw"))
+    app.topics.add(
+        app.topic(
+            *(kafka.topic(kind) for kind in TOPIC_KINDS),
+            kafka.facts_topic,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+    )
     app.batch_topics = runtime.sources | {kafka.facts_topic}
 
     async def consume(messages: list[Any]) -> None:

@@ -21,8 +21,12 @@ CORPUS: dict[str, tuple[bytes, str | None]] = {
     "Infinity": (raw("response").replace(b"0.97", b"Infinity"), "invalid_json"),
     "huge exponent": (raw("response").replace(b"0.97", b"1e999"), "out_of_range:match.score"),
     "deep nesting": (b'{"type":"request","x":' + b"[" * 5_000 + b"]" * 5_000 + b"}", "too_deep"),
-    "deep nesting in a known field": (raw("request", subject__address=None).replace(
-        b'"address":null', b'"address":' + b'{"a":' * 3_000 + b"1" + b"}" * 3_000), "too_deep"),
+    "deep nesting in a known field": (
+        raw("request", subject__address=None).replace(
+            b'"address":null', b'"address":' + b'{"a":' * 3_000 + b"1" + b"}" * 3_000
+        ),
+        "too_deep",
+    ),
     "huge string, small enough": (raw("request", subject__name__first="x" * 60_000), None),
     "huge string": (raw("request", subject__name__first="x" * 70_000), "oversized"),
     "10 MB message": (b'{"type":"request","pad":"' + b"x" * TEN_MB + b'"}', "oversized"),
@@ -37,7 +41,9 @@ CORPUS: dict[str, tuple[bytes, str | None]] = {
     "timestamp without offset": (raw("request", submitted_at="2025-06-02T10:00:00"), "wrong_type:submitted_at"),
     "timestamp as a number": (raw("request", submitted_at=1748858400), "wrong_type:submitted_at"),
     "request id too long": (raw("request", request_id="r" * 10_000), "too_long:request_id"),
+    "request id empty": (raw("request", request_id=""), "missing_field:request_id"),
+    "match status unknown": (raw("response", match__status="probably"), "invalid_value:match.status"),
+    "a lone invalid byte": (b"\xff", "invalid_utf8"),
     # Duplicate keys: the last one wins (as in orjson and most parsers); never a crash.
-    "duplicate keys": (raw("request").replace(b'{"type":"request"', b'{"type":"request","request_id":"first"'),
-                       None),
+    "duplicate keys": (raw("request").replace(b'{"type":"request"', b'{"type":"request","request_id":"first"'), None),
 }

@@ -22,8 +22,11 @@ def free_port() -> int:
 
 def metric_sum(exposition: str, prefix: str, containing: str = "") -> float:
     """The sum of the samples in a Prometheus text exposition whose line starts with ``prefix``."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines()
-               if line.startswith(prefix) and containing in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith(prefix) and containing in line
+    )
 
 
 def tool(name: str) -> str:
@@ -63,14 +66,20 @@ def daemon(argv: list[str], ready_url: str, log: Path) -> Iterator[subprocess.Po
 
 
 @contextmanager
-def alertmanager(workdir: Path, port: int | None = None,
-                 config: Path = REPO / "deploy/alertmanager/alertmanager.yml") -> Iterator[str]:
+def alertmanager(
+    workdir: Path, port: int | None = None, config: Path = REPO / "deploy/alertmanager/alertmanager.yml"
+) -> Iterator[str]:
     """A real Alertmanager with the shipped config on 127.0.0.1; yields its base URL."""
     port = port or free_port()
     storage = workdir / f"alertmanager-{port}"
     storage.mkdir(parents=True, exist_ok=True)
-    argv = [tool("prometheus-alertmanager"), f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=", f"--storage.path={storage}"]
+    argv = [
+        tool("prometheus-alertmanager"),
+        f"--config.file={config}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        f"--storage.path={storage}",
+    ]
     with daemon(argv, f"http://127.0.0.1:{port}/-/ready", storage / "log"):
         yield f"http://127.0.0.1:{port}"
 
@@ -81,7 +90,12 @@ def prometheus(workdir: Path, config: Path) -> Iterator[str]:
     port = free_port()
     storage = workdir / f"prometheus-{port}"
     storage.mkdir(parents=True, exist_ok=True)
-    argv = [tool("prometheus"), f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
-            f"--storage.tsdb.path={storage}", "--web.enable-lifecycle"]
+    argv = [
+        tool("prometheus"),
+        f"--config.file={config}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--storage.tsdb.path={storage}",
+        "--web.enable-lifecycle",
+    ]
     with daemon(argv, f"http://127.0.0.1:{port}/-/ready", storage / "log"):
         yield f"http://127.0.0.1:{port}"

@@ -22,13 +22,24 @@ CONFIG = REPO / "deploy/alertmanager/alertmanager.yml"
 EVENT_MS = parse_time_ms("2025-08-07T10:00:00Z")
 
 
-def finding(request_id: str, rule: str = "incomplete_request_disclosure", severity: str = "critical",
-            agreement: str = "irs-ice-2025") -> Finding:
+def finding(
+    request_id: str,
+    rule: str = "incomplete_request_disclosure",
+    severity: str = "critical",
+    agreement: str = "irs-ice-2025",
+) -> Finding:
     return Finding(
-        alert_id=f"id-{rule}-{request_id}", rule=rule, severity=severity,  # type: ignore[arg-type]
-        agreement_id=agreement, request_id=request_id, requester={"agency": "ICE", "unit": "ERO"},
-        event_time_ms=EVENT_MS, detected_stream_ms=EVENT_MS, summary=f"{rule} on a request",
-        subject_ref="ref:abc", details={"failed": ["placeholder"]},
+        alert_id=f"id-{rule}-{request_id}",
+        rule=rule,
+        severity=severity,  # type: ignore[arg-type]
+        agreement_id=agreement,
+        request_id=request_id,
+        requester={"agency": "ICE", "unit": "ERO"},
+        event_time_ms=EVENT_MS,
+        detected_stream_ms=EVENT_MS,
+        summary=f"{rule} on a request",
+        subject_ref="ref:abc",
+        details={"failed": ["placeholder"]},
     )
 
 
@@ -55,8 +66,12 @@ def test_config_is_valid_and_routes_critical_to_the_pager_and_warnings_to_ticket
     assert check.returncode == 0, check.stdout + check.stderr
 
     def route(*labels: str) -> str:
-        out = subprocess.run([amtool, "config", "routes", "test", f"--config.file={CONFIG}", *labels],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [amtool, "config", "routes", "test", f"--config.file={CONFIG}", *labels],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         return out.stdout.strip()
 
@@ -78,9 +93,14 @@ def test_findings_reach_alertmanager_grouped_per_rule_and_agreement_with_warning
         assert sink.pushed._value.get() == 52
         one = next(a for a in alerts if a["labels"]["alert_id"] == "id-incomplete_request_disclosure-r1")
         assert one["labels"] | {} == {
-            "alertname": ALERTNAME, "rule": "incomplete_request_disclosure", "severity": "critical",
-            "agreement": "irs-ice-2025", "requester_agency": "ICE", "requester_unit": "ERO",
-            "alert_id": "id-incomplete_request_disclosure-r1"}
+            "alertname": ALERTNAME,
+            "rule": "incomplete_request_disclosure",
+            "severity": "critical",
+            "agreement": "irs-ice-2025",
+            "requester_agency": "ICE",
+            "requester_unit": "ERO",
+            "alert_id": "id-incomplete_request_disclosure-r1",
+        }
         assert one["annotations"]["runbook"] == "docs/runbooks/incomplete_request_disclosure.md"
         assert one["receivers"] == [{"name": "pager"}]
         # The warning on the agreement with a firing critical is inhibited; the other agreement's critical is not.
@@ -118,7 +138,9 @@ def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
     for i in range(5):
         sink.submit(finding(f"r{i}"), EVENT_MS)
     assert sink.dropped._value.get() == 2
-    assert [a["labels"]["alert_id"] for a in sink._queue] == [f"id-incomplete_request_disclosure-r{i}" for i in (2, 3, 4)]
+    assert [a["labels"]["alert_id"] for a in sink._queue] == [
+        f"id-incomplete_request_disclosure-r{i}" for i in (2, 3, 4)
+    ]
 
 
 def test_resolved_findings_end_now_and_alerts_carry_no_personal_data() -> None:

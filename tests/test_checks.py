@@ -15,8 +15,24 @@ from monitor.checks import (
     zip_problem,
 )
 
-SPEC_PLACEHOLDERS = ["unknown", "unk", "n a", "na", "na na", "none", "null", "nil", "tbd", "xxx",
-                     "failed to provide", "not provided", "no address", "dont care", "see file", "0"]
+SPEC_PLACEHOLDERS = [
+    "unknown",
+    "unk",
+    "n a",
+    "na",
+    "na na",
+    "none",
+    "null",
+    "nil",
+    "tbd",
+    "xxx",
+    "failed to provide",
+    "not provided",
+    "no address",
+    "dont care",
+    "see file",
+    "0",
+]
 
 
 def test_spec_placeholders_are_built_in() -> None:
@@ -25,8 +41,24 @@ def test_spec_placeholders_are_built_in() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["Failed to Provide", "FAILED TO PROVIDE.", "Unknown Address", "NA NA", "N/A", "n.a.", "  None ", "Don't care",
-     "see file", "TBD", "xxx", "address unknown", "Not provided by agency", "No Address", "0", "N. A."],
+    [
+        "Failed to Provide",
+        "FAILED TO PROVIDE.",
+        "Unknown Address",
+        "NA NA",
+        "N/A",
+        "n.a.",
+        "  None ",
+        "Don't care",
+        "see file",
+        "TBD",
+        "xxx",
+        "address unknown",
+        "Not provided by agency",
+        "No Address",
+        "0",
+        "N. A.",
+    ],
 )
 def test_placeholders(value: str) -> None:
     assert text_problem(value) == "placeholder"
@@ -50,8 +82,14 @@ def test_policy_placeholders_extend_the_list() -> None:
 
 @pytest.mark.parametrize(
     ("street", "problem"),
-    [("12 Oak Street", None), ("1600 Pennsylvania Ave NW", None), ("Apt 4, 221B Baker St", None),
-     ("Oak Street", "street_without_number"), ("30301", "street_without_name"), ("Unknown", "placeholder")],
+    [
+        ("12 Oak Street", None),
+        ("1600 Pennsylvania Ave NW", None),
+        ("Apt 4, 221B Baker St", None),
+        ("Oak Street", "street_without_number"),
+        ("30301", "street_without_name"),
+        ("Unknown", "placeholder"),
+    ],
 )
 def test_street(street: str, problem: str | None) -> None:
     assert street_problem(street) == problem
@@ -60,16 +98,28 @@ def test_street(street: str, problem: str | None) -> None:
 _STREETISH = st.text(alphabet="0123456789 AaBbMmNnOoSsTtUuKkWwPpRrIiVvDdEe-.,#/\u00e9\u0663", max_size=30)
 
 
-@given(st.one_of(_STREETISH, st.text(max_size=30), st.sampled_from(["12 Main St", "12 Unknown Rd", "1 A", " 7b  Oak "])),
-       st.frozensets(st.sampled_from(["12 main st", "1 a", "7b oak", "unknown"])))
+@given(
+    st.one_of(_STREETISH, st.text(max_size=30), st.sampled_from(["12 Main St", "12 Unknown Rd", "1 A", " 7b  Oak "])),
+    st.frozensets(st.sampled_from(["12 main st", "1 a", "7b oak", "unknown"])),
+)
 def test_the_street_fast_path_agrees_with_the_full_check(street: str, extra: frozenset[str]) -> None:
     assert street_problem(street, extra) == checked_street_problem(street, extra)
 
 
 @pytest.mark.parametrize(
     ("zip_code", "problem"),
-    [("30301", None), ("30301-1234", None), ("303011234", None), ("12345", "placeholder"), ("00000", "placeholder"),
-     ("99999-0000", "placeholder"), ("3030", "bad_zip"), ("ABCDE", "bad_zip"), ("NA", "placeholder"), ("", "empty")],
+    [
+        ("30301", None),
+        ("30301-1234", None),
+        ("303011234", None),
+        ("12345", "placeholder"),
+        ("00000", "placeholder"),
+        ("99999-0000", "placeholder"),
+        ("3030", "bad_zip"),
+        ("ABCDE", "bad_zip"),
+        ("NA", "placeholder"),
+        ("", "empty"),
+    ],
 )
 def test_zip(zip_code: str, problem: str | None) -> None:
     assert zip_problem(zip_code) == problem

@@ -28,7 +28,9 @@ def _run(*argv: str, cwd: Path = REPO) -> str:
 def test_prometheus_config_and_rules_pass_promtool() -> None:
     promtool = tool("promtool")
     _run(promtool, "check", "config", str(DEPLOY / "prometheus/prometheus.yml"))
-    assert "SUCCESS: 9 rules found" in _run(promtool, "check", "rules", str(DEPLOY / "prometheus/rules/dismon.rules.yml"))
+    assert "SUCCESS: 9 rules found" in _run(
+        promtool, "check", "rules", str(DEPLOY / "prometheus/rules/dismon.rules.yml")
+    )
 
 
 def test_alert_rules_unit_tests_pass_and_cover_every_alert() -> None:
@@ -48,20 +50,25 @@ def test_docker_compose_file_is_valid() -> None:
     assert {"kafka", "worker-1", "worker-2", "prometheus", "alertmanager", "grafana"} <= set(compose["services"])
 
 
-@pytest.mark.parametrize("manifest", sorted(p.name for p in KUBERNETES.glob("*.yaml") if p.name != "kustomization.yaml"))
+@pytest.mark.parametrize(
+    "manifest", sorted(p.name for p in KUBERNETES.glob("*.yaml") if p.name != "kustomization.yaml")
+)
 def test_kubernetes_manifests_are_valid(manifest: str) -> None:
     document = yaml.safe_load((KUBERNETES / manifest).read_text())
     if document["apiVersion"].startswith("monitoring.coreos.com/"):
         schema = json.loads((REPO / f"tests/schemas/{document['kind'].lower()}.json").read_text())
         jsonschema.validate(document, schema)
     else:
-        _run(str(Path(sys.executable).parent / "kubernetes-validate"), "--strict", "--quiet", str(KUBERNETES / manifest))
+        _run(
+            str(Path(sys.executable).parent / "kubernetes-validate"), "--strict", "--quiet", str(KUBERNETES / manifest)
+        )
 
 
 def test_kustomization_lists_every_manifest_and_the_prometheus_rule_matches_the_rules_file(tmp_path: Path) -> None:
     kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
-    assert sorted(kustomization["resources"]) == sorted(p.name for p in KUBERNETES.glob("*.yaml")
-                                                         if p.name != "kustomization.yaml")
+    assert sorted(kustomization["resources"]) == sorted(
+        p.name for p in KUBERNETES.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
     rule = yaml.safe_load((KUBERNETES / "prometheusrule.yaml").read_text())
     assert rule["spec"] == yaml.safe_load((DEPLOY / "prometheus/rules/dismon.rules.yml").read_text())
     extracted = tmp_path / "rules.yml"
@@ -85,14 +92,22 @@ def test_kubernetes_worker_reads_the_policy_and_key_it_is_given() -> None:
 def test_dashboards_are_generated_from_code_and_up_to_date() -> None:
     _run(sys.executable, str(REPO / "dashboards/generate.py"), "--check")
     titles = {json.loads(p.read_text())["title"] for p in (REPO / "dashboards").glob("*.json")}
-    assert titles == {"Disclosure Monitor / Overview", "Disclosure Monitor / Incident",
-                      "Disclosure Monitor / Pipeline health"}
+    assert titles == {
+        "Disclosure Monitor / Overview",
+        "Disclosure Monitor / Incident",
+        "Disclosure Monitor / Pipeline health",
+    }
 
 
 def test_every_rule_has_a_runbook_with_the_four_sections() -> None:
     for rule in RULES:
         text = (REPO / f"docs/runbooks/{rule}.md").read_text()
-        for section in ("## What it means", "## How to confirm", "## How to stop the leak", "## Getting the data disposed"):
+        for section in (
+            "## What it means",
+            "## How to confirm",
+            "## How to stop the leak",
+            "## Getting the data disposed",
+        ):
             assert section in text, f"{rule}: missing {section!r}"
     pipeline = (REPO / "docs/runbooks/pipeline.md").read_text()
     rules = yaml.safe_load((DEPLOY / "prometheus/rules/dismon.rules.yml").read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,8 +18,6 @@ from monitor.simulate.policies import default_policy
 from monitor.simulate.scenario import FAULTS, plan_default
 from monitor.timeutil import parse_time_ms
 from tests.conftest import TEST_KEY
-
-import orjson
 
 START = parse_time_ms("2025-06-02")
 LATENESS_MS = 10 * 60_000

@@ -25,7 +25,8 @@ def test_unknown_fields_are_ignored() -> None:
     ("data", "reason"),
     [
         (b"{not json", "invalid_json"),
-        (b"\xff\xfe\x00", "invalid_json"),
+        (b"\xff\xfe\x00", "invalid_utf8"),
+        (b'{"type": "request", "x": "\xc3"}', "invalid_utf8"),
         (b"[1, 2]", "not_an_object"),
         (b'{"type": "gossip"}', "unknown_type"),
         (b'{"request_id": "x"}', "missing_field:type"),
@@ -83,14 +84,27 @@ _json = st.recursive(
 @settings(max_examples=300)
 @given(
     st.sampled_from(["request", "response", "disposal"]),
-    st.sampled_from(["request_id", "agreement_id", "requester", "subject.name", "subject.address.zip", "match",
-                     "match.score", "disclosed", "legal_basis.tax_periods", "submitted_at", "responded_at"]),
+    st.sampled_from(
+        [
+            "request_id",
+            "agreement_id",
+            "requester",
+            "subject.name",
+            "subject.address.zip",
+            "match",
+            "match.score",
+            "disclosed",
+            "legal_basis.tax_periods",
+            "submitted_at",
+            "responded_at",
+        ]
+    ),
     _json,
 )
 def test_any_value_in_any_field_gives_event_or_reason(kind: str, path: str, value: object) -> None:
     result = decode(raw(kind, **{path.replace(".", "__"): value}))
     if isinstance(result, Invalid):
-        assert result.reason and ":" in result.reason or result.reason in {"invalid_json", "not_an_object"}
+        assert (result.reason and ":" in result.reason) or result.reason in {"invalid_json", "not_an_object"}
     else:
         assert result.request_id
 

@@ -25,10 +25,27 @@ def _broker(*command: str) -> str:
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
 
-def test_broker_down_for_30_seconds_mid_stream(kafka_bootstrap: str, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["simulate", "--out", str(tmp_path), "--requests", "1500", "--fault", "all", "--seed", "13",
-                 "--fault-rate", "0.03"]) == 0
+def test_broker_down_for_30_seconds_mid_stream(
+    kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(tmp_path),
+                "--requests",
+                "1500",
+                "--fault",
+                "all",
+                "--seed",
+                "13",
+                "--fault-rate",
+                "0.03",
+            ]
+        )
+        == 0
+    )
     prefix = f"t{uuid.uuid4().hex[:10]}"
     asyncio.run(_create_topics(kafka_bootstrap, prefix))
     ticks = _ticks(prefix, load_truth(str(tmp_path / "truth.json")).until_ms)
@@ -40,13 +57,28 @@ def test_broker_down_for_30_seconds_mid_stream(kafka_bootstrap: str, tmp_path: P
         (tmp_path / f"{part}.jsonl").write_bytes(b"\n".join(chunk) + b"\n")
 
     def publish(part: str) -> None:
-        assert main(["replay", "--to-kafka", "--policy", str(tmp_path / "policy.toml"), "--bootstrap-servers",
-                     kafka_bootstrap, "--topic-prefix", prefix, str(tmp_path / f"{part}.jsonl")]) == 0
+        assert (
+            main(
+                [
+                    "replay",
+                    "--to-kafka",
+                    "--policy",
+                    str(tmp_path / "policy.toml"),
+                    "--bootstrap-servers",
+                    kafka_bootstrap,
+                    "--topic-prefix",
+                    prefix,
+                    str(tmp_path / f"{part}.jsonl"),
+                ]
+            )
+            == 0
+        )
         capsys.readouterr()
 
     publish("first")
-    worker = Worker(kafka_bootstrap, prefix, tmp_path / "policy.toml", tmp_path / "worker.log",
-                    env={"DISMON_LOG_LEVEL": "INFO"})
+    worker = Worker(
+        kafka_bootstrap, prefix, tmp_path / "policy.toml", tmp_path / "worker.log", env={"DISMON_LOG_LEVEL": "INFO"}
+    )
     try:
         worker.wait_for_events(half)
         _broker("stop")

@@ -20,7 +20,8 @@ def test_subject_ref_is_keyed_blake2b_under_the_key() -> None:
     assert SubjectHasher(KEY).ref("garcia", "ana", "1980-01-02") == int.from_bytes(expected, "big")
     # Without the key, a dictionary of names and dates gives other values: the ref depends on the key.
     assert SubjectHasher(KEY[::-1]).ref("garcia", "ana", "1980-01-02") != SubjectHasher(KEY).ref(
-        "garcia", "ana", "1980-01-02")
+        "garcia", "ana", "1980-01-02"
+    )
 
 
 def test_keys_longer_than_blake2b_takes_are_hashed_first() -> None:

@@ -3,6 +3,7 @@ counts) new ids instead of growing until the process is killed."""
 
 from __future__ import annotations
 
+import orjson
 from prometheus_client import CollectorRegistry
 
 from monitor.detector import Detector
@@ -12,7 +13,6 @@ from monitor.metrics import Metrics
 from monitor.policy import Policy
 from monitor.timeutil import format_ms, parse_time_ms
 from tests.conftest import TEST_KEY, build, raw, response, rules_of
-import orjson
 
 START_MS = parse_time_ms("2025-06-01T00:00:00Z")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +27,14 @@ def test_corpus_gets_the_expected_reason(name: str) -> None:
         assert isinstance(result, Invalid) and result.reason == reason
 
 
+def test_every_reason_the_readme_promises_is_in_the_corpus() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("with one of these reasons:") : readme.index("The summary counts them by reason")]
+    promised = {reason.split("<")[0] for reason in re.findall(r"`([a-z_0-9]+:?(?:<path>)?)`", section)}
+    produced = {reason.split(":")[0] + (":" if ":" in reason else "") for _, reason in CORPUS.values() if reason}
+    assert len(promised) >= 11 and promised == produced
+
+
 def test_duplicate_keys_last_one_wins() -> None:
     payload, _ = CORPUS["duplicate keys"]
     result = decode(payload)
@@ -38,12 +48,35 @@ def test_future_events_are_refused_only_beyond_the_tolerance() -> None:
     assert decode(soon, not_after_ms=now_ms) == Invalid("out_of_range:submitted_at")
 
 
-_toml_scalars = st.one_of(st.integers(), st.text(max_size=30), st.booleans(), st.floats(allow_nan=True),
-                          st.dates().map(str), st.lists(st.text(max_size=10), max_size=3))
-_keys = st.sampled_from(["id", "requesters", "disclosers", "effective_from", "effective_until", "permitted_fields",
-                         "required_request_fields", "response_sla", "join_window", "orphan_grace",
-                         "disposal_deadline", "max_disclosures_per_day", "max_batch_size", "placeholder_values",
-                         "required_match", "authorized_signatories", "bogus"])
+_toml_scalars = st.one_of(
+    st.integers(),
+    st.text(max_size=30),
+    st.booleans(),
+    st.floats(allow_nan=True),
+    st.dates().map(str),
+    st.lists(st.text(max_size=10), max_size=3),
+)
+_keys = st.sampled_from(
+    [
+        "id",
+        "requesters",
+        "disclosers",
+        "effective_from",
+        "effective_until",
+        "permitted_fields",
+        "required_request_fields",
+        "response_sla",
+        "join_window",
+        "orphan_grace",
+        "disposal_deadline",
+        "max_disclosures_per_day",
+        "max_batch_size",
+        "placeholder_values",
+        "required_match",
+        "authorized_signatories",
+        "bogus",
+    ]
+)
 
 
 def _toml_value(value: object) -> str:
@@ -81,7 +114,7 @@ def test_arbitrary_text_as_a_policy_never_crashes(body: str) -> None:
 
 @given(st.integers(min_value=0, max_value=len(POLICY_TOML) - 1), st.characters())
 def test_a_policy_with_one_character_changed_loads_or_is_refused_clearly(position: int, char: str) -> None:
-    body = POLICY_TOML[:position] + char + POLICY_TOML[position + 1:]
+    body = POLICY_TOML[:position] + char + POLICY_TOML[position + 1 :]
     try:
         parse_policy(body, "fuzz.toml")
     except PolicyError as exc:

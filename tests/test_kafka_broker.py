@@ -26,8 +26,9 @@ def test_broker_round_trip(kafka_bootstrap: str) -> None:
                 await producer.send_and_wait(topic, f"event-{i}".encode(), key=f"r{i}".encode())
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                                    group_id=f"smoke-{topic}")
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=f"smoke-{topic}"
+        )
         await consumer.start()
         try:
             received: list[tuple[bytes | None, bytes | None]] = []

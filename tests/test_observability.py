@@ -11,9 +11,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.services import REPO, alertmanager, metric_sum, prometheus
-from tests.test_worker import KINDS, Worker, _create_topics, _produce, _publish, _STARTED
 from monitor.cli import main
+from tests.services import REPO, alertmanager, metric_sum, prometheus
+from tests.test_worker import _STARTED, KINDS, Worker, _create_topics, _produce, _publish
 
 #: What Grafana substitutes in panel queries, at the scale of a test that lasts a minute.
 GRAFANA_VARIABLES = {"$__rate_interval": "15s", "$__interval": "15s", "$__range": "5m", "$agreement": ".*"}
@@ -26,12 +26,18 @@ def _get(url: str) -> Any:
 
 def _prometheus_config(directory: Path, worker_port: int, alertmanager_url: str) -> Path:
     config = directory / "prometheus.yml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(REPO / "deploy/prometheus/rules/dismon.rules.yml")],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_url.split("//")[1]]}]}]},
-        "scrape_configs": [{"job_name": "dismon", "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]}],
-    }))
+    config.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(REPO / "deploy/prometheus/rules/dismon.rules.yml")],
+                "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_url.split("//")[1]]}]}]},
+                "scrape_configs": [
+                    {"job_name": "dismon", "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]}
+                ],
+            }
+        )
+    )
     return config
 
 
@@ -42,10 +48,27 @@ def _until(condition: Any, seconds: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def test_worker_prometheus_rules_alertmanager_and_every_dashboard_query(kafka_bootstrap: str, tmp_path: Path,
-                                                                         capsys: Any) -> None:
-    assert main(["simulate", "--out", str(tmp_path), "--requests", "800", "--fault", "all", "--seed", "5",
-                 "--fault-rate", "0.05"]) == 0
+def test_worker_prometheus_rules_alertmanager_and_every_dashboard_query(
+    kafka_bootstrap: str, tmp_path: Path, capsys: Any
+) -> None:
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(tmp_path),
+                "--requests",
+                "800",
+                "--fault",
+                "all",
+                "--seed",
+                "5",
+                "--fault-rate",
+                "0.05",
+            ]
+        )
+        == 0
+    )
     prefix = f"obs{int(time.time() * 1000) % 10**9}"
     asyncio.run(_create_topics(kafka_bootstrap, prefix))
     published = _publish(tmp_path, kafka_bootstrap, prefix, capsys)
@@ -53,21 +76,37 @@ def test_worker_prometheus_rules_alertmanager_and_every_dashboard_query(kafka_bo
     asyncio.run(_produce(kafka_bootstrap, garbage))
 
     with alertmanager(tmp_path) as am_url:
-        worker = Worker(kafka_bootstrap, prefix, tmp_path / "policy.toml", tmp_path / "worker.log",
-                        extra=("--alertmanager-url", am_url))
+        worker = Worker(
+            kafka_bootstrap,
+            prefix,
+            tmp_path / "policy.toml",
+            tmp_path / "worker.log",
+            extra=("--alertmanager-url", am_url),
+        )
         try:
             worker.wait_for_events(published)
             with prometheus(tmp_path, _prometheus_config(tmp_path, worker.port, am_url)) as prom:
                 # The shipped rules load and evaluate cleanly.
-                _until(lambda: all(r.get("lastEvaluation", "").startswith("2") and r["health"] == "ok"
-                                   for g in _get(f"{prom}/api/v1/rules")["data"]["groups"] for r in g["rules"]),
-                       30, "evaluating every rule")
+                _until(
+                    lambda: all(
+                        r.get("lastEvaluation", "").startswith("2") and r["health"] == "ok"
+                        for g in _get(f"{prom}/api/v1/rules")["data"]["groups"]
+                        for r in g["rules"]
+                    ),
+                    30,
+                    "evaluating every rule",
+                )
                 groups = _get(f"{prom}/api/v1/rules")["data"]["groups"]
                 assert sum(len(g["rules"]) for g in groups) == 9
                 # A backfilled scenario with critical findings makes the findings rule fire in Prometheus.
-                _until(lambda: any(a["labels"]["alertname"] == "DisclosureFindingCritical"
-                                   for a in _get(f"{prom}/api/v1/alerts")["data"]["alerts"]), 60,
-                       "firing DisclosureFindingCritical")
+                _until(
+                    lambda: any(
+                        a["labels"]["alertname"] == "DisclosureFindingCritical"
+                        for a in _get(f"{prom}/api/v1/alerts")["data"]["alerts"]
+                    ),
+                    60,
+                    "firing DisclosureFindingCritical",
+                )
                 time.sleep(3)  # a few more scrapes, so rates have two points
                 empty = _empty_panels(prom)
                 assert not empty, f"panels whose query returned no data: {empty}"
@@ -96,8 +135,12 @@ def _empty_panels(prom: str) -> list[str]:
                 expr = target["expr"]
                 for variable, value in GRAFANA_VARIABLES.items():
                     expr = expr.replace(variable, value)
-                answer = _get(f"{prom}/api/v1/query_range?" + urllib.parse.urlencode(
-                    {"query": expr, "start": time.time() - 60, "end": time.time(), "step": "2"}))
+                answer = _get(
+                    f"{prom}/api/v1/query_range?"
+                    + urllib.parse.urlencode(
+                        {"query": expr, "start": time.time() - 60, "end": time.time(), "step": "2"}
+                    )
+                )
                 assert answer["status"] == "success", (path.name, panel["title"], answer)
                 if not answer["data"]["result"]:
                     empty.append(f"{path.name}: {panel['title']}: {expr}")

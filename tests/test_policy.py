@@ -47,10 +47,17 @@ MINIMAL = 'id = "x"\nrequesters = ["A"]\ndisclosers = ["B"]\neffective_from = 20
         ("required_match = { min_score = 2 }\n", "required_match.min_score", "between 0 and 1"),
         ("effective_until = 2024-01-01\n", "effective_until", "after effective_from"),
         ('orphan_grace = "30d"\n', "orphan_grace", "shorter than join_window"),
-        ('[[agreement.restriction]]\nfields = ["address"]\n', "line 7: agreement[0] (x).restriction[0].from", "required"),
+        (
+            '[[agreement.restriction]]\nfields = ["address"]\n',
+            "line 7: agreement[0] (x).restriction[0].from",
+            "required",
+        ),
         ('join_window = "99999999999999999999d"\n', "line 7: agreement[0] (x).join_window", "at most 3650d"),
-        ('[[agreement.restriction]]\nfields = ["address"]\nfrom = 2025-05-01\nrequesters = []\nreason = "order"\n',
-         "line 10: agreement[0] (x).restriction[0].requesters", "leave the key out to mean every one"),
+        (
+            '[[agreement.restriction]]\nfields = ["address"]\nfrom = 2025-05-01\nrequesters = []\nreason = "order"\n',
+            "line 10: agreement[0] (x).restriction[0].requesters",
+            "leave the key out to mean every one",
+        ),
     ],
 )
 def test_broken_policies_name_line_key_and_reason(body: str, where: str, reason: str) -> None:
@@ -89,6 +96,6 @@ def test_unreadable_files(tmp_path: pytest.TempPathFactory) -> None:
     with pytest.raises(PolicyError, match="No such file"):
         load_policy("/nonexistent/policy.toml")
     path = tmp_path / "latin1.toml"  # type: ignore[operator]
-    path.write_bytes(b'# caf\xe9\n')
+    path.write_bytes(b"# caf\xe9\n")
     with pytest.raises(PolicyError, match="not valid UTF-8"):
         load_policy(str(path))

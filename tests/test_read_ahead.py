@@ -32,23 +32,45 @@ KEY = b"read-ahead-test-key"
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """A scenario with every fault, in three gzip partitions plus a plain file with bad lines and a late event."""
     out = tmp_path_factory.mktemp("read-ahead")
-    assert main(["simulate", "--out", str(out), "--requests", "7000", "--fault", "all", "--fault-rate", "0.02",
-                 "--partitions", "3", "--seed", "5"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(out),
+                "--requests",
+                "7000",
+                "--fault",
+                "all",
+                "--fault-rate",
+                "0.02",
+                "--partitions",
+                "3",
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
     parts = sorted(out.glob("events-p*.jsonl.gz"))
     lines = gzip.open(parts[2]).read().splitlines()
     parts[2].unlink()
     plain = out / "events-p2.jsonl"
     # A late event (the partition's first, again at its end), broken JSON, an event missing a field, and one
     # too large: each must reach the detector or the dead letters exactly as an in-process read has them.
-    plain.write_bytes(b"\n".join([*lines[:100], b"{broken", b'{"type":"request"}', *lines[100:],
-                                  b"x" * 70_000, lines[0]]) + b"\n")
+    plain.write_bytes(
+        b"\n".join([*lines[:100], b"{broken", b'{"type":"request"}', *lines[100:], b"x" * 70_000, lines[0]]) + b"\n"
+    )
     files = [str(p) for p in parts[:2]] + [str(plain)]
     assert sum(len(gzip.open(p).read().splitlines()) for p in parts[:2]) + len(lines) > 5 * BATCH_EVENTS
     return out / "policy.toml", files
 
 
-def _replay(policy: Path, files: list[str], read_ahead: Split | None,
-            ) -> tuple[list[Finding], list[DeadLetter], ReplaySummary, ByteCounter]:
+def _replay(
+    policy: Path,
+    files: list[str],
+    read_ahead: Split | None,
+) -> tuple[list[Finding], list[DeadLetter], ReplaySummary, ByteCounter]:
     detector = Detector(load_policy(str(policy)), SubjectHasher(KEY))
     findings: list[Finding] = []
     dead: list[DeadLetter] = []
@@ -62,8 +84,9 @@ def _read_ahead(files: list[str], policy: Path) -> Generator[tuple[int, int, Dig
 
 
 @pytest.mark.parametrize("split", ["balanced", "reader", "replay"])
-def test_the_same_findings_dead_letters_and_tallies_in_the_same_order(inputs: tuple[Path, list[str]],
-                                                                      split: Split) -> None:
+def test_the_same_findings_dead_letters_and_tallies_in_the_same_order(
+    inputs: tuple[Path, list[str]], split: Split
+) -> None:
     """Whichever process reduces which events: "reader" and "replay" force one side, "balanced" mixes."""
     policy, files = inputs
     inline = _replay(policy, files, read_ahead=None)
@@ -74,7 +97,13 @@ def test_the_same_findings_dead_letters_and_tallies_in_the_same_order(inputs: tu
     assert [d.reason for d in inline[1]] == ["invalid_json", "missing_field:request_id", "oversized"]
     a, b = ahead[2], inline[2]
     assert (a.events, a.invalid, a.late_events, a.alerts, a.first_detection, a.state_at_end) == (
-        b.events, b.invalid, b.late_events, b.alerts, b.first_detection, b.state_at_end)
+        b.events,
+        b.invalid,
+        b.late_events,
+        b.alerts,
+        b.first_detection,
+        b.state_at_end,
+    )
     assert b.late_events >= 1
     # Progress: every input byte is accounted for, though another process read them.
     assert ahead[3].consumed() == inline[3].consumed() == sum(os.path.getsize(f) for f in files)
@@ -82,7 +111,9 @@ def test_the_same_findings_dead_letters_and_tallies_in_the_same_order(inputs: tu
 
 def test_an_unreadable_input_fails_as_it_would_in_process(tmp_path: Path, inputs: tuple[Path, list[str]]) -> None:
     corrupt = tmp_path / "corrupt.jsonl.gz"
-    corrupt.write_bytes(gzip.compress(b'{"type":"request"}\n' * 1000)[:-40] + b"garbage-garbage-garbage-garbage-garbage")
+    corrupt.write_bytes(
+        gzip.compress(b'{"type":"request"}\n' * 1000)[:-40] + b"garbage-garbage-garbage-garbage-garbage"
+    )
     with pytest.raises(InputError) as in_process:
         list(merged_events([str(corrupt)], lambda letter: None, 60_000))
     with pytest.raises(InputError) as read_ahead:
@@ -111,8 +142,9 @@ def test_a_reading_process_that_dies_is_an_input_error_not_a_hang(inputs: tuple[
             pass
 
 
-def test_the_command_line_reads_ahead_on_request_and_refuses_stdin(inputs: tuple[Path, list[str]],
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_line_reads_ahead_on_request_and_refuses_stdin(
+    inputs: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
     policy, files = inputs
     outputs = []
     for flag in ("--read-ahead", "--no-read-ahead"):
@@ -125,14 +157,31 @@ def test_the_command_line_reads_ahead_on_request_and_refuses_stdin(inputs: tuple
     assert "--read-ahead cannot read stdin" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("signum", "code", "said"), [(signal.SIGINT, 130, "dismon: interrupted"),
-                                                      (signal.SIGTERM, 143, "dismon: terminated")])
+@pytest.mark.parametrize(
+    ("signum", "code", "said"),
+    [(signal.SIGINT, 130, "dismon: interrupted"), (signal.SIGTERM, 143, "dismon: terminated")],
+)
 def test_stopping_a_replay_stops_its_reading_process_and_keeps_what_was_written(
-        inputs: tuple[Path, list[str]], tmp_path: Path, signum: int, code: int, said: str) -> None:
+    inputs: tuple[Path, list[str]], tmp_path: Path, signum: int, code: int, said: str
+) -> None:
     policy, files = inputs
     alerts = tmp_path / "alerts.jsonl"
-    replay = subprocess.Popen([sys.executable, "-m", "monitor.cli", "replay", "--policy", str(policy), "--read-ahead",
-                               "--alerts-out", str(alerts), *files * 40], stderr=subprocess.PIPE, text=True)
+    replay = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            "replay",
+            "--policy",
+            str(policy),
+            "--read-ahead",
+            "--alerts-out",
+            str(alerts),
+            *files * 40,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     children: set[int] = set()
     deadline = time.monotonic() + 30
     while not children and time.monotonic() < deadline:  # its reading process (and multiprocessing's tracker)
@@ -154,8 +203,9 @@ def test_stopping_a_replay_stops_its_reading_process_and_keeps_what_was_written(
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
 
 
-def test_a_reading_process_that_cannot_start_is_a_clear_error(inputs: tuple[Path, list[str]],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_reading_process_that_cannot_start_is_a_clear_error(
+    inputs: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     def refuse(self: object) -> None:
         raise BlockingIOError(11, "Resource temporarily unavailable")
 

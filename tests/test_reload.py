@@ -16,7 +16,9 @@ from tests.conftest import POLICY_TOML, TEST_KEY, raw, request, response, rules_
 from tests.test_worker import Worker, _consume_all, _create_topics, _produce
 
 BASE = POLICY_TOML.split("[[agreement.restriction]]")[0]
-NO_EMPLOYER = BASE.replace('permitted_fields = ["address", "name", "employer"]', 'permitted_fields = ["address", "name"]')
+NO_EMPLOYER = BASE.replace(
+    'permitted_fields = ["address", "name", "employer"]', 'permitted_fields = ["address", "name"]'
+)
 assert NO_EMPLOYER != BASE
 
 
@@ -34,8 +36,12 @@ def _pair(prefix: str, request_id: str, minute: int) -> list[tuple[str, int | No
     at = f"2025-06-02T10:{minute:02d}:00Z"
     return [
         (f"{prefix}.requests", None, request_id.encode(), raw("request", request_id=request_id, submitted_at=at)),
-        (f"{prefix}.responses", None, request_id.encode(),
-         raw("response", request_id=request_id, responded_at=at, disclosed={"employer": "Acme"})),
+        (
+            f"{prefix}.responses",
+            None,
+            request_id.encode(),
+            raw("response", request_id=request_id, responded_at=at, disclosed={"employer": "Acme"}),
+        ),
     ]
 
 

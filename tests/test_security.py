@@ -17,8 +17,17 @@ from monitor.cli import main
 from monitor.report import load_truth
 from tests.corpus import CORPUS
 from tests.services import free_port, metric_sum
-from tests.test_worker import (KINDS, PARTITIONS, Worker, _STARTED, _consume_all, _create_topics, _produce, _publish,
-                               _ticks)
+from tests.test_worker import (
+    _STARTED,
+    KINDS,
+    PARTITIONS,
+    Worker,
+    _consume_all,
+    _create_topics,
+    _produce,
+    _publish,
+    _ticks,
+)
 
 
 async def _produce_large(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> None:
@@ -40,8 +49,14 @@ def _personal_values(events_file: Path) -> set[str]:
             subject = event.get("subject") or {}
             name, address = subject.get("name") or {}, subject.get("address") or {}
             disclosed = (event.get("disclosed") or {}).get("address") or {}
-            for value in (name.get("last"), name.get("first"), address.get("street"), address.get("zip"),
-                          subject.get("dob"), disclosed.get("street") if isinstance(disclosed, dict) else None):
+            for value in (
+                name.get("last"),
+                name.get("first"),
+                address.get("street"),
+                address.get("zip"),
+                subject.get("dob"),
+                disclosed.get("street") if isinstance(disclosed, dict) else None,
+            ):
                 if isinstance(value, str) and len(value) >= 5 and any(c.isdigit() for c in value) | (" " in value):
                     values.add(value)  # house-number streets, zips, dates: specific enough to scan for
                 elif isinstance(value, str) and len(value) >= 4 and value[0].isupper():
@@ -54,14 +69,33 @@ def _leaks(text: str, values: set[str]) -> list[str]:
 
 
 def test_hostile_input_through_the_worker_and_no_personal_data_anywhere(
-        kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["simulate", "--out", str(tmp_path), "--requests", "600", "--fault", "all", "--seed", "11",
-                 "--fault-rate", "0.05"]) == 0
+    kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(tmp_path),
+                "--requests",
+                "600",
+                "--fault",
+                "all",
+                "--seed",
+                "11",
+                "--fault-rate",
+                "0.05",
+            ]
+        )
+        == 0
+    )
     prefix = f"t{uuid.uuid4().hex[:10]}"
     asyncio.run(_create_topics(kafka_bootstrap, prefix))
     published = _publish(tmp_path, kafka_bootstrap, prefix, capsys)
-    hostile = [(f"{prefix}.{KINDS[i % 3]}", f"bad-{i}".encode(), payload)
-               for i, (payload, _reason) in enumerate(CORPUS.values())]
+    hostile = [
+        (f"{prefix}.{KINDS[i % 3]}", f"bad-{i}".encode(), payload)
+        for i, (payload, _reason) in enumerate(CORPUS.values())
+    ]
     asyncio.run(_produce_large(kafka_bootstrap, hostile))
     valid_hostile = sum(1 for _p, reason in CORPUS.values() if reason is None)
     ticks = _ticks(prefix, load_truth(str(tmp_path / "truth.json")).until_ms)  # every partition's clock to the end
@@ -71,19 +105,41 @@ def test_hostile_input_through_the_worker_and_no_personal_data_anywhere(
     replay_alerts, replay_dead = tmp_path / "replay-alerts.jsonl", tmp_path / "replay-dead.jsonl"
     with gzip.open(tmp_path / "events.jsonl.gz") as log:
         (tmp_path / "with-ticks.jsonl").write_bytes(log.read() + b"".join(v + b"\n" for *_r, v in ticks))
-    assert main(["replay", "--policy", str(tmp_path / "policy.toml"), "--alerts-out", str(replay_alerts),
-                 "--dead-letter", str(replay_dead), str(tmp_path / "with-ticks.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "replay",
+                "--policy",
+                str(tmp_path / "policy.toml"),
+                "--alerts-out",
+                str(replay_alerts),
+                "--dead-letter",
+                str(replay_dead),
+                str(tmp_path / "with-ticks.jsonl"),
+            ]
+        )
+        == 0
+    )
     replay_stderr = capsys.readouterr().err
     expected = {orjson.loads(line)["alert_id"] for line in replay_alerts.read_bytes().splitlines()}
 
     # Alertmanager configured but down: findings must still reach the alerts topic, failures counted.
     dead_alertmanager = f"http://127.0.0.1:{free_port()}"
-    worker = Worker(kafka_bootstrap, prefix, tmp_path / "policy.toml", tmp_path / "worker.log",
-                    extra=("--alertmanager-url", dead_alertmanager), env={"DISMON_LOG_LEVEL": "INFO"})
+    worker = Worker(
+        kafka_bootstrap,
+        prefix,
+        tmp_path / "policy.toml",
+        tmp_path / "worker.log",
+        extra=("--alertmanager-url", dead_alertmanager),
+        env={"DISMON_LOG_LEVEL": "INFO"},
+    )
     try:
         worker.wait_for_events(published + valid_hostile + len(ticks))
-        worker._wait(lambda: metric_sum(worker.metrics(), "dismon_alertmanager_push_failures_total") >= 2, 30,
-                     "retrying Alertmanager")
+        worker._wait(
+            lambda: metric_sum(worker.metrics(), "dismon_alertmanager_push_failures_total") >= 2,
+            30,
+            "retrying Alertmanager",
+        )
         exposition = worker.metrics()
     finally:
         assert worker.stop() == 0

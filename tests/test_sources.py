@@ -25,7 +25,7 @@ from tests.conftest import raw
 def test_split_lines_is_independent_of_chunking(lines: list[bytes], data: st.DataObject) -> None:
     blob = b"\n".join(lines)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(blob)), max_size=8)))
-    chunks = [blob[a:b] for a, b in zip([0, *cuts], [*cuts, len(blob)])]
+    chunks = [blob[a:b] for a, b in zip([0, *cuts], [*cuts, len(blob)], strict=False)]
     expected = blob.split(b"\n")
     if expected and expected[-1] == b"":
         expected.pop()
@@ -76,8 +76,9 @@ def _heap_reorder(stream: list[tuple[int, int]], bound: int) -> Iterator[tuple[i
 
 
 @given(st.lists(st.integers(0, 100), max_size=300), st.integers(0, 30), st.integers(0, 2**32), st.integers(1, 64))
-def test_reorder_releases_exactly_what_a_heap_would_in_its_order(times: list[int], bound: int, seed: int,
-                                                                 release_batch: int) -> None:
+def test_reorder_releases_exactly_what_a_heap_would_in_its_order(
+    times: list[int], bound: int, seed: int, release_batch: int
+) -> None:
     # Arbitrary disorder: most of it within the bound, some of it far beyond (late items), many ties.
     rng = random.Random(seed)
     stream = sorted(((t, i) for i, t in enumerate(times)), key=lambda x: x[0] + rng.randrange(2 * bound + 1))
@@ -124,8 +125,9 @@ def test_stopping_early_stops_the_reading_thread_and_closes_the_file(tmp_path: P
 
 
 def _request_lines(times: list[int], tag: str) -> bytes:
-    return b"".join(raw("request", request_id=f"{tag}-{i}", submitted_at=format_ms(at)) + b"\n"
-                    for i, at in enumerate(times))
+    return b"".join(
+        raw("request", request_id=f"{tag}-{i}", submitted_at=format_ms(at)) + b"\n" for i, at in enumerate(times)
+    )
 
 
 def _merged(paths: list[str], bound_ms: int) -> Iterator[tuple[int, str]]:
@@ -134,10 +136,13 @@ def _merged(paths: list[str], bound_ms: int) -> Iterator[tuple[int, str]]:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 40), st.booleans()), min_size=2, max_size=6),
-       st.integers(0, 2**32))
+@given(
+    st.lists(st.tuples(st.integers(0, 50), st.integers(1, 40), st.booleans()), min_size=2, max_size=6),
+    st.integers(0, 2**32),
+)
 def test_merging_files_as_they_are_reached_gives_the_order_of_merging_them_all_at_once(
-        files: list[tuple[int, int, bool]], seed: int) -> None:
+    files: list[tuple[int, int, bool]], seed: int
+) -> None:
     rng, bound = random.Random(seed), 5 * 60_000
     base = parse_time_ms("2025-06-02T00:00:00Z")
     with tempfile.TemporaryDirectory() as directory:

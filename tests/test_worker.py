@@ -17,8 +17,8 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -60,15 +60,44 @@ def _no_worker_outlives_its_test() -> Iterator[None]:
 class Worker:
     """A ``dismon worker`` subprocess with short Kafka timeouts, and its /metrics."""
 
-    def __init__(self, bootstrap: str, prefix: str, policy: Path, log: Path, extra: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        policy: Path,
+        log: Path,
+        extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = _free_port()
         self.log = log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "monitor.cli", "worker", "--policy", str(policy), "--bootstrap-servers", bootstrap,
-             "--topic-prefix", prefix, "--group", f"{prefix}-group", "--metrics-port", str(self.port),
-             "--idle-after", "off", "--session-timeout", "6s", "--partitions", str(PARTITIONS), *extra],
-            stdout=self.log, stderr=subprocess.STDOUT, env={**ENV, **(env or {})},
+            [
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                "worker",
+                "--policy",
+                str(policy),
+                "--bootstrap-servers",
+                bootstrap,
+                "--topic-prefix",
+                prefix,
+                "--group",
+                f"{prefix}-group",
+                "--metrics-port",
+                str(self.port),
+                "--idle-after",
+                "off",
+                "--session-timeout",
+                "6s",
+                "--partitions",
+                str(PARTITIONS),
+                *extra,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**ENV, **(env or {})},
         )
         _STARTED.append(self.process)
         self._wait(lambda: self._get("/readyz") == 200, 60, "ready")
@@ -108,10 +137,14 @@ class Worker:
     def wait_caught_up(self, count: int, seconds: float = 90) -> None:
         """Through at least ``count`` events (events handled again after a restart count too, so this alone
         says little) and nothing left to read on its partitions; then a moment for the last batch's alerts."""
+
         def caught_up() -> bool:
             text = self._get("/metrics")
-            return (isinstance(text, str) and metric_sum(text, "dismon_events_total") >= count
-                    and metric_sum(text, "dismon_consumer_lag") == 0)
+            return (
+                isinstance(text, str)
+                and metric_sum(text, "dismon_events_total") >= count
+                and metric_sum(text, "dismon_consumer_lag") == 0
+            )
 
         self._wait(caught_up, seconds, f"caught up after {count} events")
         time.sleep(3)
@@ -159,31 +192,56 @@ def _ticks(prefix: str, at_ms: int) -> list[tuple[str, int, bytes, bytes]]:
     records = []
     for kind in KINDS:
         for partition in range(PARTITIONS):
-            tick = raw("disposal", request_id=f"tick-{kind}-{partition}", agreement_id="tax-enforcement-2025",
-                       disposed_at=format_ms(at_ms))
+            tick = raw(
+                "disposal",
+                request_id=f"tick-{kind}-{partition}",
+                agreement_id="tax-enforcement-2025",
+                disposed_at=format_ms(at_ms),
+            )
             records.append((f"{prefix}.{kind}", partition, f"tick-{kind}-{partition}".encode(), tick))
     return records
 
 
 @pytest.fixture
 def scenario(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    assert main(["simulate", "--out", str(tmp_path), "--requests", "1500", "--fault", "all", "--seed", "8",
-                 "--fault-rate", "0.03"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(tmp_path),
+                "--requests",
+                "1500",
+                "--fault",
+                "all",
+                "--seed",
+                "8",
+                "--fault-rate",
+                "0.03",
+            ]
+        )
+        == 0
+    )
     yield tmp_path, f"t{uuid.uuid4().hex[:10]}"
 
 
-def _replay_ids(directory: Path, ticks: list[tuple[str, int, bytes, bytes]], capsys: pytest.CaptureFixture[str]) -> set[str]:
+def _replay_ids(
+    directory: Path, ticks: list[tuple[str, int, bytes, bytes]], capsys: pytest.CaptureFixture[str]
+) -> set[str]:
     with_ticks = directory / "with-ticks.jsonl"
     with_ticks.write_bytes(gzip.open(directory / "events.jsonl.gz").read() + b"".join(v + b"\n" for *_r, v in ticks))
     alerts_file = directory / "replay-alerts.jsonl"
-    assert main(["replay", "--policy", str(directory / "policy.toml"), "--alerts-out", str(alerts_file),
-                 str(with_ticks)]) == 0
+    assert (
+        main(["replay", "--policy", str(directory / "policy.toml"), "--alerts-out", str(alerts_file), str(with_ticks)])
+        == 0
+    )
     capsys.readouterr()
     return {orjson.loads(line)["alert_id"] for line in alerts_file.read_bytes().splitlines()}
 
 
-def _in_two_halves(bootstrap: str, directory: Path, prefix: str, capsys: pytest.CaptureFixture[str]
-                   ) -> tuple[set[str], list[tuple[str, int, bytes, bytes]], list[bytes], int]:
+def _in_two_halves(
+    bootstrap: str, directory: Path, prefix: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[set[str], list[tuple[str, int, bytes, bytes]], list[bytes], int]:
     """Topics, a tight daily cap, the replay's alert ids, and the scenario's events split into first.jsonl.gz
     and second.jsonl.gz: (expected ids, ticks, event lines, half)."""
     asyncio.run(_create_topics(bootstrap, prefix))
@@ -202,8 +260,12 @@ def _tight_daily_cap(directory: Path, cap: int = 12) -> None:
     partition: two workers that each counted only their own would cross it later or never."""
     policy = directory / "policy.toml"
     lines = policy.read_text().splitlines(keepends=True)
-    policy.write_text("".join(f"max_disclosures_per_day = {cap}\n" if line.startswith("max_disclosures_per_day")
-                              else line for line in lines))
+    policy.write_text(
+        "".join(
+            f"max_disclosures_per_day = {cap}\n" if line.startswith("max_disclosures_per_day") else line
+            for line in lines
+        )
+    )
 
 
 def _replayed_windowed(directory: Path) -> set[tuple[str, str, str, object]]:
@@ -213,19 +275,37 @@ def _replayed_windowed(directory: Path) -> set[tuple[str, str, str, object]]:
 
 def _windowed_outcome(alerts: Iterable[dict[str, Any]]) -> set[tuple[str, str, str, object]]:
     """Windowed findings with their status and observed value: a count taken twice, or lost, shows."""
-    return {(a["rule"], a["alert_id"], a["status"], a["details"].get("observed")) for a in alerts
-            if a["request_id"] is None and a["rule"] in WINDOWED}
+    return {
+        (a["rule"], a["alert_id"], a["status"], a["details"].get("observed"))
+        for a in alerts
+        if a["request_id"] is None and a["rule"] in WINDOWED
+    }
 
 
 def _publish(directory: Path, bootstrap: str, prefix: str, capsys: pytest.CaptureFixture[str]) -> int:
-    assert main(["replay", "--to-kafka", "--policy", str(directory / "policy.toml"), "--bootstrap-servers", bootstrap,
-                 "--topic-prefix", prefix, str(directory / "events.jsonl.gz")]) == 0
+    assert (
+        main(
+            [
+                "replay",
+                "--to-kafka",
+                "--policy",
+                str(directory / "policy.toml"),
+                "--bootstrap-servers",
+                bootstrap,
+                "--topic-prefix",
+                prefix,
+                str(directory / "events.jsonl.gz"),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     return int(err.split("published ")[1].split(" events")[0].replace(",", ""))
 
 
-def test_worker_finds_exactly_what_replay_finds(kafka_bootstrap: str, scenario: tuple[Path, str],
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_worker_finds_exactly_what_replay_finds(
+    kafka_bootstrap: str, scenario: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     directory, prefix = scenario
     asyncio.run(_create_topics(kafka_bootstrap, prefix))
     ticks = _ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
@@ -246,16 +326,20 @@ def test_worker_finds_exactly_what_replay_finds(kafka_bootstrap: str, scenario: 
     assert promtool, "promtool missing: `make setup` installs it (deploy/local/tools.sh)"
     check = subprocess.run([promtool, "check", "metrics"], input=exposition.encode(), capture_output=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
-    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines()
-               if line and not line.startswith("#")}
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line and not line.startswith("#")
+    }
     assert sum(v for k, v in samples.items() if k.startswith("dismon_consumer_lag{")) == 0
     firing = sum(v for k, v in samples.items() if k.startswith("dismon_findings_total{") and 'status="firing"' in k)
     assert firing == len(expected)
     assert all(key == a["alert_id"].encode() for key, a in alerts)
 
 
-def test_a_worker_killed_mid_stream_loses_no_finding(kafka_bootstrap: str, scenario: tuple[Path, str],
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_worker_killed_mid_stream_loses_no_finding(
+    kafka_bootstrap: str, scenario: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     directory, prefix = scenario
     asyncio.run(_create_topics(kafka_bootstrap, prefix))
     truth = load_truth(str(directory / "truth.json"))
@@ -270,8 +354,22 @@ def test_a_worker_killed_mid_stream_loses_no_finding(kafka_bootstrap: str, scena
         (directory / f"{part}.jsonl.gz").write_bytes(gzip.compress((directory / f"{part}.jsonl").read_bytes()))
 
     def publish(part: str) -> int:
-        assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
-                     "--topic-prefix", prefix, str(directory / f"{part}.jsonl.gz")]) == 0
+        assert (
+            main(
+                [
+                    "replay",
+                    "--to-kafka",
+                    "--policy",
+                    str(policy),
+                    "--bootstrap-servers",
+                    kafka_bootstrap,
+                    "--topic-prefix",
+                    prefix,
+                    str(directory / f"{part}.jsonl.gz"),
+                ]
+            )
+            == 0
+        )
         return int(capsys.readouterr().err.split("published ")[1].split(" events")[0].replace(",", ""))
 
     first = publish("first")
@@ -301,8 +399,12 @@ def test_garbage_goes_to_dead_letters_and_good_events_around_it_are_processed(
     policy = tmp_path / "policy.toml"
     assert main(["simulate", "--out", str(tmp_path), "--requests", "10"]) == 0
     asyncio.run(_create_topics(kafka_bootstrap, prefix))
-    request = raw("request", agreement_id="tax-enforcement-2025", subject__address__street="Failed to Provide",
-                  submitted_at="2025-06-03T10:00:00Z")
+    request = raw(
+        "request",
+        agreement_id="tax-enforcement-2025",
+        subject__address__street="Failed to Provide",
+        submitted_at="2025-06-03T10:00:00Z",
+    )
     response = raw("response", agreement_id="tax-enforcement-2025", responded_at="2025-06-03T11:00:00Z")
     garbage = [b"not json at all", raw("request", request_id=5), b'{"type":"response","x":"' + b"y" * 1_000_000 + b'"}']
     records = [(f"{prefix}.requests", 0, b"r1", request)]
@@ -317,7 +419,7 @@ def test_garbage_goes_to_dead_letters_and_good_events_around_it_are_processed(
         worker.stop()
     dead = [record for _, record in asyncio.run(_consume_all(kafka_bootstrap, f"{prefix}.deadletter"))]
     # --dead-letter-payload: the bytes are kept (base64, capped), so the producer's bug can be seen and fixed.
-    assert [base64.b64decode(d.pop("payload_b64")) for d in dead] == [garbage[0], garbage[1], garbage[2][:256 * 1024]]
+    assert [base64.b64decode(d.pop("payload_b64")) for d in dead] == [garbage[0], garbage[1], garbage[2][: 256 * 1024]]
     assert [d.pop("payload_truncated") for d in dead] == [False, False, True]
     assert [(d["reason"], d["topic"], d["partition"], d["offset"]) for d in dead] == [
         ("invalid_json", f"{prefix}.requests", 0, 1),
@@ -338,16 +440,44 @@ def test_two_workers_split_partitions_and_one_takes_over_from_the_other(
     one = Worker(kafka_bootstrap, prefix, policy, directory / "one.log")
     two = Worker(kafka_bootstrap, prefix, policy, directory / "two.log")
     try:
-        assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
-                     "--topic-prefix", prefix, str(directory / "first.jsonl.gz")]) == 0
+        assert (
+            main(
+                [
+                    "replay",
+                    "--to-kafka",
+                    "--policy",
+                    str(policy),
+                    "--bootstrap-servers",
+                    kafka_bootstrap,
+                    "--topic-prefix",
+                    prefix,
+                    str(directory / "first.jsonl.gz"),
+                ]
+            )
+            == 0
+        )
         deadline = time.monotonic() + 90
         while one.events() + two.events() < half and time.monotonic() < deadline:
             time.sleep(0.5)
         assert one.events() > 0 and two.events() > 0  # the partitions are split between them
         done_by_two = two.events()
         assert two.stop() == 0
-        assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
-                     "--topic-prefix", prefix, str(directory / "second.jsonl.gz")]) == 0
+        assert (
+            main(
+                [
+                    "replay",
+                    "--to-kafka",
+                    "--policy",
+                    str(policy),
+                    "--bootstrap-servers",
+                    kafka_bootstrap,
+                    "--topic-prefix",
+                    prefix,
+                    str(directory / "second.jsonl.gz"),
+                ]
+            )
+            == 0
+        )
         asyncio.run(_produce(kafka_bootstrap, ticks))
         one.wait_caught_up(len(lines) + len(ticks) - done_by_two)
     finally:
@@ -376,8 +506,22 @@ def test_a_worker_that_gives_partitions_away_forgets_their_requests(
     policy = directory / "policy.toml"
 
     def publish(part: str) -> None:
-        assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
-                     "--topic-prefix", prefix, str(directory / f"{part}.jsonl.gz")]) == 0
+        assert (
+            main(
+                [
+                    "replay",
+                    "--to-kafka",
+                    "--policy",
+                    str(policy),
+                    "--bootstrap-servers",
+                    kafka_bootstrap,
+                    "--topic-prefix",
+                    prefix,
+                    str(directory / f"{part}.jsonl.gz"),
+                ]
+            )
+            == 0
+        )
 
     one = Worker(kafka_bootstrap, prefix, policy, directory / "one.log")
     two = None
@@ -418,15 +562,29 @@ def test_worker_refuses_to_start_on_a_broken_policy_or_uncopartitioned_topics(
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(f"{prefix}.requests", 4, 1), NewTopic(f"{prefix}.responses", 2, 1),
-                                       NewTopic(f"{prefix}.disposals", 4, 1)])
+            await admin.create_topics(
+                [
+                    NewTopic(f"{prefix}.requests", 4, 1),
+                    NewTopic(f"{prefix}.responses", 2, 1),
+                    NewTopic(f"{prefix}.disposals", 4, 1),
+                ]
+            )
         finally:
             await admin.close()
 
     asyncio.run(lopsided())
     assert main(["simulate", "--out", str(tmp_path), "--requests", "10"]) == 0
-    code = main(["worker", "--policy", str(tmp_path / "policy.toml"), "--bootstrap-servers", kafka_bootstrap,
-                 "--topic-prefix", prefix])
+    code = main(
+        [
+            "worker",
+            "--policy",
+            str(tmp_path / "policy.toml"),
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--topic-prefix",
+            prefix,
+        ]
+    )
     assert code == 2
     assert "not co-partitioned" in capsys.readouterr().err
     # A metrics port in use: refused before the worker touches Kafka (no topics of a new prefix appear).
@@ -435,8 +593,19 @@ def test_worker_refuses_to_start_on_a_broken_policy_or_uncopartitioned_topics(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code = main(["worker", "--policy", str(tmp_path / "policy.toml"), "--bootstrap-servers", kafka_bootstrap,
-                     "--topic-prefix", fresh, "--metrics-port", str(port)])
+        code = main(
+            [
+                "worker",
+                "--policy",
+                str(tmp_path / "policy.toml"),
+                "--bootstrap-servers",
+                kafka_bootstrap,
+                "--topic-prefix",
+                fresh,
+                "--metrics-port",
+                str(port),
+            ]
+        )
     assert code == 2
     assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
 
@@ -455,15 +624,25 @@ def test_publishing_creates_co_partitioned_topics_or_refuses_before_creating_any
     kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     assert main(["simulate", "--out", str(tmp_path), "--requests", "20"]) == 0
-    publish = ["replay", "--to-kafka", "--policy", str(tmp_path / "policy.toml"), "--bootstrap-servers",
-               kafka_bootstrap, str(tmp_path / "events.jsonl.gz")]
+    publish = [
+        "replay",
+        "--to-kafka",
+        "--policy",
+        str(tmp_path / "policy.toml"),
+        "--bootstrap-servers",
+        kafka_bootstrap,
+        str(tmp_path / "events.jsonl.gz"),
+    ]
 
     async def partitions(prefix: str) -> dict[str, int]:
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
         await admin.start()
         try:
-            return {t["topic"].removeprefix(f"{prefix}."): len(t["partitions"])
-                    for t in await admin.describe_topics() if t["topic"].startswith(f"{prefix}.")}
+            return {
+                t["topic"].removeprefix(f"{prefix}."): len(t["partitions"])
+                for t in await admin.describe_topics()
+                if t["topic"].startswith(f"{prefix}.")
+            }
         finally:
             await admin.close()
 
@@ -477,8 +656,9 @@ def test_publishing_creates_co_partitioned_topics_or_refuses_before_creating_any
 
     fresh = f"t{uuid.uuid4().hex[:10]}"  # nothing there: every topic, the disposals one too, with --partitions
     assert main([*publish, "--topic-prefix", fresh, "--partitions", "3"]) == 0
-    assert asyncio.run(partitions(fresh)) == dict.fromkeys(["requests", "responses", "disposals", "alerts",
-                                                            "deadletter"], 3)
+    assert asyncio.run(partitions(fresh)) == dict.fromkeys(
+        ["requests", "responses", "disposals", "alerts", "deadletter"], 3
+    )
     one = f"t{uuid.uuid4().hex[:10]}"  # e.g. auto-created by the broker with its default of one partition
     asyncio.run(create({f"{one}.requests": 1}))
     assert main([*publish, "--topic-prefix", one]) == 0
@@ -492,11 +672,30 @@ def test_publishing_creates_co_partitioned_topics_or_refuses_before_creating_any
 
 
 def test_a_worker_killed_during_a_burst_of_disposals_and_responses_loses_nothing(
-        kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Many improper disclosures; the recipient disposes of half of them in time, the other half never.
     # Big enough (about 42,000 events) that the worker is still busy with it when it is killed.
-    assert main(["simulate", "--out", str(tmp_path), "--requests", "20000", "--seed", "21", "--fault",
-                 "incomplete_request_disclosure", "--fault", "disposal_overdue", "--fault-rate", "0.3"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(tmp_path),
+                "--requests",
+                "20000",
+                "--seed",
+                "21",
+                "--fault",
+                "incomplete_request_disclosure",
+                "--fault",
+                "disposal_overdue",
+                "--fault-rate",
+                "0.3",
+            ]
+        )
+        == 0
+    )
     # The policy turns every windowed rule on: their state is taken back after the restart too.
     policy = tmp_path / "policy.toml"
     prefix = f"t{uuid.uuid4().hex[:10]}"
@@ -540,8 +739,9 @@ async def _changelog_counts(bootstrap: str, topic: str) -> tuple[int, int]:
     return records, sum(offset + 1 for offset in last.values())
 
 
-def test_a_restart_recovers_from_a_compacted_changelog(kafka_bootstrap: str, scenario: tuple[Path, str],
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_restart_recovers_from_a_compacted_changelog(
+    kafka_bootstrap: str, scenario: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     # With short changelog segments the broker compacts the join state while the worker runs; a worker
     # started afterwards recovers from what compaction left and still finds exactly what a replay finds.
     directory, prefix = scenario
@@ -551,16 +751,30 @@ def test_a_restart_recovers_from_a_compacted_changelog(kafka_bootstrap: str, sce
     # Three parts a segment apart: the second updates entries of the first (their responses), so once the
     # third rolls the second segment, compaction has superseded records to drop.
     third = len(lines) // 3
-    parts = [lines[:third], lines[third:2 * third], lines[2 * third:]]
+    parts = [lines[:third], lines[third : 2 * third], lines[2 * third :]]
     for number, part in enumerate(parts):
         (directory / f"part{number}.jsonl.gz").write_bytes(gzip.compress(b"\n".join(part) + b"\n"))
     worker = Worker(kafka_bootstrap, prefix, policy, log, extra)
     try:
-        for number, part in enumerate(parts):
+        for number, _part in enumerate(parts):
             if number:
                 time.sleep(1.5)  # the next write rolls the changelog's segments
-            assert main(["replay", "--to-kafka", "--policy", str(policy), "--bootstrap-servers", kafka_bootstrap,
-                         "--topic-prefix", prefix, str(directory / f"part{number}.jsonl.gz")]) == 0
+            assert (
+                main(
+                    [
+                        "replay",
+                        "--to-kafka",
+                        "--policy",
+                        str(policy),
+                        "--bootstrap-servers",
+                        kafka_bootstrap,
+                        "--topic-prefix",
+                        prefix,
+                        str(directory / f"part{number}.jsonl.gz"),
+                    ]
+                )
+                == 0
+            )
             worker.wait_caught_up(third * (number + 1))
         deadline = time.monotonic() + 90
         while (counts := asyncio.run(_changelog_counts(kafka_bootstrap, changelog)))[0] >= counts[1]:

@@ -21,10 +21,13 @@ def test_reads_see_writes_and_deletes_before_the_flush() -> None:
     assert table == {"a": 10, "c": 3} and store.pending == 0
 
 
-@given(st.lists(st.tuples(st.sampled_from("abcdef"), st.one_of(st.none(), st.integers())), max_size=40),
-       st.dictionaries(st.sampled_from("abcdef"), st.integers(), max_size=6))
-def test_a_flushed_writeback_equals_writing_straight_to_the_table(ops: list[tuple[str, int | None]],
-                                                                  start: dict[str, int]) -> None:
+@given(
+    st.lists(st.tuples(st.sampled_from("abcdef"), st.one_of(st.none(), st.integers())), max_size=40),
+    st.dictionaries(st.sampled_from("abcdef"), st.integers(), max_size=6),
+)
+def test_a_flushed_writeback_equals_writing_straight_to_the_table(
+    ops: list[tuple[str, int | None]], start: dict[str, int]
+) -> None:
     direct, table = dict(start), dict(start)
     store: WriteBack[int] = WriteBack(table)
     for key, value in ops:

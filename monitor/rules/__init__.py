@@ -11,13 +11,13 @@ from monitor.rules.base import DisclosureRule, RequestRule, RuleClass, WindowedR
 from monitor.rules.daily_cap_exceeded import DailyCapExceeded
 from monitor.rules.disclosure_rate_spike import DisclosureRateSpike
 from monitor.rules.disclosure_ratio_drift import DisclosureRatioDrift
-from monitor.rules.oversized_batch import OversizedBatch
 from monitor.rules.disposal_overdue import DisposalOverdue
 from monitor.rules.duplicate_disclosure import DuplicateDisclosure
 from monitor.rules.incomplete_request_disclosure import IncompleteRequestDisclosure
 from monitor.rules.missing_legal_basis_disclosure import MissingLegalBasisDisclosure
 from monitor.rules.orphan_disclosure import OrphanDisclosure
 from monitor.rules.outside_agreement_period import OutsideAgreementPeriod
+from monitor.rules.oversized_batch import OversizedBatch
 from monitor.rules.response_sla_breach import ResponseSlaBreach
 from monitor.rules.restricted_disclosure import RestrictedDisclosure
 from monitor.rules.subject_mismatch import SubjectMismatch
@@ -50,7 +50,13 @@ WINDOWED_RULES: tuple[tuple[type[WindowedRule], str], ...] = (
 )
 
 _ALL: tuple[RuleClass, ...] = (
-    *REQUEST_RULES, *DISCLOSURE_RULES, ORPHAN, DUPLICATE, SLA, DISPOSAL, *(cls() for cls, _ in WINDOWED_RULES)
+    *REQUEST_RULES,
+    *DISCLOSURE_RULES,
+    ORPHAN,
+    DUPLICATE,
+    SLA,
+    DISPOSAL,
+    *(cls() for cls, _ in WINDOWED_RULES),
 )
 #: Every rule id the core implements, mapped to its rule object.
 RULES: Mapping[str, RuleClass] = {rule.rule_id: rule for rule in _ALL}

@@ -55,8 +55,8 @@ class WindowedRule:
     """A rule over aggregates (caps, batches, rates, ratios): stateful, one instance per detector.
 
     The window stage (monitor/window_stage.py) calls the hooks with what the
-    detector learnt and ``on_watermark`` when the watermark passes ``next_due_ms()``. Every hook returns the violations it
-    makes; windowed violations name their own agreement (and requester, if any)
+    detector learnt and ``on_watermark`` when the watermark passes ``next_due_ms()``.
+    Every hook returns the violations it makes; windowed violations name their own agreement (and requester, if any)
     and may be ``resolved`` when the condition clears, under the same
     discriminator (so the same alert id) as the firing.
     """
@@ -64,8 +64,9 @@ class WindowedRule:
     rule_id: ClassVar[str]
     severity: ClassVar[Severity]
 
-    def on_request(self, agreement: Agreement, at_ms: int, batch_id: str | None, agency: str,
-                   unit: str | None) -> list[Violation]:
+    def on_request(
+        self, agreement: Agreement, at_ms: int, batch_id: str | None, agency: str, unit: str | None
+    ) -> list[Violation]:
         """A request seen for the first time."""
         return []
 

@@ -37,8 +37,13 @@ class DailyCapExceeded(WindowedRule):
             f"more than {cap:,} disclosures under the agreement on {format_ms(day)[:10]} (daily cap)",
             at,
             f"day:{format_ms(day)[:10]}",
-            {"key": f"agreement:{agreement.id}", "window_start": format_ms(day), "window_end": format_ms(day + MS_PER_DAY),
-             "observed": cap + 1, "cap": cap},
+            {
+                "key": f"agreement:{agreement.id}",
+                "window_start": format_ms(day),
+                "window_end": format_ms(day + MS_PER_DAY),
+                "observed": cap + 1,
+                "cap": cap,
+            },
             agreement_id=agreement.id,
         )
         self._fired[(agreement.id, day)] = violation
@@ -51,8 +56,16 @@ class DailyCapExceeded(WindowedRule):
             if fired is not None:
                 details = dict(fired.details, observed=counts[0])
                 resolved.append(
-                    Violation(fired.rule, fired.severity, f"day closed with {counts[0]:,} disclosures",
-                              day + MS_PER_DAY, fired.discriminator, details, "resolved", fired.agreement_id)
+                    Violation(
+                        fired.rule,
+                        fired.severity,
+                        f"day closed with {counts[0]:,} disclosures",
+                        day + MS_PER_DAY,
+                        fired.discriminator,
+                        details,
+                        "resolved",
+                        fired.agreement_id,
+                    )
                 )
         return resolved
 
@@ -60,10 +73,13 @@ class DailyCapExceeded(WindowedRule):
         return self._days.next_close_ms()
 
     def snapshot(self) -> Any:
-        return {"days": self._days.snapshot(),
-                "fired": [[agreement, day, violation_state(v)] for (agreement, day), v in self._fired.items()]}
+        return {
+            "days": self._days.snapshot(),
+            "fired": [[agreement, day, violation_state(v)] for (agreement, day), v in self._fired.items()],
+        }
 
     def restore(self, state: Any, agreements: Mapping[str, Agreement]) -> None:
         self._days = WindowCounts.restore(state["days"])
-        self._fired = {(agreement, day): v for agreement, day, fired in state["fired"]
-                       if (v := violation_from(fired)) is not None}
+        self._fired = {
+            (agreement, day): v for agreement, day, fired in state["fired"] if (v := violation_from(fired)) is not None
+        }

@@ -139,7 +139,8 @@ class DisclosureRateSpike(WindowedRule):
             state.firing = Violation(
                 self.rule_id,
                 self.severity,
-                f"disclosures for one unit at {count} in {config.window_ms // 60_000} min, {count / expected:.0f}x its usual",
+                f"disclosures for one unit at {count} in {config.window_ms // 60_000} min, {count / expected:.0f}x "
+                f"its usual",
                 start + config.window_ms,
                 f"unit:{unit}:{start}",
                 details,
@@ -151,9 +152,19 @@ class DisclosureRateSpike(WindowedRule):
             return []  # still elevated: the episode goes on, and the baseline does not learn from it
         fired, state.firing = state.firing, None
         self._learn(state, slot, count, config)
-        return [Violation(fired.rule, fired.severity, "disclosure rate back within the unit's baseline",
-                          start + config.window_ms, fired.discriminator, details, "resolved",
-                          fired.agreement_id, fired.requester)]
+        return [
+            Violation(
+                fired.rule,
+                fired.severity,
+                "disclosure rate back within the unit's baseline",
+                start + config.window_ms,
+                fired.discriminator,
+                details,
+                "resolved",
+                fired.agreement_id,
+                fired.requester,
+            )
+        ]
 
     def next_due_ms(self) -> int | None:
         dues = [due for windows in self._windows.values() if (due := windows.next_close_ms()) is not None]
@@ -167,8 +178,10 @@ class DisclosureRateSpike(WindowedRule):
     def snapshot(self) -> Any:
         return {
             "windows": {agreement: windows.snapshot() for agreement, windows in self._windows.items()},
-            "units": [[agreement, unit, s.baseline, s.observed, s.last_start, violation_state(s.firing)]
-                      for (agreement, unit), s in self._units.items()],
+            "units": [
+                [agreement, unit, s.baseline, s.observed, s.last_start, violation_state(s.firing)]
+                for (agreement, unit), s in self._units.items()
+            ],
         }
 
     def restore(self, state: Any, agreements: Mapping[str, Agreement]) -> None:

@@ -101,8 +101,18 @@ class DisclosureRatioDrift(WindowedRule):
         if state.cusum == 0.0:
             if state.firing is not None:
                 fired, state.firing = state.firing, None
-                return [Violation(fired.rule, fired.severity, "disclosure ratio back at its baseline",
-                                  start + config.window_ms, fired.discriminator, details, "resolved", agreement_id)]
+                return [
+                    Violation(
+                        fired.rule,
+                        fired.severity,
+                        "disclosure ratio back at its baseline",
+                        start + config.window_ms,
+                        fired.discriminator,
+                        details,
+                        "resolved",
+                        agreement_id,
+                    )
+                ]
             return []
         if state.cusum > config.threshold and state.firing is None:
             state.pending.clear()  # the windows just before the alert are likely part of the shift
@@ -123,10 +133,18 @@ class DisclosureRatioDrift(WindowedRule):
         return min(dues) if dues else None
 
     def snapshot(self) -> Any:
-        return {agreement: {"windows": s.windows.snapshot(), "responses": s.responses, "disclosed": s.disclosed,
-                            "warm": s.warm, "cusum": s.cusum, "firing": violation_state(s.firing),
-                            "pending": list(s.pending)}
-                for agreement, s in self._agreements.items()}
+        return {
+            agreement: {
+                "windows": s.windows.snapshot(),
+                "responses": s.responses,
+                "disclosed": s.disclosed,
+                "warm": s.warm,
+                "cusum": s.cusum,
+                "firing": violation_state(s.firing),
+                "pending": list(s.pending),
+            }
+            for agreement, s in self._agreements.items()
+        }
 
     def restore(self, state: Any, agreements: Mapping[str, Agreement]) -> None:
         self._agreements = {}

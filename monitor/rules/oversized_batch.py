@@ -23,8 +23,9 @@ class OversizedBatch(WindowedRule):
         self._fired: dict[tuple[str, str], Violation] = {}
         self._next_sweep_ms: int | None = None
 
-    def on_request(self, agreement: Agreement, at_ms: int, batch_id: str | None, agency: str,
-                   unit: str | None) -> list[Violation]:
+    def on_request(
+        self, agreement: Agreement, at_ms: int, batch_id: str | None, agency: str, unit: str | None
+    ) -> list[Violation]:
         cap, batch = agreement.max_batch_size, batch_id
         if cap is None or not batch:
             return []
@@ -63,9 +64,17 @@ class OversizedBatch(WindowedRule):
             fired = self._fired.pop(key, None)
             if fired is not None:
                 resolved.append(
-                    Violation(fired.rule, fired.severity, f"batch quiet; it held {count:,} requests",
-                              newest_ms + window_ms, fired.discriminator, dict(fired.details, observed=count),
-                              "resolved", fired.agreement_id, fired.requester)
+                    Violation(
+                        fired.rule,
+                        fired.severity,
+                        f"batch quiet; it held {count:,} requests",
+                        newest_ms + window_ms,
+                        fired.discriminator,
+                        dict(fired.details, observed=count),
+                        "resolved",
+                        fired.agreement_id,
+                        fired.requester,
+                    )
                 )
         if not self._batches:
             self._next_sweep_ms = None
@@ -75,12 +84,17 @@ class OversizedBatch(WindowedRule):
         return self._next_sweep_ms
 
     def snapshot(self) -> Any:
-        return {"batches": [[agreement, batch, values] for (agreement, batch), values in self._batches.items()],
-                "fired": [[agreement, batch, violation_state(v)] for (agreement, batch), v in self._fired.items()],
-                "next_sweep": self._next_sweep_ms}
+        return {
+            "batches": [[agreement, batch, values] for (agreement, batch), values in self._batches.items()],
+            "fired": [[agreement, batch, violation_state(v)] for (agreement, batch), v in self._fired.items()],
+            "next_sweep": self._next_sweep_ms,
+        }
 
     def restore(self, state: Any, agreements: Mapping[str, Agreement]) -> None:
         self._batches = {(agreement, batch): list(values) for agreement, batch, values in state["batches"]}
-        self._fired = {(agreement, batch): v for agreement, batch, fired in state["fired"]
-                       if (v := violation_from(fired)) is not None}
+        self._fired = {
+            (agreement, batch): v
+            for agreement, batch, fired in state["fired"]
+            if (v := violation_from(fired)) is not None
+        }
         self._next_sweep_ms = state["next_sweep"]

@@ -19,7 +19,9 @@ class UnauthorizedParty:
     def check_request(self, request: Request, agreement: Agreement | None, event_time_ms: int) -> list[Violation]:
         # A list, not a generator: this runs on every request, and nearly always finds nothing.
         if agreement is None:
-            return [self._violation("request under an unknown agreement", event_time_ms, "request", "unknown_agreement")]
+            return [
+                self._violation("request under an unknown agreement", event_time_ms, "request", "unknown_agreement")
+            ]
         found = []
         if request.requester.agency not in agreement.requesters:
             found.append(

@@ -38,7 +38,7 @@ authorized_signatories = ["ICE Director", "ICE Deputy Director"]
 def default_policy(start_day_ms: int, max_per_day: int | None = None, max_batch: int | None = None) -> str:
     """One agreement in force from the scenario's first day (with a court order on employer data),
     and an expired one that some faulty requests still cite."""
-    start = dt.datetime.fromtimestamp(start_day_ms / 1000, tz=dt.timezone.utc).date().isoformat()
+    start = dt.datetime.fromtimestamp(start_day_ms / 1000, tz=dt.UTC).date().isoformat()
     current = _agreement(
         "tax-enforcement-2025",
         f"effective_from = {start}",

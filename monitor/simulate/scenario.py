@@ -34,7 +34,8 @@ FAULTS: dict[str, tuple[str, ...]] = {
     "response_sla_breach": ("response_sla_breach",),
     "disposal_overdue": ("incomplete_request_disclosure", "disposal_overdue"),
 }
-#: Faults whose disclosure is improper (critical): the recipient disposes of it unless the fault is the overdue disposal.
+#: Faults whose disclosure is improper (critical): the recipient disposes of it,
+#: unless the fault is the overdue disposal.
 IMPROPER = frozenset(FAULTS) - {"duplicate_disclosure", "response_sla_breach"}
 
 
@@ -182,7 +183,8 @@ def _caps(plan: Plan, days: int) -> tuple[int, int]:
 def _ensure_each_fault(plan: Plan, faults: list[str], fault_start_ms: int, rng: random.Random) -> None:
     """Every requested fault occurs at least once, however small the scenario."""
     eligible = [
-        i for i in range(len(plan))
+        i
+        for i in range(len(plan))
         if plan.submit_ms[i] >= fault_start_ms and i not in plan.faults and i not in plan.batch_of
     ]
     for fault in faults:

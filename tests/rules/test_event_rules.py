@@ -13,13 +13,22 @@ def test_restricted_disclosure_while_order_in_force(detector: Detector) -> None:
 
 
 def test_restricted_field_before_the_order_is_fine(detector: Detector) -> None:
-    early = [request(submitted_at="2025-05-02T10:00:00Z"), response(responded_at="2025-05-02T12:00:00Z", disclosed__employer="Acme")]
+    early = [
+        request(submitted_at="2025-05-02T10:00:00Z"),
+        response(responded_at="2025-05-02T12:00:00Z", disclosed__employer="Acme"),
+    ]
     assert run(detector, early) == []
 
 
 def test_outside_agreement_period_before_and_after(detector: Detector) -> None:
-    before = [request(request_id="b", submitted_at="2025-03-01T10:00:00Z"), response(request_id="b", responded_at="2025-03-01T12:00:00Z")]
-    after = [request(request_id="c", submitted_at="2026-04-07T10:00:00Z"), response(request_id="c", responded_at="2026-04-07T12:00:00Z")]
+    before = [
+        request(request_id="b", submitted_at="2025-03-01T10:00:00Z"),
+        response(request_id="b", responded_at="2025-03-01T12:00:00Z"),
+    ]
+    after = [
+        request(request_id="c", submitted_at="2026-04-07T10:00:00Z"),
+        response(request_id="c", responded_at="2026-04-07T12:00:00Z"),
+    ]
     # A year passes between the two: the first, improper and never disposed of, is also overdue.
     assert rules_of(run(detector, before + after)) == ["disposal_overdue"] + ["outside_agreement_period"] * 2
 
@@ -38,7 +47,9 @@ def test_unauthorized_signatory_and_requester(detector: Detector) -> None:
     findings = run(detector, events)
     assert rules_of(findings) == ["unauthorized_party"] * 3
     assert sorted(f.details["problem"] for f in findings) == [
-        "requester_not_party", "signatory_not_authorized", "unknown_agreement"
+        "requester_not_party",
+        "signatory_not_authorized",
+        "unknown_agreement",
     ]
 
 

@@ -94,7 +94,9 @@ def test_permitted_fields_are_fine(detector: Detector) -> None:
     assert run(detector, [request(), response(disclosed__name={"first": "Ana", "last": "Garcia"})]) == []
 
 
-@pytest.mark.parametrize("disclosed_name", ["Maria Lopez", {"first": "Ana", "last": "Lopez"}, {"first": "Mei", "last": "Garcia"}])
+@pytest.mark.parametrize(
+    "disclosed_name", ["Maria Lopez", {"first": "Ana", "last": "Lopez"}, {"first": "Mei", "last": "Garcia"}]
+)
 def test_subject_mismatch(detector: Detector, disclosed_name: object) -> None:
     findings = run(detector, [request(), response(disclosed__name=disclosed_name)])
     assert rules_of(findings) == ["subject_mismatch"]

@@ -5,10 +5,22 @@ from __future__ import annotations
 from monitor.rules import RULES
 
 SPEC_RULES = {
-    "incomplete_request_disclosure", "missing_legal_basis_disclosure", "weak_match_disclosure", "unpermitted_field",
-    "restricted_disclosure", "outside_agreement_period", "unauthorized_party", "subject_mismatch",
-    "orphan_disclosure", "duplicate_disclosure", "response_sla_breach", "disposal_overdue",
-    "daily_cap_exceeded", "oversized_batch", "disclosure_rate_spike", "disclosure_ratio_drift",
+    "incomplete_request_disclosure",
+    "missing_legal_basis_disclosure",
+    "weak_match_disclosure",
+    "unpermitted_field",
+    "restricted_disclosure",
+    "outside_agreement_period",
+    "unauthorized_party",
+    "subject_mismatch",
+    "orphan_disclosure",
+    "duplicate_disclosure",
+    "response_sla_breach",
+    "disposal_overdue",
+    "daily_cap_exceeded",
+    "oversized_batch",
+    "disclosure_rate_spike",
+    "disclosure_ratio_drift",
 }
 
 

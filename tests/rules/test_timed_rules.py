@@ -56,7 +56,8 @@ def test_disposal_in_time_even_if_it_arrives_first(detector: Detector) -> None:
 def test_disposal_before_the_disclosure_does_not_count(detector: Detector) -> None:
     events = [request(subject__address__street="unknown"), disposal(disposed_at="2025-06-02T11:00:00Z"), response()]
     assert rules_of(run(detector, events, until="2025-06-20T00:00:00Z")) == [
-        "disposal_overdue", "incomplete_request_disclosure"
+        "disposal_overdue",
+        "incomplete_request_disclosure",
     ]
 
 

@@ -40,10 +40,17 @@ def _detector() -> Detector:
 def _pair(i: int, at_ms: int, disclosed: bool = True, unit: str = "U1", batch: str | None = None) -> list[Event]:
     rid = f"r{i}"
     return [
-        request(request_id=rid, submitted_at=format_ms(at_ms - 60_000), requester__unit=unit,
-                batch_id=batch if batch else DELETE),
-        response(request_id=rid, responded_at=format_ms(at_ms),
-                 **({} if disclosed else {"disclosed": DELETE, "match": {"status": "no_match"}})),
+        request(
+            request_id=rid,
+            submitted_at=format_ms(at_ms - 60_000),
+            requester__unit=unit,
+            batch_id=batch if batch else DELETE,
+        ),
+        response(
+            request_id=rid,
+            responded_at=format_ms(at_ms),
+            **({} if disclosed else {"disclosed": DELETE, "match": {"status": "no_match"}}),
+        ),
     ]
 
 
@@ -179,18 +186,28 @@ def _late_scenarios() -> dict[str, tuple[list[Event], int]]:
     spike_start = START + 14 * 24 * HOUR + 10 * HOUR
     return {
         "daily_cap_exceeded": ([e for i in range(8) for e in _pair(i, DAY + i * 20 * 60_000)], DAY + 24 * HOUR),
-        "oversized_batch": ([request(request_id=f"b{i}", batch_id="B1", submitted_at=format_ms(DAY + i * 15 * 60_000))
-                             for i in range(15)], DAY + 24 * HOUR),
-        "disclosure_rate_spike": (_office_traffic(14, 2, START)
-                                  + [e for k in range(30) for e in _pair(100_000 + k, spike_start + k * 60_000)],
-                                  spike_start + 4 * HOUR),
-        "disclosure_ratio_drift": (_ratio_traffic(6000, 0.04, START, 0, 1)
-                                   + _ratio_traffic(4000, 0.08, START + 6000 * 6_000, 10_000, 2),
-                                   START + 10_000 * 6_000 + 2 * HOUR),
+        "oversized_batch": (
+            [
+                request(request_id=f"b{i}", batch_id="B1", submitted_at=format_ms(DAY + i * 15 * 60_000))
+                for i in range(15)
+            ],
+            DAY + 24 * HOUR,
+        ),
+        "disclosure_rate_spike": (
+            _office_traffic(14, 2, START)
+            + [e for k in range(30) for e in _pair(100_000 + k, spike_start + k * 60_000)],
+            spike_start + 4 * HOUR,
+        ),
+        "disclosure_ratio_drift": (
+            _ratio_traffic(6000, 0.04, START, 0, 1) + _ratio_traffic(4000, 0.08, START + 6000 * 6_000, 10_000, 2),
+            START + 10_000 * 6_000 + 2 * HOUR,
+        ),
     }
 
 
-@pytest.mark.parametrize("rule", ["daily_cap_exceeded", "oversized_batch", "disclosure_rate_spike", "disclosure_ratio_drift"])
+@pytest.mark.parametrize(
+    "rule", ["daily_cap_exceeded", "oversized_batch", "disclosure_rate_spike", "disclosure_ratio_drift"]
+)
 def test_late_input_is_counted_and_changes_no_alert_id(rule: str) -> None:
     events, until = _late_scenarios()[rule]
     on_time = {f.alert_id for f in _firing(_run(events, until), rule)}
@@ -222,8 +239,10 @@ def _all_windowed_traffic() -> tuple[list[Event], int]:
     fires (and the spike and the caps resolve) on it."""
     events = _ratio_traffic(6000, 0.04, START, 200_000, 1)
     events += _ratio_traffic(4000, 0.08, START + 6000 * 6_000, 300_000, 2)
-    events += [request(request_id=f"b{i}", batch_id="B1", submitted_at=format_ms(START + 3 * 24 * HOUR + i * 1000))
-               for i in range(15)]
+    events += [
+        request(request_id=f"b{i}", batch_id="B1", submitted_at=format_ms(START + 3 * 24 * HOUR + i * 1000))
+        for i in range(15)
+    ]
     office = START + 7 * 24 * HOUR  # the Monday after
     events += _office_traffic(14, 2, office)
     spike_start = office + 14 * 24 * HOUR + 10 * HOUR
@@ -242,7 +261,11 @@ def _outcome(found: Sequence[Finding]) -> set[tuple[str, str, object]]:
 def test_all_windowed_traffic_makes_every_windowed_rule_fire() -> None:
     found = _run(ALL_WINDOWED, until_ms=ALL_WINDOWED_UNTIL)
     assert {f.rule for f in found if f.status == "firing"} >= {
-        "daily_cap_exceeded", "oversized_batch", "disclosure_rate_spike", "disclosure_ratio_drift"}
+        "daily_cap_exceeded",
+        "oversized_batch",
+        "disclosure_rate_spike",
+        "disclosure_ratio_drift",
+    }
 
 
 class _Pipeline:
@@ -250,8 +273,13 @@ class _Pipeline:
     their event, to a window stage that counts each position once and follows the detector's watermark."""
 
     def __init__(self, store: dict[str, object] | None = None, stage: WindowStage | None = None, counted: int = -1):
-        self.detector = Detector(parse_policy(POLICY, "w.toml"), SubjectHasher(TEST_KEY), allowed_lateness_ms=10 * 60_000,
-                                 store=store, window_sink=self._fact)  # type: ignore[arg-type]
+        self.detector = Detector(
+            parse_policy(POLICY, "w.toml"),
+            SubjectHasher(TEST_KEY),
+            allowed_lateness_ms=10 * 60_000,
+            store=store,  # type: ignore[arg-type]
+            window_sink=self._fact,
+        )
         for request_id, entry in list(self.detector.store.items()):
             self.detector.restore(request_id, entry)  # as after recovery from the changelog
         self.stage = stage or WindowStage(self.detector.policy)
