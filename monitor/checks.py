@@ -5,18 +5,21 @@ leak this product exists for went out on addresses like "Failed to Provide",
 "Unknown Address", "NA NA" or a lone zip of 12345, so this module is strict:
 values are normalised (case-folded, punctuation removed, whitespace collapsed)
 and compared against a built-in list extended by the policy; address fields
-get structural checks too (a street needs a house number, a zip 5 or 9 digits).
+get structural checks too: a street line must be a complete address of a form
+the agreement accepts (monitor/address.py), a zip 5 or 9 digits.
 
 Results name the field and the failed check, never the value.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from monitor.address import FORMS, classify
 from monitor.events import Request
 
 BUILTIN_PLACEHOLDERS = frozenset(
@@ -35,9 +38,7 @@ _PUNCT_BYTES = string.punctuation.encode()
 _CONTAINS_RE = re.compile(r"(?:^| )(?:" + "|".join(CONTAINS_PLACEHOLDERS) + r")(?: |$)")
 _ZIP_RE = re.compile(r"^\d{5}(\d{4})?$")
 _ZIP_FAST_RE = re.compile(r"\d{5}(?:-?\d{4})?\Z")
-_STREET_OK_RE = re.compile(r"(?=.*\d)(?=.*[^\W\d_])")  # a house number and a name
 _STREET_FAST_RE = re.compile(r" *[0-9]+[A-Za-z]? +[A-Za-z][A-Za-z ]*\Z")  # "6829 Sunset Terrace"
-_HAS_LETTER_RE = re.compile(r"[^\W\d_]")
 
 
 def normalize(value: str) -> str:
@@ -69,19 +70,26 @@ def text_problem(value: object, extra_placeholders: frozenset[str] = frozenset()
     return _normalized_problem(folded if folded.isalnum() else normalize(value), extra_placeholders)
 
 
-def street_problem(value: object, extra: frozenset[str] = frozenset()) -> str | None:
+ALL_FORMS = frozenset(FORMS)
+
+
+def street_problem(value: object, extra: frozenset[str] = frozenset(), forms: frozenset[str] = ALL_FORMS) -> str | None:
+    """Why a street line is no usable address (a check name), or None; ``forms``: the accepted
+    :data:`monitor.address.FORMS`, a ``<form>_not_accepted`` check for the others."""
     # The common case, "6829 Sunset Terrace": ASCII letters, digits and spaces only, so the normal form is
     # just lower case with single spaces, and a house number and a name are there. It is still a placeholder
     # if it contains one of CONTAINS_PLACEHOLDERS or is one of the policy's own (the built-in ones contain no
     # digit but "0"). A property test checks this against the full path below.
-    if isinstance(value, str) and _STREET_FAST_RE.match(value):
+    if isinstance(value, str) and _STREET_FAST_RE.match(value) and "street" in forms:
         norm = " ".join(value.lower().split())
         if not ("unknown" in norm or "provide" in norm or "address" in norm) and norm not in extra:
             return None
-    return checked_street_problem(value, extra)
+    return checked_street_problem(value, extra, forms)
 
 
-def checked_street_problem(value: object, extra: frozenset[str] = frozenset()) -> str | None:
+def checked_street_problem(
+    value: object, extra: frozenset[str] = frozenset(), forms: frozenset[str] = ALL_FORMS
+) -> str | None:
     """:func:`street_problem` without its fast path."""
     if not isinstance(value, str):
         return text_problem(value, extra)
@@ -89,11 +97,10 @@ def checked_street_problem(value: object, extra: frozenset[str] = frozenset()) -
     problem = _normalized_problem(norm, extra)
     if problem is not None:
         return problem
-    if _STREET_OK_RE.match(norm):
-        return None
-    if not _HAS_LETTER_RE.search(norm):
-        return "street_without_name"  # e.g. a zip code typed into the street field
-    return "street_without_number"
+    verdict = classify(norm)
+    if verdict in ALL_FORMS:
+        return None if verdict in forms else f"{verdict}_not_accepted"
+    return verdict
 
 
 def zip_problem(value: object, extra: frozenset[str] = frozenset()) -> str | None:
@@ -139,6 +146,7 @@ def _parent(head: str) -> Callable[[Request], Any]:
 
 
 _CACHE_LIMIT = 65_536
+_Check = Callable[[Any, frozenset[str]], str | None]
 
 
 class RequiredFields:
@@ -150,14 +158,23 @@ class RequiredFields:
 
     __slots__ = ("_cache", "_checks", "_extra")
 
-    def __init__(self, paths: Iterable[str], extra_placeholders: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        paths: Iterable[str],
+        extra_placeholders: frozenset[str] = frozenset(),
+        address_forms: frozenset[str] = ALL_FORMS,
+    ) -> None:
         self._extra = extra_placeholders
         self._cache: dict[object, str | None] = {}
         # Grouped by parent object so each parent (address, legal basis...) is looked up once per request.
-        groups: dict[str, list[tuple[str, str, Callable[[Any, frozenset[str]], str | None] | None]]] = {}
+        groups: dict[str, list[tuple[str, str, _Check | None]]] = {}
+        specials: dict[str, _Check] = {
+            "subject.address.street": functools.partial(street_problem, forms=address_forms),
+            "subject.address.zip": zip_problem,
+        }
         for path in paths:
             head, _, leaf = path.rpartition(".")
-            special = {"subject.address.street": street_problem, "subject.address.zip": zip_problem}.get(path)
+            special = specials.get(path)
             groups.setdefault(head, []).append((path, leaf, special))
         self._checks = tuple((_parent(head), tuple(leaves)) for head, leaves in groups.items())
 

@@ -19,7 +19,7 @@ from typing import IO, Any
 import orjson
 from prometheus_client import CollectorRegistry
 
-from monitor import __version__, arguments
+from monitor import __version__, arguments, explain
 from monitor.detector import DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_MAX_JOIN_ENTRIES, Detector
 from monitor.errors import DismonError, UsageError
 from monitor.events import FUTURE_TOLERANCE_MS
@@ -243,6 +243,16 @@ def _add_policy(commands: Any) -> None:
         ),
     )
     check.add_argument("path", metavar="P")
+    check.add_argument(
+        "--explain-address",
+        metavar="ADDRESS",
+        help=(
+            'show how each agreement judges this address ("street, city, ST 12345"): which check each field '
+            "passes or fails, and the street line's form; - reads addresses from stdin, one per line, which keeps "
+            "them out of shell history. The address itself is never printed."
+        ),
+    )
+    check.add_argument("--agreement", metavar="ID", help="with --explain-address: only this agreement")
     check.set_defaults(run=_policy_check)
 
 
@@ -643,6 +653,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _policy_check(args: argparse.Namespace) -> int:
     policy = load_policy(args.path)
+    if args.explain_address is not None:
+        return _explain_addresses(args, policy)
     print(f"{policy.path}: valid, version {policy.version}, {len(policy.agreements)} agreement(s)")
     for agreement in policy.agreements.values():
         until = format_ms(agreement.effective_until_ms) if agreement.effective_until_ms else "open-ended"
@@ -657,6 +669,19 @@ def _policy_check(args: argparse.Namespace) -> int:
                 f"  restriction from {format_ms(restriction.from_ms)}: {', '.join(sorted(restriction.fields))} "
                 f"({restriction.reason})"
             )
+    return EXIT_OK
+
+
+def _explain_addresses(args: argparse.Namespace, policy: Policy) -> int:
+    if args.agreement is not None and args.agreement not in policy.agreements:
+        raise UsageError(f"--agreement: {args.agreement!r} is not in {policy.path}")
+    agreements = [a for a in policy.agreements.values() if args.agreement in (None, a.id)]
+    texts = sys.stdin.read().splitlines() if args.explain_address == "-" else [args.explain_address]
+    for number, text in enumerate(t for t in texts if t.strip()):
+        address = explain.split_address(text)
+        print(f"address {number + 1}: {explain.fields_read(address)}")
+        for agreement in agreements:
+            print("\n".join(explain.explain(address, agreement)))
     return EXIT_OK
 
 

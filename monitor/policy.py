@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from monitor.address import FORMS
 from monitor.checks import normalize
 from monitor.errors import PolicyError
 from monitor.timeutil import MS_PER_DAY, date_start_ms, parse_duration_ms, to_ms
@@ -110,6 +111,7 @@ class Agreement:
     ratio_drift: RatioDriftConfig | None
     authorized_signatories: frozenset[str] | None
     placeholder_values: frozenset[str]  # normalised
+    address_forms: frozenset[str]  # street-line forms (monitor.address.FORMS) that count as an address
     restrictions: tuple[Restriction, ...]
 
     @property
@@ -137,7 +139,7 @@ _AGREEMENT_KEYS = frozenset(
         "id", "requesters", "disclosers", "effective_from", "effective_until", "permitted_fields",
         "required_request_fields", "required_match", "response_sla", "join_window", "orphan_grace",
         "disposal_deadline", "max_disclosures_per_day", "max_batch_size", "authorized_signatories",
-        "placeholder_values", "restriction", "rate_spike", "ratio_drift",
+        "placeholder_values", "address_forms", "restriction", "rate_spike", "ratio_drift",
     }
 )  # fmt: skip
 _RESTRICTION_KEYS = frozenset({"fields", "from", "until", "requesters", "reason"})
@@ -242,7 +244,7 @@ def _read_match(outer: _Reader) -> RequiredMatch | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise outer.fail("required_match", "must be a table such as { status = \"matched\", min_score = 0.9 }")
+        raise outer.fail("required_match", 'must be a table such as { status = "matched", min_score = 0.9 }')
     inner = _Reader(outer.path, outer.lines, value, outer.where + ".required_match", outer.start_line)
     inner.check_keys(_MATCH_KEYS)
     status = inner.text("status") or "matched"
@@ -263,7 +265,7 @@ def _subtable(outer: _Reader, key: str, allowed: frozenset[str]) -> _Reader | No
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise outer.fail(key, "must be a table such as { window = \"1h\" } ({} for the defaults)")
+        raise outer.fail(key, 'must be a table such as { window = "1h" } ({} for the defaults)')
     inner = _Reader(outer.path, outer.lines, value, f"{outer.where}.{key}", outer.start_line)
     inner.check_keys(allowed)
     return inner
@@ -323,7 +325,9 @@ def _read_restriction(outer: _Reader, index: int, value: Any) -> Restriction:
         raise reader.fail("until", "must be after 'from'")
     requesters = reader.text_list("requesters", empty_ok=False)
     reason = reader.text("reason") or "restriction in force"
-    return Restriction(frozenset(fields), from_ms, until_ms, None if requesters is None else frozenset(requesters), reason)
+    return Restriction(
+        frozenset(fields), from_ms, until_ms, None if requesters is None else frozenset(requesters), reason
+    )
 
 
 def _nth_header(lines: list[str], header: str, index: int, start: int) -> int:
@@ -385,8 +389,21 @@ def _read_agreement(path: str, lines: list[str], index: int, table: Any) -> Agre
         ratio_drift=_read_ratio_drift(reader),
         authorized_signatories=None if signatories is None else frozenset(signatories),
         placeholder_values=frozenset(normalize(v) for v in reader.text_list("placeholder_values") or ()),
+        address_forms=_read_address_forms(reader),
         restrictions=tuple(_read_restriction(reader, i, r) for i, r in enumerate(restrictions_raw)),
     )
+
+
+def _read_address_forms(reader: _Reader) -> frozenset[str]:
+    forms = reader.text_list("address_forms")
+    if forms is None:
+        return frozenset(FORMS)
+    if not forms:
+        raise reader.fail("address_forms", "must name at least one form (leave the key out to accept every one)")
+    unknown = sorted(set(forms) - set(FORMS))
+    if unknown:
+        raise reader.fail("address_forms", f"unknown form(s) {unknown}; known: {list(FORMS)}")
+    return frozenset(forms)
 
 
 def parse_policy(text: str, path: str = "<policy>") -> Policy:

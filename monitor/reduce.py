@@ -65,7 +65,7 @@ class Reducer:
         self.policy = policy
         self._required = {
             agreement.id: (
-                RequiredFields(agreement.identifying_fields, agreement.placeholder_values),
+                RequiredFields(agreement.identifying_fields, agreement.placeholder_values, agreement.address_forms),
                 RequiredFields(agreement.legal_basis_fields, agreement.placeholder_values),
             )
             for agreement in policy.agreements.values()
@@ -79,8 +79,9 @@ class Reducer:
                 found = rule.check_request(event, agreement, event_ms)
                 if found:
                     violations += tuple(found)
-            return RequestDigest(event.request_id, event.batch_id, self._request_facts(event, agreement, event_ms),
-                                 violations)
+            return RequestDigest(
+                event.request_id, event.batch_id, self._request_facts(event, agreement, event_ms), violations
+            )
         if isinstance(event, Response):
             fields = disclosed_fields(event)
             disclosure = self._disclosure_facts(event, fields, event_ms) if fields else None
