@@ -23,15 +23,15 @@ from collections import Counter
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from monitor.detector import Detector  # noqa: E402
-from monitor.events import Response  # noqa: E402
-from monitor.findings import SubjectHasher  # noqa: E402
-from monitor.policy import load_policy  # noqa: E402
-from monitor.report import finding_key, load_truth  # noqa: E402
+from monitor.config import load_policy  # noqa: E402
+from monitor.core.detector import Detector  # noqa: E402
+from monitor.core.events import Response  # noqa: E402
+from monitor.core.findings import SubjectHasher  # noqa: E402
+from monitor.core.timeutil import MS_PER_DAY, parse_time_ms  # noqa: E402
+from monitor.replay.report import finding_key, load_truth  # noqa: E402
+from monitor.replay.sources import merged_events  # noqa: E402
 from monitor.simulate import write_scenario  # noqa: E402
 from monitor.simulate.scenario import plan_default  # noqa: E402
-from monitor.sources import merged_events  # noqa: E402
-from monitor.timeutil import MS_PER_DAY, parse_time_ms  # noqa: E402
 
 START = parse_time_ms("2025-01-06")  # a Monday
 KEY = b"bench-key-0123456789abcdef"

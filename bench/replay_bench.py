@@ -35,7 +35,7 @@ MEASURE = r"""
 import gc, json, os, resource, sys, time
 mode, paths, policy = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
 import orjson
-from monitor.sources import open_lines
+from monitor.replay.sources import open_lines
 count = 0
 started = time.perf_counter()
 if mode == "floor-gzip":
@@ -49,15 +49,15 @@ elif mode == "floor-chunked":
         for line in open_lines(path):
             orjson.loads(line); count += 1
 elif mode == "msgspec":
-    from monitor.events import decode_timed
+    from monitor.core.events import decode_timed
     for path in paths:
         for line in open_lines(path):
             decode_timed(line); count += 1
 else:
-    from monitor.detector import Detector
-    from monitor.findings import SubjectHasher
-    from monitor.policy import load_policy
-    from monitor.replay import run_replay
+    from monitor.core.detector import Detector
+    from monitor.core.findings import SubjectHasher
+    from monitor.config import load_policy
+    from monitor.replay.run import run_replay
     detector = Detector(load_policy(policy), SubjectHasher(b"bench-key-0123456789abcdef"))
     split = {"replay": "balanced", "replay-inline": None}.get(mode, mode.removeprefix("replay-reduce-in-"))
     summary = run_replay(paths, detector, lambda f: None, lambda d: None, read_ahead=split)

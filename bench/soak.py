@@ -29,8 +29,8 @@ from bench_common import BENCH_ENV, KINDS, ROOT, create_topics, free_port, metri
 
 sys.path.insert(0, ROOT)
 
-from monitor.report import load_truth
-from monitor.timeutil import format_ms
+from monitor.core.timeutil import format_ms
+from monitor.replay.report import load_truth
 
 TOPIC_OF = {"request": "requests", "response": "responses", "disposal": "disposals"}
 

@@ -7,7 +7,7 @@ measures, each in its own process, the rate at which these get through all of it
 
 * aiokafka:  a raw AIOKafkaConsumer reading the three input topics (no decoding);
 * faust:     a Faust agent that does nothing with its events (Faust's per-event ceiling), as Faust
-             configures its consumer and with dismon's shorter fetch wait (monitor/batching.py);
+             configures its consumer and with dismon's shorter fetch wait (monitor/live/faust/batching.py);
 * worker:    ``dismon worker`` (decode, join state in the changelog-backed table, rules, alerts),
              timed from its first event to its last through /metrics;
 * worker x2: two workers in one group on the same partitions, timed once both are ready (after the
@@ -31,13 +31,14 @@ import uuid
 
 from bench_common import BENCH_ENV, KINDS, ROOT, create_topics, free_port, metric_sums, start_broker
 
-from monitor.batching import FETCH_MAX_WAIT_MS
+from monitor.live.faust.batching import FETCH_MAX_WAIT_MS
 
 FAUST_NOOP = r"""
 import os, sys, time, faust
 from faust.transport.drivers import aiokafka as driver
 prefix, total, out, fetch_wait_ms = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-if fetch_wait_ms:  # as dismon's consumer (monitor/batching.py, FETCH_MAX_WAIT_MS) instead of Faust's fixed 1,500 ms
+# as dismon's consumer (monitor/live/faust/batching.py, FETCH_MAX_WAIT_MS) instead of Faust's fixed 1,500 ms
+if fetch_wait_ms:
     create = driver.AIOKafkaConsumerThread._create_worker_consumer
     def short_wait(self, transport):
         consumer = create(self, transport)

@@ -3,7 +3,7 @@
     .venv/bin/python dashboards/generate.py          # rewrite dashboards/*.json
     .venv/bin/python dashboards/generate.py --check  # exit 1 if the committed JSON is stale
 
-Every panel queries only the metrics of docs/metrics.md; tests/test_observability.py
+Every panel queries only the metrics of docs/metrics.md; tests/live/test_observability.py
 runs each query against a real Prometheus scraping a real worker. The
 dashboards use a ``datasource`` variable (any Prometheus) and show no
 personal data: labels are rules, agreements, agencies, units, fields.

@@ -6,7 +6,7 @@
     └── UsageError              a command-line argument is wrong
 
 Invalid *events* are not exceptions: they become dead-letter records
-(:class:`monitor.events.Invalid`) so one bad event never stops the monitor.
+(:class:`monitor.core.events.Invalid`) so one bad event never stops the monitor.
 Third-party errors are translated where they enter (``raise ... from exc``).
 """
 

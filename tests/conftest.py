@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from monitor.detector import Detector
-from monitor.events import Event, Invalid, decode
-from monitor.findings import Finding, SubjectHasher
-from monitor.policy import Policy, parse_policy
+from monitor.core.detector import Detector
+from monitor.core.events import Event, Invalid, decode
+from monitor.core.findings import Finding, SubjectHasher
+from monitor.core.policy import Policy, parse_policy
 
 TEST_KEY = b"test-key-0123456789abcdef"
 
@@ -132,7 +132,7 @@ def raw(template: str, **changes: Any) -> bytes:
 
 def run(detector: Detector, events: Sequence[Event], until: str | None = None) -> list[Finding]:
     """Feed events in the given order (and optionally advance the clock); all findings."""
-    from monitor.timeutil import parse_time_ms
+    from monitor.core.timeutil import parse_time_ms
 
     found: list[Finding] = []
     for event in events:
@@ -147,6 +147,13 @@ def rules_of(findings: Sequence[Finding]) -> list[str]:
 
 
 Runner = Callable[..., list[Finding]]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the broker is marked ``kafka``: ``pytest -m "not kafka"`` runs the rest in seconds."""
+    for item in items:
+        if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kafka)
 
 
 @pytest.fixture(scope="session")

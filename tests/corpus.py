@@ -1,6 +1,6 @@
 """Nasty inputs, each with the dead-letter reason the monitor must give it (None: a valid event).
 
-Shared by the parser tests (tests/test_hostile_input.py) and the worker test that sends them through Kafka.
+Shared by the parser tests (tests/core/test_hostile_input.py) and the worker test that sends them through Kafka.
 """
 
 from __future__ import annotations

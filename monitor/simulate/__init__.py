@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from monitor.core.timeutil import MS_PER_DAY, format_ms
 from monitor.simulate import people
 from monitor.simulate.policies import default_policy, irs_ice_policy
 from monitor.simulate.scenario import (
@@ -33,7 +34,6 @@ from monitor.simulate.scenario import (
     WINDOWED_FAULTS,
     Plan,
 )
-from monitor.timeutil import MS_PER_DAY, format_ms
 
 SLA_MS = 72 * HOUR_MS
 GRACE_MS = 1 * HOUR_MS

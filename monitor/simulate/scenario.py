@@ -12,7 +12,7 @@ import random
 from array import array
 from dataclasses import dataclass, field
 
-from monitor.timeutil import MS_PER_DAY
+from monitor.core.timeutil import MS_PER_DAY
 
 HOUR_MS = 3_600_000
 

@@ -1,0 +1,250 @@
+"""Prometheus metrics of a running monitor (worker or replay), on an injected registry.
+
+The names and labels here are a contract: the alert rules in
+``deploy/prometheus/`` and the dashboards in ``dashboards/`` query them, and
+``docs/metrics.md`` lists them. Label values are bounded: event kinds, rule
+ids, severities, field names, agreement ids of the policy (``unknown`` for any
+other), requester agencies the policy names (``other`` for any other), units
+up to :data:`MAX_UNITS` distinct values (then ``other``), and dead-letter
+reasons with list indices folded. Never a request id, a name or any other
+personal value from an event.
+
+Counters and histograms are updated as events flow (the core calls
+:class:`Metrics` through :class:`~monitor.core.observe.Observer`); join-state
+gauges are computed at scrape time from the detector's state.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_wsgi_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from monitor.core.findings import Finding
+from monitor.core.policy import Policy
+
+_INDEX_RE = re.compile(r"\[\d+\]")
+MAX_UNITS = 64
+OTHER = "other"
+UNKNOWN = "unknown"
+#: Request -> first answer, in event time: seconds to a month.
+JOIN_LATENCY_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400)
+#: Offending event -> alert emitted, wall clock. Timed rules (SLA, disposal) include their deadline.
+DETECTION_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
+
+
+def reason_label(reason: str) -> str:
+    """A dead-letter reason with list indices folded, so the label set stays bounded."""
+    return _INDEX_RE.sub("[]", reason)
+
+
+class BoundedLabel:
+    """Maps raw values onto at most ``limit`` label values; later newcomers become ``other``."""
+
+    def __init__(self, limit: int, allowed: Iterable[str] | None = None) -> None:
+        self._allowed = frozenset(allowed) if allowed is not None else None
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str | None) -> str:
+        if not value:
+            return UNKNOWN
+        if self._allowed is not None:
+            return value if value in self._allowed else OTHER
+        if value in self._seen:
+            return value
+        if len(self._seen) < self._limit:
+            self._seen.add(value)
+            return value
+        return OTHER
+
+
+class Metrics:
+    """Counters and histograms fed by the core (an :class:`~monitor.core.observe.Observer`) and by the shells."""
+
+    def __init__(self, registry: CollectorRegistry, policy: Policy) -> None:
+        self.set_policy(policy)
+        self.unit = BoundedLabel(MAX_UNITS)
+        self.events = Counter(
+            "dismon_events", "Valid events processed, by type and agreement", ["type", "agreement"], registry=registry
+        )
+        self.invalid = Counter(
+            "dismon_invalid_events", "Invalid events dead-lettered, by reason", ["reason"], registry=registry
+        )
+        self.late_events = Counter(
+            "dismon_late_events", "Events older than the watermark on arrival (still processed)", registry=registry
+        )
+        self.refused_events = Counter(
+            "dismon_join_refused",
+            "Events of new request ids not joined because the join "
+            "state was at its cap (--max-join-entries); joined rules missed them",
+            registry=registry,
+        )
+        self.disclosures = Counter(
+            "dismon_disclosures",
+            "Fields disclosed in responses, by agreement, requester agency and field",
+            ["agreement", "requester_agency", "field"],
+            registry=registry,
+        )
+        self.disclosing_responses = Counter(
+            "dismon_disclosing_responses",
+            "Responses that disclosed anything, by agreement and requester agency",
+            ["agreement", "requester_agency"],
+            registry=registry,
+        )
+        self.findings = Counter(
+            "dismon_findings",
+            "Findings emitted (status firing or resolved)",
+            ["rule", "severity", "status", "agreement", "requester_unit"],
+            registry=registry,
+        )
+        self.join_latency = Histogram(
+            "dismon_join_latency_seconds",
+            "Request to its first response, in event time",
+            ["agreement"],
+            buckets=JOIN_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.detection_lag = Histogram(
+            "dismon_detection_lag_seconds",
+            "Offending event's time to the alert being emitted, wall clock",
+            ["severity"],
+            buckets=DETECTION_LAG_BUCKETS,
+            registry=registry,
+        )
+        self._registry = registry
+
+    def set_policy(self, policy: Policy) -> None:
+        """Label values follow the policy in force (agreements and requesters are bounded by it)."""
+        self._agreements = frozenset(policy.agreements)
+        self.agency = BoundedLabel(MAX_UNITS, {a for ag in policy.agreements.values() for a in ag.requesters})
+
+    def agreement(self, agreement_id: str) -> str:
+        return agreement_id if agreement_id in self._agreements else UNKNOWN
+
+    # -- Observer ------------------------------------------------------------------------------
+
+    def event(self, kind: str, agreement_id: str) -> None:
+        self.events.labels(kind, self.agreement(agreement_id)).inc()
+
+    def disclosure(self, agreement_id: str, requester_agency: str | None, fields: tuple[str, ...]) -> None:
+        agreement, agency = self.agreement(agreement_id), self.agency(requester_agency)
+        self.disclosing_responses.labels(agreement, agency).inc()
+        for name in fields:
+            self.disclosures.labels(agreement, agency, name).inc()
+
+    def late(self) -> None:
+        self.late_events.inc()
+
+    def refused(self) -> None:
+        self.refused_events.inc()
+
+    def joined(self, agreement_id: str, latency_ms: int) -> None:
+        self.join_latency.labels(self.agreement(agreement_id)).observe(max(latency_ms, 0) / 1000)
+
+    # -- the shells ----------------------------------------------------------------------------
+
+    def dead_letter(self, reason: str) -> None:
+        self.invalid.labels(reason_label(reason)).inc()
+
+    def finding(self, finding: Finding, emitted_ms: int | None = None) -> None:
+        unit = self.unit(finding.requester.get("unit") if finding.requester else None)
+        self.findings.labels(
+            finding.rule, finding.severity, finding.status, self.agreement(finding.agreement_id), unit
+        ).inc()
+        if emitted_ms is not None and finding.status == "firing":
+            self.detection_lag.labels(finding.severity).observe(max(emitted_ms - finding.event_time_ms, 0) / 1000)
+
+    def track_state(
+        self,
+        pending: Callable[[], Mapping[str, int]],
+        watermark_ms: Callable[[], int | None],
+        consumer_lag: Callable[[], Mapping[str, int]] | None = None,
+        cache_s: float = 5.0,
+        capacity: int | None = None,
+    ) -> None:
+        """Export join-state sizes, watermark lag and (live only) consumer lag, computed at scrape time."""
+        self._registry.register(_StateCollector(pending, watermark_ms, consumer_lag, cache_s, capacity))
+
+
+class _StateCollector(Collector):
+    """Scrape-time gauges; the join-state walk is cached for ``cache_s`` so frequent scrapes stay cheap."""
+
+    def __init__(
+        self,
+        pending: Callable[[], Mapping[str, int]],
+        watermark_ms: Callable[[], int | None],
+        consumer_lag: Callable[[], Mapping[str, int]] | None,
+        cache_s: float,
+        capacity: int | None,
+    ) -> None:
+        self._pending, self._watermark_ms, self._consumer_lag = pending, watermark_ms, consumer_lag
+        self._capacity = capacity
+        self._cache_s = cache_s
+        self._cached: tuple[float, Mapping[str, int]] | None = None
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []  # unchecked: values come from callbacks at scrape time
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] >= self._cache_s:
+            walked = _walk(self._pending)
+            if walked is not None:
+                self._cached = (now, walked)
+        state: Mapping[str, int] = self._cached[1] if self._cached is not None else {}
+        yield GaugeMetricFamily("dismon_join_entries", "Request ids held in join state", state.get("entries", 0))
+        if self._capacity is not None:
+            yield GaugeMetricFamily(
+                "dismon_join_capacity", "The cap on request ids held (--max-join-entries)", self._capacity
+            )
+        yield GaugeMetricFamily(
+            "dismon_join_pending_requests", "Requests held without any answer yet", state.get("unanswered_requests", 0)
+        )
+        yield GaugeMetricFamily(
+            "dismon_join_pending_orphans",
+            "Disclosures waiting (within the grace) for their request",
+            state.get("pending_orphans", 0),
+        )
+        yield GaugeMetricFamily(
+            "dismon_open_improper_disclosures",
+            "Improper disclosures whose disposal has not been seen and whose deadline has not passed",
+            state.get("open_improper", 0),
+        )
+        watermark = self._watermark_ms()
+        if watermark is not None:
+            yield GaugeMetricFamily(
+                "dismon_watermark_timestamp_seconds", "Event-time watermark (epoch seconds)", watermark / 1000
+            )
+            yield GaugeMetricFamily(
+                "dismon_watermark_lag_seconds",
+                "Wall clock minus the event-time watermark",
+                time.time() - watermark / 1000,
+            )
+        if self._consumer_lag is not None:
+            lag = GaugeMetricFamily(
+                "dismon_consumer_lag", "Messages behind the end of each input topic", labels=["topic"]
+            )
+            for topic, value in sorted(self._consumer_lag().items()):
+                lag.add_metric([topic], value)
+            yield lag
+
+
+def _walk(pending: Callable[[], Mapping[str, int]]) -> dict[str, int] | None:
+    """Run ``pending``; a replay serves metrics from a thread while its main thread changes the state, and a
+    walk that met a change is simply retried (or skipped: the last figures stay)."""
+    for _attempt in range(3):
+        try:
+            return dict(pending())
+        except RuntimeError:  # dictionary changed size during iteration
+            continue
+    return None
+
+
+def serve(registry: CollectorRegistry, host: str, port: int) -> None:
+    """Serve ``/metrics`` of ``registry`` from a daemon thread (for ``dismon replay --metrics-port``)."""
+    start_wsgi_server(port, addr=host, registry=registry)

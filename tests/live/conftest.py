@@ -1,0 +1,293 @@
+"""The live worker's test harness: a worker process, topics, producing and consuming, replay's findings to
+compare with."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from monitor.cli import main
+from monitor.core.timeutil import format_ms
+from monitor.replay.report import load_truth
+from tests.conftest import TEST_KEY, raw
+from tests.services import free_port, metric_sum
+
+PARTITIONS = 4
+KINDS = ("requests", "responses", "disposals")
+WINDOWED = {"daily_cap_exceeded", "oversized_batch", "disclosure_rate_spike", "disclosure_ratio_drift"}
+ENV = {**os.environ, "DISMON_SUBJECT_KEY": TEST_KEY.decode(), "PYTHONUNBUFFERED": "1"}
+
+
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test() -> Iterator[None]:
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
+class Worker:
+    """A ``dismon worker`` subprocess with short Kafka timeouts, and its /metrics."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        policy: Path,
+        log: Path,
+        extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.log = log.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                "worker",
+                "--policy",
+                str(policy),
+                "--bootstrap-servers",
+                bootstrap,
+                "--topic-prefix",
+                prefix,
+                "--group",
+                f"{prefix}-group",
+                "--metrics-port",
+                str(self.port),
+                "--idle-after",
+                "off",
+                "--session-timeout",
+                "6s",
+                "--partitions",
+                str(PARTITIONS),
+                *extra,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**ENV, **(env or {})},
+        )
+        STARTED.append(self.process)
+        self._wait(lambda: self._get("/readyz") == 200, 60, "ready")
+
+    def _get(self, path: str) -> int | str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as answer:
+                return answer.read().decode() if path == "/metrics" else int(answer.status)
+        except urllib.error.HTTPError as exc:  # 503 while not ready
+            return int(exc.code)
+        except OSError:
+            return None
+
+    def _wait(self, condition: object, seconds: float, what: str) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"worker exited with {self.process.returncode}"
+            if condition():  # type: ignore[operator]
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"worker not {what} within {seconds} s")
+
+    def metrics(self) -> str:
+        text = self._get("/metrics")
+        assert isinstance(text, str), "no /metrics"
+        return text
+
+    def events(self) -> int:
+        text = self._get("/metrics")
+        if not isinstance(text, str):
+            return -1
+        return int(sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("dismon_events_total")))
+
+    def wait_for_events(self, count: int, seconds: float = 90) -> None:
+        self._wait(lambda: self.events() >= count, seconds, f"through {count} events")
+
+    def wait_caught_up(self, count: int, seconds: float = 90) -> None:
+        """Through at least ``count`` events (events handled again after a restart count too, so this alone
+        says little) and nothing left to read on its partitions; then a moment for the last batch's alerts."""
+
+        def caught_up() -> bool:
+            text = self._get("/metrics")
+            return (
+                isinstance(text, str)
+                and metric_sum(text, "dismon_events_total") >= count
+                and metric_sum(text, "dismon_consumer_lag") == 0
+            )
+
+        self._wait(caught_up, seconds, f"caught up after {count} events")
+        time.sleep(3)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=60)
+        self.log.close()
+        return code
+
+
+async def create_topics(bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(f"{prefix}.{k}", PARTITIONS, 1) for k in (*KINDS, "alerts", "deadletter")])
+    finally:
+        await admin.close()
+
+
+async def produce(bootstrap: str, records: Sequence[tuple[str, int | None, bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=4 << 20)
+    await producer.start()
+    try:
+        for topic, partition, key, value in records:
+            await producer.send_and_wait(topic, value, key=key, partition=partition)
+    finally:
+        await producer.stop()
+
+
+async def consume_all(bootstrap: str, topic: str, quiet_ms: int = 3000) -> list[tuple[bytes, dict[str, Any]]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        out = []
+        while batch := await consumer.getmany(timeout_ms=quiet_ms):
+            out += [(m.key, orjson.loads(m.value)) for messages in batch.values() for m in messages]
+        return out
+    finally:
+        await consumer.stop()
+
+
+def closing_ticks(prefix: str, at_ms: int) -> list[tuple[str, int, bytes, bytes]]:
+    """One event at ``at_ms`` on every input topic partition, so every partition's clock reaches it."""
+    records = []
+    for kind in KINDS:
+        for partition in range(PARTITIONS):
+            tick = raw(
+                "disposal",
+                request_id=f"tick-{kind}-{partition}",
+                agreement_id="tax-enforcement-2025",
+                disposed_at=format_ms(at_ms),
+            )
+            records.append((f"{prefix}.{kind}", partition, f"tick-{kind}-{partition}".encode(), tick))
+    return records
+
+
+@pytest.fixture
+def scenario(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(tmp_path),
+                "--requests",
+                "1500",
+                "--fault",
+                "all",
+                "--seed",
+                "8",
+                "--fault-rate",
+                "0.03",
+            ]
+        )
+        == 0
+    )
+    yield tmp_path, f"t{uuid.uuid4().hex[:10]}"
+
+
+def replay_ids(
+    directory: Path, ticks: list[tuple[str, int, bytes, bytes]], capsys: pytest.CaptureFixture[str]
+) -> set[str]:
+    with_ticks = directory / "with-ticks.jsonl"
+    with_ticks.write_bytes(gzip.open(directory / "events.jsonl.gz").read() + b"".join(v + b"\n" for *_r, v in ticks))
+    alerts_file = directory / "replay-alerts.jsonl"
+    assert (
+        main(["replay", "--policy", str(directory / "policy.toml"), "--alerts-out", str(alerts_file), str(with_ticks)])
+        == 0
+    )
+    capsys.readouterr()
+    return {orjson.loads(line)["alert_id"] for line in alerts_file.read_bytes().splitlines()}
+
+
+def in_two_halves(
+    bootstrap: str, directory: Path, prefix: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[set[str], list[tuple[str, int, bytes, bytes]], list[bytes], int]:
+    """Topics, a tight daily cap, the replay's alert ids, and the scenario's events split into first.jsonl.gz
+    and second.jsonl.gz: (expected ids, ticks, event lines, half)."""
+    asyncio.run(create_topics(bootstrap, prefix))
+    tight_daily_cap(directory)
+    ticks = closing_ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
+    expected = replay_ids(directory, ticks, capsys)
+    lines = gzip.open(directory / "events.jsonl.gz").read().splitlines()
+    half = len(lines) // 2
+    for part, chunk in (("first", lines[:half]), ("second", lines[half:])):
+        (directory / f"{part}.jsonl.gz").write_bytes(gzip.compress(b"\n".join(chunk) + b"\n"))
+    return expected, ticks, lines, half
+
+
+def tight_daily_cap(directory: Path, cap: int = 12) -> None:
+    """A daily cap the scenario crosses on a few days, so windowed findings depend on counting every
+    partition: two workers that each counted only their own would cross it later or never."""
+    policy = directory / "policy.toml"
+    lines = policy.read_text().splitlines(keepends=True)
+    policy.write_text(
+        "".join(
+            f"max_disclosures_per_day = {cap}\n" if line.startswith("max_disclosures_per_day") else line
+            for line in lines
+        )
+    )
+
+
+def replayed_windowed(directory: Path) -> set[tuple[str, str, str, object]]:
+    lines = (directory / "replay-alerts.jsonl").read_bytes().splitlines()
+    return windowed_outcome(orjson.loads(line) for line in lines)
+
+
+def windowed_outcome(alerts: Iterable[dict[str, Any]]) -> set[tuple[str, str, str, object]]:
+    """Windowed findings with their status and observed value: a count taken twice, or lost, shows."""
+    return {
+        (a["rule"], a["alert_id"], a["status"], a["details"].get("observed"))
+        for a in alerts
+        if a["request_id"] is None and a["rule"] in WINDOWED
+    }
+
+
+def publish(directory: Path, bootstrap: str, prefix: str, capsys: pytest.CaptureFixture[str]) -> int:
+    assert (
+        main(
+            [
+                "replay",
+                "--to-kafka",
+                "--policy",
+                str(directory / "policy.toml"),
+                "--bootstrap-servers",
+                bootstrap,
+                "--topic-prefix",
+                prefix,
+                str(directory / "events.jsonl.gz"),
+            ]
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    return int(err.split("published ")[1].split(" events")[0].replace(",", ""))
