@@ -169,7 +169,10 @@ class RequiredFields:
         # Grouped by parent object so each parent (address, legal basis...) is looked up once per request.
         groups: dict[str, list[tuple[str, str, _Check | None]]] = {}
         specials: dict[str, _Check] = {
-            "subject.address.street": functools.partial(street_problem, forms=address_forms),
+            # Every form accepted (the default): the plain function, without a partial's call on every request.
+            "subject.address.street": (
+                street_problem if address_forms == ALL_FORMS else functools.partial(street_problem, forms=address_forms)
+            ),
             "subject.address.zip": zip_problem,
         }
         for path in paths:
