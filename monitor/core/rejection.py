@@ -1,6 +1,6 @@
 """Why the event decoder refused some bytes: the dead-letter reason, worked out from the bytes and the schema.
 
-msgspec tells *that* an event is invalid. The reason the monitor reports (README, "Events, dead letters,
+msgspec tells *that* an event is invalid. The reason the monitor reports (docs/policy.md, "Events, dead letters,
 alerts") is the monitor's own contract, so it is derived here from the input and from the event schema as
 ``msgspec.inspect`` describes it, never from the wording of a library's exception, which changes between
 releases. Only refused input comes here, so none of this is on the hot path.

@@ -1,7 +1,7 @@
 """Faust, handing the worker each fetched batch of input messages at once.
 
 Faust takes every message through its conductor, a queue and a stream iterator, with four tasks and a
-wait around each: about 100 µs a message, most of what a worker spends (README, "Worker throughput").
+wait around each: about 100 µs a message, most of what a worker spends (docs/performance.md, "Worker").
 :class:`BatchApp` keeps all the rest of Faust (group membership, co-partitioned assignment, the join
 table's changelog and its recovery, offset commits, flow control during rebalances) and changes only
 how messages of the input topics reach the worker:
