@@ -29,7 +29,7 @@ from monitor.core.events import Response  # noqa: E402
 from monitor.core.findings import SubjectHasher  # noqa: E402
 from monitor.core.timeutil import MS_PER_DAY, parse_time_ms  # noqa: E402
 from monitor.replay.report import finding_key, load_truth  # noqa: E402
-from monitor.replay.sources import merged_events  # noqa: E402
+from monitor.replay.sources import ReadOptions, merged_events  # noqa: E402
 from monitor.simulate import write_scenario  # noqa: E402
 from monitor.simulate.scenario import plan_default  # noqa: E402
 
@@ -45,7 +45,7 @@ def _replay(directory: str, until_ms: int) -> tuple[list[tuple[int, int, int, ob
     times: list[int] = []
     responses_seen: list[int] = []
     responses = 0
-    for event_ms, _seq, event in merged_events(paths, lambda d: None, detector.allowed_lateness_ms):
+    for event_ms, _seq, event in merged_events(paths, lambda d: None, ReadOptions(detector.allowed_lateness_ms)):
         responses += isinstance(event, Response)
         times.append(event_ms)
         responses_seen.append(responses)

@@ -57,10 +57,10 @@ else:
     from monitor.core.detector import Detector
     from monitor.core.findings import SubjectHasher
     from monitor.config import load_policy
-    from monitor.replay.run import run_replay
+    from monitor.replay.run import ReplayOptions, run_replay
     detector = Detector(load_policy(policy), SubjectHasher(b"bench-key-0123456789abcdef"))
     split = {"replay": "balanced", "replay-inline": None}.get(mode, mode.removeprefix("replay-reduce-in-"))
-    summary = run_replay(paths, detector, lambda f: None, lambda d: None, read_ahead=split)
+    summary = run_replay(paths, detector, lambda f: None, lambda d: None, ReplayOptions(read_ahead=split))
     count = summary.total_events
 seconds = time.perf_counter() - started
 own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)

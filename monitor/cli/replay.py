@@ -25,8 +25,8 @@ from monitor.core.timeutil import format_ms
 from monitor.errors import UsageError
 from monitor.outputs.metrics import Metrics, serve
 from monitor.replay.report import Comparison, count_at_or_above, load_truth, summary_lines, truth_lines
-from monitor.replay.run import run_replay
-from monitor.replay.sources import ByteCounter, DeadLetter
+from monitor.replay.run import ReplayOptions, run_replay
+from monitor.replay.sources import ByteCounter, DeadLetter, ReadOptions
 
 
 def add_replay(commands: Any) -> None:
@@ -226,11 +226,10 @@ def _replay(args: argparse.Namespace) -> int:
         counter = ByteCounter()
         total = sum(os.path.getsize(p) for p in args.files if os.path.isfile(p))  # a pipe's size is unknown
         progress = _progress(args.progress, total, counter, stack)
-        summary = run_replay(
-            args.files, detector, on_finding, on_dead_letter, until_ms, args.max_disorder,
-            args.max_event_bytes, progress, counter, now_ms() + FUTURE_TOLERANCE_MS,
-            "balanced" if _read_ahead(args.read_ahead, args.files, total) else None,
-        )  # fmt: skip
+        options = ReplayOptions(
+            _read_options(args), until_ms, "balanced" if _read_ahead(args.read_ahead, args.files, total) else None
+        )
+        summary = run_replay(args.files, detector, on_finding, on_dead_letter, options, progress, counter)
     lines = summary_lines(summary)
     if until_ms is not None:
         lines.insert(1, f"clock advanced to {format_ms(until_ms)} after the last event")
@@ -242,6 +241,11 @@ def _replay(args: argparse.Namespace) -> int:
     if args.fail_on and count_at_or_above(summary.alerts_by_severity, SEVERITY_RANK[args.fail_on], SEVERITY_RANK):
         return EXIT_ALERTS
     return EXIT_OK
+
+
+def _read_options(args: argparse.Namespace) -> ReadOptions:
+    disorder = args.allowed_lateness if args.max_disorder is None else args.max_disorder
+    return ReadOptions(disorder, args.max_event_bytes, now_ms() + FUTURE_TOLERANCE_MS)
 
 
 _READ_AHEAD_MIN_BYTES = 1 << 20  # below this, starting a process costs more than it saves
@@ -287,8 +291,7 @@ def _to_kafka(args: argparse.Namespace) -> int:
                 args.files,
                 kafka_settings(args),
                 on_dead_letter,
-                args.max_disorder if args.max_disorder is not None else args.allowed_lateness,
-                args.max_event_bytes,
+                _read_options(args),  # the worker refuses event times past this run's clock skew bound too
                 args.partitions,
             )
         )

@@ -11,25 +11,23 @@ topic none at all until a disposal came).
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from monitor.core.events import FUTURE_TOLERANCE_MS, Disposal, Request
+from monitor.core.events import Disposal, Request
 from monitor.errors import InputError, UsageError
 from monitor.live.kafka import KafkaSettings, ensure_topics
-from monitor.replay.sources import DeadLetter, merged_events
+from monitor.replay.sources import DeadLetter, ReadOptions, merged_events
 
 
 async def publish(
     paths: Iterable[str],
     kafka: KafkaSettings,
     on_dead_letter: Callable[[DeadLetter], None],
-    max_disorder_ms: int,
-    max_event_bytes: int,
+    options: ReadOptions,
     partitions: int,
 ) -> tuple[Counter[str], int]:
     invalid = 0
@@ -52,12 +50,9 @@ async def publish(
         await producer.stop()
         raise InputError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
     counts: Counter[str] = Counter()
-    not_after_ms = time.time_ns() // 1_000_000 + FUTURE_TOLERANCE_MS  # the worker would refuse later ones
     try:
         pending = []
-        for event_ms, _seq, event, raw in merged_events(
-            paths, dead_letter, max_disorder_ms, max_event_bytes, keep_raw=True, not_after_ms=not_after_ms
-        ):
+        for event_ms, _seq, event, raw in merged_events(paths, dead_letter, options, keep_raw=True):
             kind = (
                 "requests"
                 if isinstance(event, Request)

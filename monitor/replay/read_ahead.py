@@ -36,11 +36,11 @@ from typing import Literal
 import msgspec
 
 from monitor.core.digests import Digest, Reducer
-from monitor.core.events import DEFAULT_MAX_EVENT_BYTES, Event, decode_accepted
+from monitor.core.events import Event, decode_accepted
 from monitor.core.findings import SubjectHasher
 from monitor.core.policy import Policy
 from monitor.errors import DismonError, InputError
-from monitor.replay.sources import ByteCounter, DeadLetter, merged_events, prefetched
+from monitor.replay.sources import ByteCounter, DeadLetter, ReadOptions, merged_events, prefetched
 
 #: Events per message: large enough that the pipe costs little per event.
 BATCH_EVENTS = 2048
@@ -67,11 +67,9 @@ decode_batch = msgspec.msgpack.Decoder(list[bytes | Digest]).decode
 def read_ahead_digests(
     paths: Iterable[str],
     on_invalid: Callable[[DeadLetter], None],
-    max_disorder_ms: int,
+    options: ReadOptions,
     reducer: Reducer,
-    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     counter: ByteCounter | None = None,
-    not_after_ms: int | None = None,
     split: Split = "balanced",
 ) -> Generator[tuple[int, int, Digest], None, None]:
     """The events of :func:`monitor.replay.sources.merged_events`, read by a second process and reduced by
@@ -87,7 +85,7 @@ def read_ahead_digests(
     _widen(receiving)
     process = context.Process(
         target=_read, name="dismon-read", daemon=True,
-        args=(sending, paths, max_disorder_ms, reducer.policy, reducer.hasher, max_event_bytes, not_after_ms, split),
+        args=(sending, paths, options, reducer.policy, reducer.hasher, split),
     )  # fmt: skip
     try:
         process.start()
@@ -145,11 +143,9 @@ def _received(receiving: Connection) -> Iterator[bytes]:
 def _read(
     out: Connection,
     paths: list[str],
-    max_disorder_ms: int,
+    options: ReadOptions,
     policy: Policy,
     hasher: SubjectHasher,
-    max_event_bytes: int,
-    not_after_ms: int | None,
     split: Split,
 ) -> None:
     """The reading process: batches down the pipe, then None (or the error)."""
@@ -171,9 +167,8 @@ def _read(
     times, items = array.array("q"), list[bytes | Digest]()
     try:
         for event_ms, _seq, digest, line in merged_events(
-            paths, dead.append, max_disorder_ms, max_event_bytes, counter, keep_raw=True,
-            not_after_ms=not_after_ms, reduce=reduce_here,
-        ):  # fmt: skip
+            paths, dead.append, options, counter, keep_raw=True, reduce=reduce_here
+        ):
             times.append(event_ms)
             items.append(line if digest is None else digest)
             if len(items) >= BATCH_EVENTS:

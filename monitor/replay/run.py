@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 
 from monitor.core.detector import Detector
 from monitor.core.digests import Digest
-from monitor.core.events import DEFAULT_MAX_EVENT_BYTES
 from monitor.core.findings import Finding
 from monitor.replay.read_ahead import Split, read_ahead_digests
-from monitor.replay.sources import ByteCounter, DeadLetter, merged_events
+from monitor.replay.sources import ByteCounter, DeadLetter, ReadOptions, merged_events
 
 FindingSink = Callable[[Finding], None]
 DeadLetterSink = Callable[[DeadLetter], None]
@@ -53,24 +52,28 @@ class ReplaySummary:
         self.first_detection.setdefault(finding.rule, finding)
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    """How a replay runs: how it reads, where its clock ends, and whether a second process reads ahead."""
+
+    read: ReadOptions | None = None  # None: the detector's allowed lateness as the disorder bound, defaults else
+    until_ms: int | None = None  # advance the clock to this after the last event, so timers due by then fire
+    # A second process reads, validates and orders the input (files only, not stdin), sharing the reducing
+    # as this says (monitor.replay.read_ahead; "balanced" but for tests and benchmarks).
+    read_ahead: Split | None = None
+
+
 def run_replay(
     paths: Iterable[str],
     detector: Detector,
     on_finding: FindingSink,
     on_dead_letter: DeadLetterSink,
-    until_ms: int | None = None,
-    max_disorder_ms: int | None = None,
-    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    options: ReplayOptions = ReplayOptions(),
     progress: ProgressHook | None = None,
     counter: ByteCounter | None = None,
-    not_after_ms: int | None = None,
-    read_ahead: Split | None = None,
 ) -> ReplaySummary:
-    """Feed every event of ``paths`` to ``detector`` in event-time order; returns the tallies.
-
-    With ``read_ahead`` (files only, not stdin) a second process reads, validates and orders the input,
-    and shares the reducing as ``read_ahead`` says (:mod:`monitor.replay.read_ahead`; ``"balanced"`` but for
-    tests and benchmarks): the same digests and dead letters in the same order, on two cores."""
+    """Feed every event of ``paths`` to ``detector`` in event-time order; returns the tallies. Read ahead
+    or not, the same digests and dead letters in the same order."""
     summary = ReplaySummary()
     started = time.perf_counter()
 
@@ -83,25 +86,15 @@ def run_replay(
             summary.record(finding)
             on_finding(finding)
 
-    disorder = detector.allowed_lateness_ms if max_disorder_ms is None else max_disorder_ms
+    read = options.read or ReadOptions(detector.allowed_lateness_ms)
     first_ms: int | None = None
     # Events are reduced as they are read (by this detector's reducer, or one like it in the reading
     # process), then ordered, then joined: the same digests in the same order as the detector would make.
     stream: Iterator[tuple[int, int, Digest]]
-    if read_ahead is not None:
-        stream = read_ahead_digests(
-            paths, dead_letter, disorder, detector.reducer, max_event_bytes, counter, not_after_ms, read_ahead
-        )
+    if options.read_ahead is not None:
+        stream = read_ahead_digests(paths, dead_letter, read, detector.reducer, counter, options.read_ahead)
     else:
-        stream = merged_events(
-            paths,
-            dead_letter,
-            disorder,
-            max_event_bytes,
-            counter,
-            not_after_ms=not_after_ms,
-            reduce=detector.reducer.reduce,
-        )
+        stream = merged_events(paths, dead_letter, read, counter, reduce=detector.reducer.reduce)
     apply = detector.apply
     for count, (event_ms, _seq, digest) in enumerate(stream, 1):
         if first_ms is None:
@@ -111,8 +104,8 @@ def run_replay(
             emit(findings)
         if progress is not None and not count % 8192:
             progress(count)
-    if until_ms is not None:
-        emit(detector.advance_to(until_ms))
+    if options.until_ms is not None:
+        emit(detector.advance_to(options.until_ms))
     summary.events.update(detector.stats.events)
     summary.late_events = detector.stats.late_events
     summary.refused = detector.stats.refused

@@ -271,14 +271,21 @@ def _release(pending: list[T], horizon_ms: int) -> list[T]:
     return released
 
 
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """How logs are read: by the replay, its reading process and ``replay --to-kafka`` alike."""
+
+    max_disorder_ms: int  # reorder buffer per input, in event time
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES  # longer lines are dead-lettered as ``oversized``
+    not_after_ms: int | None = None  # event times after this are ``out_of_range`` (clock skew)
+
+
 def merged_events(
     paths: Iterable[str],
     on_invalid: Callable[[DeadLetter], None],
-    max_disorder_ms: int,
-    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    options: ReadOptions,
     counter: ByteCounter | None = None,
     keep_raw: bool = False,
-    not_after_ms: int | None = None,
     reduce: Callable[[Event, int], Any] | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """All events of all inputs, in event-time order (within the disorder bound):
@@ -292,19 +299,20 @@ def merged_events(
     daily dumps is read a day or two at a time: opening every file at once held each one's read-ahead
     buffers (tens of MiB) and file descriptor for the whole replay."""
     paths = list(paths)
+    max_event_bytes, not_after_ms = options.max_event_bytes, options.not_after_ms
 
     def stream(path: str) -> Iterator[tuple[Any, ...]]:
         lines = decode_lines(
             open_lines(path, counter), path, on_invalid, max_event_bytes, keep_raw, not_after_ms, reduce
         )
-        return reorder(lines, max_disorder_ms)
+        return reorder(lines, options.max_disorder_ms)
 
     if len(paths) == 1:
         return stream(paths[0])
     starts = sorted(
         (_first_event_ms(path, max_event_bytes, not_after_ms), order, path) for order, path in enumerate(paths)
     )
-    return _merge_as_reached(starts, stream, max_disorder_ms)
+    return _merge_as_reached(starts, stream, options.max_disorder_ms)
 
 
 def _merge_as_reached(

@@ -22,8 +22,8 @@ from monitor.core.digests import Digest, Reducer
 from monitor.core.findings import Finding, SubjectHasher
 from monitor.errors import InputError
 from monitor.replay.read_ahead import BATCH_EVENTS, Split, read_ahead_digests
-from monitor.replay.run import ReplaySummary, run_replay
-from monitor.replay.sources import ByteCounter, DeadLetter, merged_events
+from monitor.replay.run import ReplayOptions, ReplaySummary, run_replay
+from monitor.replay.sources import ByteCounter, DeadLetter, ReadOptions, merged_events
 
 KEY = b"read-ahead-test-key"
 
@@ -75,12 +75,16 @@ def _replay(
     findings: list[Finding] = []
     dead: list[DeadLetter] = []
     counter = ByteCounter()
-    summary = run_replay(files, detector, findings.append, dead.append, counter=counter, read_ahead=read_ahead)
+    summary = run_replay(
+        files, detector, findings.append, dead.append, ReplayOptions(read_ahead=read_ahead), counter=counter
+    )
     return findings, dead, summary, counter
 
 
 def _read_ahead(files: list[str], policy: Path) -> Generator[tuple[int, int, Digest], None, None]:
-    return read_ahead_digests(files, lambda letter: None, 60_000, Reducer(load_policy(str(policy)), SubjectHasher(KEY)))
+    return read_ahead_digests(
+        files, lambda letter: None, ReadOptions(60_000), Reducer(load_policy(str(policy)), SubjectHasher(KEY))
+    )
 
 
 @pytest.mark.parametrize("split", ["balanced", "reader", "replay"])
@@ -115,7 +119,7 @@ def test_an_unreadable_input_fails_as_it_would_in_process(tmp_path: Path, inputs
         gzip.compress(b'{"type":"request"}\n' * 1000)[:-40] + b"garbage-garbage-garbage-garbage-garbage"
     )
     with pytest.raises(InputError) as in_process:
-        list(merged_events([str(corrupt)], lambda letter: None, 60_000))
+        list(merged_events([str(corrupt)], lambda letter: None, ReadOptions(60_000)))
     with pytest.raises(InputError) as read_ahead:
         list(_read_ahead([str(corrupt)], inputs[0]))
     assert str(read_ahead.value) == str(in_process.value)

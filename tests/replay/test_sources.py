@@ -17,7 +17,16 @@ from hypothesis import strategies as st
 
 from monitor.core.timeutil import format_ms, parse_time_ms
 from monitor.errors import InputError
-from monitor.replay.sources import _PIECE_BYTES, _chunks, decode_lines, merged_events, open_lines, reorder, split_lines
+from monitor.replay.sources import (
+    _PIECE_BYTES,
+    ReadOptions,
+    _chunks,
+    decode_lines,
+    merged_events,
+    open_lines,
+    reorder,
+    split_lines,
+)
 from tests.conftest import raw
 
 
@@ -131,7 +140,7 @@ def _request_lines(times: list[int], tag: str) -> bytes:
 
 
 def _merged(paths: list[str], bound_ms: int) -> Iterator[tuple[int, str]]:
-    for event_ms, _seq, event in merged_events(paths, lambda letter: None, bound_ms):
+    for event_ms, _seq, event in merged_events(paths, lambda letter: None, ReadOptions(bound_ms)):
         yield event_ms, event.request_id
 
 
