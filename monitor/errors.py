@@ -3,7 +3,10 @@
     DismonError                 base of everything this package raises on purpose
     ├── PolicyError             a policy file is unreadable or invalid (names file, key/line, reason)
     ├── InputError              an input file or stream cannot be opened or read
-    └── UsageError              a command-line argument is wrong
+    ├── BrokerError             the Kafka cluster cannot be used (raised where aiokafka's error enters:
+    │                           monitor/live/kafka.py)
+    └── UsageError              a command-line argument or the deployment is wrong (a port in use,
+                                input topics that are not co-partitioned)
 
 Invalid *events* are not exceptions: they become dead-letter records
 (:class:`monitor.core.events.Invalid`) so one bad event never stops the monitor.
@@ -29,6 +32,10 @@ class PolicyError(DismonError):
 
 class InputError(DismonError):
     """An input could not be opened or read."""
+
+
+class BrokerError(DismonError):
+    """The Kafka cluster cannot be reached or refuses us; the message says which cluster and why."""
 
 
 class UsageError(DismonError):

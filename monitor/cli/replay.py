@@ -288,8 +288,8 @@ def _to_kafka(args: argparse.Namespace) -> int:
 
         counts, invalid = asyncio.run(
             publish(
-                args.files,
                 kafka_settings(args),
+                args.files,
                 on_dead_letter,
                 _read_options(args),  # the worker refuses event times past this run's clock skew bound too
                 args.partitions,

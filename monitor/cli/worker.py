@@ -9,7 +9,6 @@ from monitor.cli import arguments
 from monitor.cli.common import env
 from monitor.config import load_policy, subject_hasher
 from monitor.core.detector import DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_MAX_JOIN_ENTRIES
-from monitor.errors import UsageError
 
 
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:
@@ -175,9 +174,10 @@ def add_worker(commands: Any) -> None:
 
 def _worker(args: argparse.Namespace) -> int:
     from monitor.live.faust import worker
+    from monitor.live.settings import WorkerSettings
 
     policy = load_policy(args.policy)  # a broken policy stops us here, before anything starts
-    settings = worker.WorkerSettings(
+    settings = WorkerSettings(
         kafka=kafka_settings(args),
         partitions=args.partitions,
         allowed_lateness_ms=args.allowed_lateness,
@@ -192,7 +192,4 @@ def _worker(args: argparse.Namespace) -> int:
         dead_letter_payload=args.dead_letter_payload,
         changelog_segment_ms=args.changelog_segment,
     )
-    try:
-        return worker.run(settings, policy, subject_hasher())
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    return worker.run(settings, policy, subject_hasher())

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from monitor.core.address import FORMS, classify
+from monitor.core.cache import BoundedCache
 from monitor.core.events import Request
 
 BUILTIN_PLACEHOLDERS = frozenset(
@@ -145,7 +146,6 @@ def _parent(head: str) -> Callable[[Request], Any]:
     return parents[head]
 
 
-_CACHE_LIMIT = 65_536
 _Check = Callable[[Any, frozenset[str]], str | None]
 
 
@@ -165,7 +165,7 @@ class RequiredFields:
         address_forms: frozenset[str] = ALL_FORMS,
     ) -> None:
         self._extra = extra_placeholders
-        self._cache: dict[object, str | None] = {}
+        self._cache: BoundedCache[object, str | None] = BoundedCache()
         # Grouped by parent object so each parent (address, legal basis...) is looked up once per request.
         groups: dict[str, list[tuple[str, str, _Check | None]]] = {}
         specials: dict[str, _Check] = {
@@ -194,9 +194,7 @@ class RequiredFields:
                 elif value.__class__ is str:
                     problem = cache.get(value, _UNSEEN)
                     if problem is _UNSEEN:
-                        if len(cache) >= _CACHE_LIMIT:
-                            cache.clear()
-                        problem = cache[value] = text_problem(value, extra)
+                        problem = cache.put(value, text_problem(value, extra))
                 else:
                     problem = _value_problem(value, extra)
                 if problem is not None:

@@ -1,71 +1,35 @@
-"""The detection core: events in, findings out, on event time.
+"""The detection core in one piece: events in, findings out, on event time.
 
-:class:`Detector` owns the join state and the watermark. It is fed
-``(event, event_time_ms)`` one at a time in any order and returns the
-findings each event (or each watermark advance) produced. Each event is first
-reduced on its own to a digest (:mod:`monitor.core.digests`, stateless), then the
-digest is joined (here, stateful); a replay may reduce elsewhere and feed
-digests with :meth:`Detector.apply`. It never reads the
-wall clock, a file or Kafka: ``dismon replay`` and the Faust worker are both
-thin shells that feed it, so they find exactly the same things.
-
-Order independence: a response waits in the join state for its request until
-the watermark passes ``responded_at + orphan_grace``; timed rules fire when
-the watermark (highest event time seen minus the allowed lateness) passes
-their deadline, and judge only by event times. Any arrival order within the
-allowed lateness therefore gives the same set of alert ids.
+:class:`Detector` is what a replay (and a test) feeds: each event is reduced on its own to a digest
+(:mod:`monitor.core.digests`, stateless; a replay may reduce in another process and feed digests with
+:meth:`Detector.apply`), joined (:class:`~monitor.core.joiner.Joiner`, stateful), and the window facts the join
+gives are counted at once by an inline window stage (:mod:`monitor.core.windows.stage`). The watermark is
+the newest event time seen minus the allowed lateness. The live worker combines the same pieces its own
+way: the watermark of its partitions, and one window stage for the whole group, fed over Kafka. Both are
+thin shells around the same code, so they find exactly the same things.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
-from monitor.core.digests import Digest, DisposalDigest, Reducer, RequestDigest, ResponseDigest
+from monitor.core.digests import Digest, Reducer
 from monitor.core.events import Event, event_time_ms
-from monitor.core.findings import Finding, SubjectHasher, Violation, format_ref, make_finding
-from monitor.core.join import (
-    DUPLICATE_FIRED,
-    SLA_DONE,
-    DisclosureFacts,
-    JoinEntry,
-    JoinStore,
-    RequestFacts,
-    TimerWheel,
-)
+from monitor.core.findings import Finding, SubjectHasher
+from monitor.core.join import JoinEntry, JoinStore, TimerWheel
+from monitor.core.joiner import DEFAULT_MAX_JOIN_ENTRIES, DetectorStats, Joiner, Output
 from monitor.core.observe import Observer
-from monitor.core.policy import DEFAULT_JOIN_WINDOW, DEFAULT_ORPHAN_GRACE, Agreement, Policy
-from monitor.core.rules import DISCLOSURE_RULES, DISPOSAL, DUPLICATE, ORPHAN, SLA
-from monitor.core.timeutil import parse_duration_ms
-from monitor.core.windows.stage import Fact, WindowStage
+from monitor.core.policy import Policy
+from monitor.core.windows.stage import WindowStage
 
 DEFAULT_ALLOWED_LATENESS_MS = 10 * 60_000
-#: Request ids held at most (a few hundred bytes each): beyond it, new ids are refused, counted and alerted on.
-DEFAULT_MAX_JOIN_ENTRIES = 5_000_000
-_DEFAULT_JOIN_WINDOW_MS = parse_duration_ms(DEFAULT_JOIN_WINDOW)
-_DEFAULT_ORPHAN_GRACE_MS = parse_duration_ms(DEFAULT_ORPHAN_GRACE)
 _NO_FINDINGS: Sequence[Finding] = ()
-_KIND: Mapping[type, str] = {RequestDigest: "request", ResponseDigest: "response", DisposalDigest: "disposal"}
 
-
-@dataclass(slots=True)
-class DetectorStats:
-    requests: int = 0
-    responses: int = 0
-    disposals: int = 0
-    late_events: int = 0
-    refused: int = 0  # events of new request ids not joined because the join state was at its cap
-    findings: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def events(self) -> Counter[str]:
-        counts = {"request": self.requests, "response": self.responses, "disposal": self.disposals}
-        return Counter({kind: count for kind, count in counts.items() if count})
+__all__ = ["DEFAULT_ALLOWED_LATENESS_MS", "DEFAULT_MAX_JOIN_ENTRIES", "Detector"]
 
 
 class Detector:
-    """Joins requests, responses and disposals by ``request_id`` and runs the rules."""
+    """Reduces, joins and counts windows, with the watermark following the events."""
 
     def __init__(
         self,
@@ -74,44 +38,44 @@ class Detector:
         allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
         store: JoinStore | None = None,
         timers: TimerWheel | None = None,
-        external_watermark: bool = False,
         observer: Observer | None = None,
         max_entries: int | None = None,
-        window_sink: Callable[[Fact], None] | None = None,
     ) -> None:
         self.allowed_lateness_ms = allowed_lateness_ms
-        self.store: JoinStore = {} if store is None else store
-        self.timers = TimerWheel() if timers is None else timers
-        self.stats = DetectorStats()
-        self.max_event_ms: int | None = None
-        self.watermark_ms: int | None = None
-        # When the shell owns the clock (the worker: the minimum over its partitions), events do not move it.
-        self.external_watermark = external_watermark
-        self.observer = observer
-        # A flood of distinct request ids must not end in an out-of-memory kill: past the cap, new ids are not
-        # joined (counted as refused; the shells alert on it) and only the rules that need no join judge them.
-        self.max_entries = max_entries
-        self._out: list[Finding] = []
         self.reducer = Reducer(policy, hasher)
-        # The windowed rules: inline (replay), or a stage elsewhere that ``window_sink`` sends facts to (worker).
-        self.windows: WindowStage | None = WindowStage(policy) if window_sink is None else None
-        self._window_sink = window_sink
-        self.set_policy(policy)
+        self.windows = WindowStage(policy)
+        # Only the facts some windowed rule of this policy counts (without a ratio rule, none per response).
+        self.joiner = Joiner(policy, store, timers, observer, max_entries, self.windows.counted_types())
+
+    @property
+    def policy(self) -> Policy:
+        return self.joiner.policy
+
+    @property
+    def store(self) -> JoinStore:
+        return self.joiner.store
+
+    @property
+    def timers(self) -> TimerWheel:
+        return self.joiner.timers
+
+    @property
+    def stats(self) -> DetectorStats:
+        return self.joiner.stats
+
+    @property
+    def watermark_ms(self) -> int | None:
+        return self.joiner.watermark_ms
+
+    @property
+    def max_event_ms(self) -> int | None:
+        return self.joiner.max_event_ms
 
     def set_policy(self, policy: Policy) -> None:
         """Judge from now on by ``policy`` (a reload); join state, timers and window counts carry over."""
-        self.policy = policy
         self.reducer.set_policy(policy)
-        if self.windows is not None:
-            self.windows.set_policy(policy)
-        # Which kinds of facts to make: all of them for a stage elsewhere; for the inline stage only those
-        # some rule of this policy counts (a replay without a ratio rule skips a fact per response).
-        windows = self.windows
-        self._fact_kinds = (
-            frozenset("qrdj") if windows is None else frozenset(kind for kind in "qrdj" if windows.counts(kind))
-        )
-
-    # -- feeding -----------------------------------------------------------------------------
+        self.windows.set_policy(policy)
+        self.joiner.set_policy(policy, self.windows.counted_types())
 
     def process(self, event: Event, event_ms: int | None = None) -> Sequence[Finding]:
         """Feed one event; returns the findings it (and the watermark it moved) produced."""
@@ -121,330 +85,48 @@ class Detector:
 
     def apply(self, digest: Digest, event_ms: int) -> Sequence[Finding]:
         """Feed one event already reduced (by this detector's policy and key, perhaps in another process)."""
-        if self.watermark_ms is not None and event_ms < self.watermark_ms:
-            self.stats.late_events += 1
-            if self.observer is not None:
-                self.observer.late()
-        if self.max_event_ms is None or event_ms > self.max_event_ms:
-            self.max_event_ms = event_ms
-            if not self.external_watermark:
-                self.watermark_ms = event_ms - self.allowed_lateness_ms
-        if isinstance(digest, RequestDigest):
-            self.stats.requests += 1
-            self._on_request(digest, event_ms)
-        elif isinstance(digest, ResponseDigest):
-            self.stats.responses += 1
-            self._on_response(digest, event_ms)
-        else:
-            self.stats.disposals += 1
-            self._on_disposal(digest, event_ms)
-        if self.observer is not None:
-            self.observer.event(_KIND[type(digest)], digest.agreement_id)
-        if self.watermark_ms is not None:
-            self._fire_due(self.watermark_ms)
-        return self._take() if self._out else _NO_FINDINGS  # most events find nothing: skip the call
+        joiner = self.joiner
+        out = joiner.apply(digest, event_ms, event_ms - self.allowed_lateness_ms)
+        due = self.windows.due_ms
+        if out or (due is not None and joiner.watermark_ms is not None and due <= joiner.watermark_ms):
+            return self._counted(out)
+        return _NO_FINDINGS  # most events give nothing
 
     def advance_to(self, watermark_ms: int) -> Sequence[Finding]:
-        """Move the watermark forward explicitly (``--until``, idle advance); never backwards."""
-        if self.watermark_ms is None or watermark_ms > self.watermark_ms:
-            self.watermark_ms = watermark_ms
-            self._fire_due(watermark_ms)
-        return self._take()
+        """Move the watermark forward explicitly (``--until``); never backwards."""
+        return self._counted(self.joiner.advance_to(watermark_ms))
 
-    def _fire_due(self, watermark_ms: int) -> None:
-        """Fire the timers and close the windows the watermark has reached (cheap when nothing is due)."""
-        next_due = self.timers.next_due()
-        if next_due is not None and next_due <= watermark_ms:
-            self._fire_timers()
-        windows = self.windows
-        if windows is not None and windows.due_ms is not None and windows.due_ms <= watermark_ms:
-            windows.max_event_ms = self.max_event_ms
-            self._out += windows.advance_to(watermark_ms)
-
-    def _take(self) -> Sequence[Finding]:
-        if not self._out:
-            return _NO_FINDINGS
-        out, self._out = self._out, []
-        for finding in out:
-            if finding.status == "firing":
-                self.stats.findings[finding.rule] += 1
-        return out
-
-    # -- windowed rules ----------------------------------------------------------------------
-
-    def _fact(self, fact: Fact) -> None:
-        """What the windowed rules count, to the inline stage or to the sink."""
-        if self._window_sink is not None:
-            self._window_sink(fact)
-        else:
-            assert self.windows is not None
-            self.windows.max_event_ms = self.max_event_ms
-            self._out += self.windows.apply(fact)
-
-    # -- events ------------------------------------------------------------------------------
-
-    def _on_request(self, request: RequestDigest, event_ms: int) -> None:
-        facts = request.facts
-        agreement = self.policy.agreements.get(facts.agreement_id)
-        for violation in request.violations:
-            self._emit(violation, request.request_id, facts.agreement_id, facts)
-        entry = self._entry(request.request_id, event_ms)
-        if entry is None or entry.request is not None:
-            return  # join state full; or a redelivered (or re-sent) request: the first one stands
-        entry.request = facts
-        if self.observer is not None and entry.answered_ms is not None:
-            self.observer.joined(facts.agreement_id, entry.answered_ms - event_ms)
-        if agreement is not None and "q" in self._fact_kinds:
-            self._fact(("q", agreement.id, event_ms, request.batch_id, facts.agency, facts.unit))
-        for disclosure in entry.disclosures or ():
-            if not disclosure.resolved:
-                self._resolve(request.request_id, entry, disclosure, orphan=False)
-            elif disclosure.orphaned:
-                self._late_join(request.request_id, entry, disclosure)
-        self._schedule(request.request_id, entry)
-        self.store[request.request_id] = entry  # write back: durable stores persist on assignment
-
-    def _on_response(self, response: ResponseDigest, event_ms: int) -> None:
-        request_id = response.request_id
-        entry = self._entry(request_id, event_ms)
-        if entry is None:
-            self._judge_untracked(response)
-            return
-        if entry.answered_ms is None and entry.request is not None and self.observer is not None:
-            self.observer.joined(response.agreement_id, event_ms - entry.request.submitted_ms)
-        if entry.answered_ms is None or event_ms < entry.answered_ms:
-            entry.answered_ms = event_ms
-        disclosure = response.disclosure
-        agreement = self.policy.agreements.get(response.agreement_id) if self._fact_kinds else None
-        if agreement is not None and "r" in self._fact_kinds:
-            self._fact(("r", agreement.id, event_ms, disclosure is not None))
-        if disclosure is None:
-            if entry.scheduled_ms is None:  # a new entry (response before request): it needs its expiry timer
-                self._schedule(request_id, entry)
-            if entry.answered_ms == event_ms:  # a new entry or an earlier answer: worth persisting
-                self.store[request_id] = entry
-            return  # an answer never makes anything due earlier
-        if entry.disclosures is None:
-            entry.disclosures = [disclosure]
-        elif any(d.fingerprint == disclosure.fingerprint for d in entry.disclosures):
-            return  # the same message delivered again (at-least-once transport)
-        else:
-            entry.disclosures.append(disclosure)
-            if not entry.flags & DUPLICATE_FIRED:
-                entry.flags |= DUPLICATE_FIRED
-                self._emit(DUPLICATE.violation(entry.disclosures), request_id, response.agreement_id, entry.request)
-        if agreement is not None and "d" in self._fact_kinds:
-            self._fact(("d", agreement.id, disclosure.responded_ms))
-        if entry.request is not None:
-            self._resolve(request_id, entry, disclosure, orphan=False)
-        self._schedule(request_id, entry)
-        self.store[request_id] = entry
-
-    def _judge_untracked(self, response: ResponseDigest) -> None:
-        """Join state is full: the rules that need no request still judge the disclosure."""
-        disclosure = response.disclosure
-        if disclosure is None:
-            return
-        agreement = self.policy.agreements.get(response.agreement_id)
-        for rule in DISCLOSURE_RULES:
-            if not rule.needs_request:
-                for violation in rule.check_disclosure(disclosure, None, agreement):
-                    self._emit(violation, response.request_id, response.agreement_id, None)
-
-    def _on_disposal(self, disposal: DisposalDigest, event_ms: int) -> None:
-        entry = self._entry(disposal.request_id, event_ms)
-        if entry is None:
-            return
-        if entry.disposals is None:
-            entry.disposals = [event_ms]
-        else:
-            entry.disposals.append(event_ms)
-        self._schedule(disposal.request_id, entry)
-        self.store[disposal.request_id] = entry
-
-    def _entry(self, request_id: str, event_ms: int) -> JoinEntry | None:
-        """The request id's join entry, created if new; None when the join state is at its cap.
-
-        A new entry is not stored here: every caller stores it once it is complete (one changelog write
-        per event in the worker, not two)."""
-        entry = self.store.get(request_id)
-        if entry is None:
-            if self.max_entries is not None and len(self.store) >= self.max_entries:
-                self.stats.refused += 1
-                if self.observer is not None:
-                    self.observer.refused()
-                return None
-            entry = JoinEntry(first_ms=event_ms)
-        elif event_ms < entry.first_ms:
-            entry.first_ms = event_ms
-        return entry
-
-    # -- rules -------------------------------------------------------------------------------
-
-    def _resolve(self, request_id: str, entry: JoinEntry, disclosure: DisclosureFacts, orphan: bool) -> None:
-        agreement = self.policy.agreements.get(disclosure.agreement_id)
-        facts = entry.request
-        improper = False
-        if orphan:
-            self._emit(ORPHAN.violation(disclosure, _grace_ms(agreement)), request_id, disclosure.agreement_id, None)
-            improper = True
-        for rule in DISCLOSURE_RULES:
-            if rule.needs_request and facts is None:
-                continue
-            for violation in rule.check_disclosure(disclosure, facts, agreement):
-                self._emit(violation, request_id, disclosure.agreement_id, facts)
-                improper = improper or violation.severity == "critical"
-        disclosure.resolved = True
-        disclosure.orphaned = orphan
-        disclosure.improper = improper
-        if self.observer is not None:  # counted once joined (or orphaned), so the requester is known if it can be
-            self.observer.disclosure(disclosure.agreement_id, facts.agency if facts else None, disclosure.fields)
-        if agreement is not None and facts is not None and "j" in self._fact_kinds:
-            self._fact(("j", agreement.id, disclosure.responded_ms, facts.unit))
-
-    def _late_join(self, request_id: str, entry: JoinEntry, disclosure: DisclosureFacts) -> None:
-        """A request that arrived after its response was declared an orphan: still check the pair."""
-        agreement = self.policy.agreements.get(disclosure.agreement_id)
-        for rule in DISCLOSURE_RULES:
-            if rule.needs_request:
-                for violation in rule.check_disclosure(disclosure, entry.request, agreement):
-                    self._emit(violation, request_id, disclosure.agreement_id, entry.request)
-
-    def _emit(self, violation: Violation, request_id: str, agreement_id: str, facts: RequestFacts | None) -> None:
-        requester = {"agency": facts.agency, "unit": facts.unit} if facts else None
-        self._append(violation, agreement_id, request_id, requester, format_ref(facts.subject_ref) if facts else None)
-
-    def _append(
-        self,
-        violation: Violation,
-        agreement_id: str,
-        request_id: str | None,
-        requester: Mapping[str, str | None] | None,
-        subject_ref: str | None,
-    ) -> None:
-        self._out.append(make_finding(violation, agreement_id, request_id, requester, subject_ref, self.max_event_ms))
-
-    # -- timers ------------------------------------------------------------------------------
-
-    def _next_due(self, entry: JoinEntry) -> int:
-        """The earliest event time at which something about this entry must be looked at again."""
-        facts = entry.request
-        agreements = self.policy.agreements
-        agreement = agreements.get(facts.agreement_id) if facts is not None else None
-        due = entry.first_ms + (agreement.join_window_ms if agreement else _DEFAULT_JOIN_WINDOW_MS)
-        if facts is not None and agreement is not None and agreement.response_sla_ms and not entry.flags & SLA_DONE:
-            due = min(due, facts.submitted_ms + agreement.response_sla_ms)
-        for disclosure in entry.disclosures or ():
-            if not disclosure.resolved:
-                due = min(due, disclosure.responded_ms + _grace_ms(agreements.get(disclosure.agreement_id)))
-            elif disclosure.improper and not disclosure.disposal_checked:
-                deadline = _deadline_ms(agreements.get(disclosure.agreement_id))
-                if deadline is not None:
-                    due = min(due, disclosure.responded_ms + deadline)
-        return due
+    def _counted(self, out: Sequence[Output]) -> list[Finding]:
+        """The join's findings with its window facts counted by the stage in the order they arose, then what
+        the windows the watermark has passed give."""
+        windows, stats = self.windows, self.joiner.stats
+        windows.max_event_ms = self.joiner.max_event_ms
+        findings: list[Finding] = []
+        windowed: list[Finding] = []
+        for item in out:
+            if type(item) is Finding:
+                findings.append(item)
+            else:
+                windowed = windows.apply(item)  # type: ignore[arg-type]  # not a Finding: a window fact
+                findings += windowed
+                _count(stats, windowed)
+        watermark = self.joiner.watermark_ms
+        if windows.due_ms is not None and watermark is not None and windows.due_ms <= watermark:
+            windowed = list(windows.advance_to(watermark))
+            findings += windowed
+            _count(stats, windowed)
+        return findings
 
     def restore(self, request_id: str, entry: JoinEntry) -> None:
-        """Take over an entry recovered from a durable store (a restart or a rebalance): re-arm its timers."""
-        entry.scheduled_ms = None
-        self._schedule(request_id, entry)
-
-    def _schedule(self, request_id: str, entry: JoinEntry) -> None:
-        due = self._next_due(entry)
-        if entry.scheduled_ms is None or due < entry.scheduled_ms:
-            entry.scheduled_ms = self.timers.schedule(request_id, due)
-
-    def _fire_timers(self) -> None:
-        watermark = self.watermark_ms
-        assert watermark is not None
-        store = self.store
-        for bucket, request_id in self.timers.pop_due(watermark):
-            entry = store.get(request_id)
-            if entry is None or entry.scheduled_ms != bucket:
-                continue  # expired already, or superseded by an earlier schedule
-            entry.scheduled_ms = None
-            before = _durable_state(entry)
-            if self._run_due(request_id, entry, watermark):
-                del store[request_id]
-            else:
-                entry.scheduled_ms = self.timers.schedule(request_id, max(self._next_due(entry), watermark + 1))
-                if _durable_state(entry) != before:  # write back only what must survive a restart
-                    store[request_id] = entry
-
-    def _run_due(self, request_id: str, entry: JoinEntry, watermark: int) -> bool:
-        """Fire what is due; True when the entry has nothing left to wait for and may be dropped."""
-        agreements = self.policy.agreements
-        facts = entry.request
-        pending = False
-        if facts is not None and not entry.flags & SLA_DONE:
-            agreement = agreements.get(facts.agreement_id)
-            sla = agreement.response_sla_ms if agreement else None
-            if sla is None:
-                entry.flags |= SLA_DONE
-            elif watermark >= facts.submitted_ms + sla:
-                entry.flags |= SLA_DONE
-                if entry.answered_ms is None or entry.answered_ms > facts.submitted_ms + sla:
-                    self._emit(SLA.violation(facts, sla), request_id, facts.agreement_id, facts)
-            else:
-                pending = True
-        for disclosure in entry.disclosures or ():
-            agreement = agreements.get(disclosure.agreement_id)
-            if not disclosure.resolved:
-                if watermark >= disclosure.responded_ms + _grace_ms(agreement):
-                    self._resolve(request_id, entry, disclosure, orphan=True)
-                else:
-                    pending = True
-            if disclosure.improper and not disclosure.disposal_checked:
-                deadline = _deadline_ms(agreement)
-                if deadline is None:
-                    disclosure.disposal_checked = True
-                elif watermark >= disclosure.responded_ms + deadline:
-                    disclosure.disposal_checked = True
-                    start, end = disclosure.responded_ms, disclosure.responded_ms + deadline
-                    if not any(start <= at <= end for at in entry.disposals or ()):
-                        self._emit(DISPOSAL.violation(disclosure, deadline), request_id, disclosure.agreement_id, facts)
-                else:
-                    pending = True
-        agreement = agreements.get(facts.agreement_id) if facts is not None else None
-        window = agreement.join_window_ms if agreement else _DEFAULT_JOIN_WINDOW_MS
-        return not pending and watermark >= entry.first_ms + window
-
-    # -- introspection -----------------------------------------------------------------------
+        """Take over an entry recovered from a durable store: re-arm its timers."""
+        self.joiner.restore(request_id, entry)
 
     def pending(self) -> dict[str, int]:
-        """Join state sizes, for metrics and the replay summary (one pass over the state)."""
-        entries = requests = orphans = open_improper = 0
-        for entry in self.store.values():
-            entries += 1
-            if entry.request is not None and entry.answered_ms is None:
-                requests += 1
-            for disclosure in entry.disclosures or ():
-                if not disclosure.resolved:
-                    orphans += 1
-                elif (
-                    disclosure.improper
-                    and not disclosure.disposal_checked
-                    and not any(at >= disclosure.responded_ms for at in entry.disposals or ())
-                ):
-                    open_improper += 1
-        return {
-            "entries": entries,
-            "unanswered_requests": requests,
-            "pending_orphans": orphans,
-            "open_improper": open_improper,
-        }
+        """Join state sizes, for metrics and the replay summary."""
+        return self.joiner.pending()
 
 
-def _durable_state(entry: JoinEntry) -> tuple[object, ...]:
-    """What a timer may change in an entry that a restarted worker needs (not ``scheduled_ms``)."""
-    return (
-        entry.flags,
-        tuple((d.resolved, d.orphaned, d.improper, d.disposal_checked) for d in entry.disclosures or ()),
-    )
-
-
-def _grace_ms(agreement: Agreement | None) -> int:
-    return agreement.orphan_grace_ms if agreement else _DEFAULT_ORPHAN_GRACE_MS
-
-
-def _deadline_ms(agreement: Agreement | None) -> int | None:
-    return agreement.disposal_deadline_ms if agreement else None
+def _count(stats: DetectorStats, windowed: Sequence[Finding]) -> None:
+    for finding in windowed:
+        if finding.status == "firing":
+            stats.findings[finding.rule] += 1

@@ -15,6 +15,7 @@ import hashlib
 
 import msgspec
 
+from monitor.core.cache import BoundedCache
 from monitor.core.checks import RequiredFields, normalize
 from monitor.core.events import Disposal, Event, Request, Response, disclosed_fields, encode
 from monitor.core.findings import SubjectHasher, Violation
@@ -23,7 +24,6 @@ from monitor.core.policy import Agreement, Policy
 from monitor.core.rules import REQUEST_RULES
 
 _LOW32 = 0xFFFFFFFF
-_CACHE_LIMIT = 65_536
 
 
 class RequestDigest(msgspec.Struct, frozen=True, gc=False, array_like=True, tag="q"):
@@ -56,9 +56,9 @@ class Reducer:
 
     def __init__(self, policy: Policy, hasher: SubjectHasher) -> None:
         self.hasher = hasher
-        self._contexts: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
-        self._last_names: dict[str, int] = {}  # raw name part -> 32-bit keyed hash of its normal form
-        self._first_names: dict[str, int] = {}
+        self._contexts: BoundedCache[tuple[str, str, str | None], tuple[str, str, str | None]] = BoundedCache()
+        self._last_names: BoundedCache[str, int] = BoundedCache()  # raw name part -> keyed hash of its normal form
+        self._first_names: BoundedCache[str, int] = BoundedCache()
         self.set_policy(policy)
 
     def set_policy(self, policy: Policy) -> None:
@@ -99,7 +99,7 @@ class Reducer:
         requester, name = request.requester, request.subject.name
         # One shared copy of each (agreement, agency, unit) triple instead of a million equal strings.
         context = (request.agreement_id, requester.agency, requester.unit)
-        context = self._contexts.setdefault(context, context)
+        context = self._contexts.get(context) or self._contexts.put(context, context)
         name_key = self._name_part(self._last_names, "last", name.last) << 32 | self._name_part(
             self._first_names, "first", name.first
         )
@@ -114,16 +114,14 @@ class Reducer:
             name_key,
         )
 
-    def _name_part(self, cache: dict[str, int], role: str, raw: str | None) -> int:
+    def _name_part(self, cache: BoundedCache[str, int], role: str, raw: str | None) -> int:
         """32-bit keyed hash of a normalised name part (0 when absent); names repeat, so it is cached."""
         if not raw:
             return 0
         part = cache.get(raw)
         if part is None:
-            if len(cache) >= _CACHE_LIMIT:
-                cache.clear()
             norm = normalize(raw)
-            part = cache[raw] = self.hasher.ref(role, norm) & _LOW32 if norm else 0
+            part = cache.put(raw, self.hasher.ref(role, norm) & _LOW32 if norm else 0)
         return part
 
     def _disclosed_name_key(self, raw: msgspec.Raw | None) -> int | None:

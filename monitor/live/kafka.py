@@ -6,18 +6,19 @@ No Faust here: ``dismon replay --to-kafka`` and the tests use it without loading
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from monitor.errors import UsageError
+from monitor.errors import BrokerError, UsageError
 
 log = logging.getLogger("dismon.kafka")
 
@@ -107,6 +108,31 @@ class KafkaSettings:
         return options
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def broker_errors(
+    call: Callable[Concatenate[KafkaSettings, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[KafkaSettings, P], Coroutine[Any, Any, R]]:
+    """aiokafka's errors of ``call`` (a coroutine function taking the settings first) as :class:`BrokerError`,
+    naming the cluster and how it was reached."""
+
+    @functools.wraps(call)
+    async def translated(kafka: KafkaSettings, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await call(kafka, *args, **kwargs)
+        except KafkaError as exc:
+            sasl = f", SASL {kafka.sasl_mechanism}" if kafka.sasl_mechanism else ""
+            raise BrokerError(
+                f"cannot use Kafka at {kafka.bootstrap_servers} ({kafka.security_protocol}{sasl}): {exc}; the log "
+                "line above gives the broker's reason (e.g. a wrong SASL user or password, an untrusted "
+                "certificate, nothing listening)"
+            ) from exc
+
+    return translated
+
+
 async def watch_broker(kafka: KafkaSettings, on_change: Callable[[bool], None], every_s: float = 2.0) -> None:
     """Ask the cluster for metadata every few seconds and report whether it answers (``on_change``, called
     on every transition). Faust and aiokafka reconnect by themselves; this only makes an outage visible."""
@@ -133,17 +159,18 @@ async def watch_broker(kafka: KafkaSettings, on_change: Callable[[bool], None], 
         await client.close()
 
 
+@broker_errors
 async def ensure_topics(kafka: KafkaSettings, partitions: int, group_topics: bool = True) -> dict[str, int]:
     """Create missing topics, and with ``group_topics`` the consumer group's own; returns the input topics'
-    partition counts. Input topics that exist already must be co-partitioned (ValueError, before anything
-    is created); missing ones get their partition count, else ``partitions``."""
+    partition counts. Input topics that exist already must be co-partitioned (:class:`UsageError`, before
+    anything is created); missing ones get their partition count, else ``partitions``."""
     admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=15_000)
     await admin.start()
     try:
         existing = {t: len(p) for t, p in (await _partition_counts(admin)).items()}
         inputs = {kind: existing[kafka.topic(kind)] for kind in TOPIC_KINDS if kafka.topic(kind) in existing}
         if len(set(inputs.values())) > 1:
-            raise ValueError(
+            raise UsageError(
                 "input topics are not co-partitioned (requests, responses and disposals need the same "
                 f"partition count): {inputs}"
             )
@@ -184,6 +211,7 @@ async def _wait_for_leaders(admin: Any, topics: set[str], timeout_s: float = 15.
         await asyncio.sleep(0.1)
 
 
+@broker_errors
 async def read_last_record(kafka: KafkaSettings, topic: str) -> bytes | None:
     """The value of the last record of partition 0 of ``topic`` (None when it is empty)."""
     consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False)
@@ -204,6 +232,7 @@ async def read_last_record(kafka: KafkaSettings, topic: str) -> bytes | None:
         await consumer.stop()
 
 
+@broker_errors
 async def read_partitions(
     kafka: KafkaSettings,
     topic: str,

@@ -15,17 +15,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from monitor.core.events import Disposal, Request
-from monitor.errors import InputError, UsageError
-from monitor.live.kafka import KafkaSettings, ensure_topics
+from monitor.live.kafka import KafkaSettings, broker_errors, ensure_topics
 from monitor.replay.sources import DeadLetter, ReadOptions, merged_events
 
 
+@broker_errors
 async def publish(
-    paths: Iterable[str],
     kafka: KafkaSettings,
+    paths: Iterable[str],
     on_dead_letter: Callable[[DeadLetter], None],
     options: ReadOptions,
     partitions: int,
@@ -37,18 +36,13 @@ async def publish(
         invalid += 1
         on_dead_letter(letter)
 
-    try:
-        await ensure_topics(kafka, partitions, group_topics=False)
-    except KafkaError as exc:
-        raise InputError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
-    except ValueError as exc:  # topics there already, not co-partitioned
-        raise UsageError(str(exc)) from exc
+    await ensure_topics(kafka, partitions, group_topics=False)
     producer = AIOKafkaProducer(**kafka.client_options(), linger_ms=20, max_batch_size=1 << 20)
     try:
         await producer.start()
-    except KafkaError as exc:
+    except BaseException:
         await producer.stop()
-        raise InputError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
+        raise
     counts: Counter[str] = Counter()
     try:
         pending = []

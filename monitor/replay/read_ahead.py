@@ -78,7 +78,7 @@ def read_ahead_digests(
     Files only: a spawned process cannot read this process's stdin."""
     paths = list(paths)
     if "-" in paths:
-        raise ValueError("stdin cannot be read ahead in another process")
+        raise InputError("stdin cannot be read ahead in another process")
     # spawn, not fork: the child starts clean, without copies of this process's threads or locks.
     context = multiprocessing.get_context("spawn")
     receiving, sending = context.Pipe(duplex=False)

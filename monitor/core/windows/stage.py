@@ -1,16 +1,11 @@
 """The windowed rules as a stage of their own, fed *facts* and closed by their own watermark.
 
-The detector learns, event by event and through its join, what the windowed rules count: a request of
-a batch, a response (disclosing or not), a new distinct disclosure, a disclosure joined to its request's
-unit. It hands these on as small tuples, one kind each:
+The join learns, event by event, what the windowed rules count: a request of a batch, a response
+(disclosing or not), a new distinct disclosure, a disclosure joined to its request's unit. It hands these
+on as window facts (:mod:`monitor.core.windows.facts`), one type each.
 
-    ("q", agreement_id, at_ms, batch_id, agency, unit)   a request seen for the first time
-    ("r", agreement_id, at_ms, disclosed)                a response
-    ("d", agreement_id, at_ms)                           a new distinct disclosure
-    ("j", agreement_id, at_ms, unit)                     a disclosure joined to its request
-
-In a replay the stage runs inline, in the detector's order and on its watermark. In the live worker
-every worker sends the facts of its partitions to one stage (monitor/live/faust/worker.py), which then counts the
+In a replay the stage runs inline, in the join's order and on its watermark (monitor/core/detector.py).
+In the live worker every worker sends the facts of its partitions to one stage, which then counts the
 whole stream whatever the number of workers: windowed rules are about agreements and units, not about
 request ids, so they cannot be split by the input partitions. Their results do not depend on arrival
 order within the allowed lateness, so both give the same alert ids.
@@ -19,7 +14,6 @@ order within the allowed lateness, so both give the same alert ids.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import msgspec
 
@@ -27,17 +21,22 @@ from monitor.core.findings import Finding, Violation, make_finding
 from monitor.core.policy import Policy
 from monitor.core.rules import WINDOWED_RULES
 from monitor.core.rules.base import WindowedRule
+from monitor.core.windows.facts import DisclosureFact, Fact, JoinedFact, RequestFact, ResponseFact
 
-Fact = tuple[Any, ...]
-#: The rule hook each kind of fact goes to.
-_HOOK_OF_KIND = {"q": "on_request", "r": "on_response", "d": "on_disclosure", "j": "on_resolved"}
+#: The rule hook each type of fact goes to.
+_HOOK_OF_TYPE: dict[type[Fact], str] = {
+    RequestFact: "on_request",
+    ResponseFact: "on_response",
+    DisclosureFact: "on_disclosure",
+    JoinedFact: "on_resolved",
+}
 
 
 class WindowStage:
     def __init__(self, policy: Policy) -> None:
         self.rules: list[WindowedRule] = []
         # Per kind of fact, the rules that implement its hook (most facts matter to one rule, or none).
-        self._listeners: dict[str, tuple[tuple[WindowedRule, Callable[..., list[Violation]]], ...]] = {}
+        self._listeners: dict[type[Fact], tuple[tuple[WindowedRule, Callable[..., list[Violation]]], ...]] = {}
         self.due_ms: int | None = None
         self.max_event_ms: int | None = None
         self.watermark_ms: int | None = None
@@ -58,7 +57,7 @@ class WindowStage:
                 for rule in self.rules
                 if getattr(type(rule), hook) is not getattr(WindowedRule, hook)
             )
-            for kind, hook in _HOOK_OF_KIND.items()
+            for kind, hook in _HOOK_OF_TYPE.items()
         }
 
     @property
@@ -66,20 +65,23 @@ class WindowStage:
         """Whether some agreement turns a windowed rule on."""
         return bool(self.rules)
 
-    def counts(self, kind: str) -> bool:
-        """Whether some rule running counts facts of ``kind`` ("q", "r", "d" or "j")."""
-        return bool(self._listeners[kind])
+    def counted_types(self) -> frozenset[type[Fact]]:
+        """The types of fact some rule running counts (the join need not make the others)."""
+        return frozenset(kind for kind, listeners in self._listeners.items() if listeners)
 
     def apply(self, fact: Fact) -> list[Finding]:
-        kind, agreement_id, at_ms = fact[0], fact[1], fact[2]
-        agreement = self.policy.agreements.get(agreement_id)
+        agreement = self.policy.agreements.get(fact.agreement_id)
         if agreement is None:
             return []
+        at_ms = fact.at_ms
         if self.max_event_ms is None or at_ms > self.max_event_ms:
             self.max_event_ms = at_ms
         out: list[Finding] = []
-        for rule, hook in self._listeners[kind]:
-            self._collect(rule, hook(agreement, at_ms, *fact[3:]), out)
+        listeners = self._listeners[type(fact)]
+        if listeners:
+            args = msgspec.structs.astuple(fact)[2:]  # what the hook takes after the agreement and the time
+            for rule, hook in listeners:
+                self._collect(rule, hook(agreement, at_ms, *args), out)
         return out
 
     def advance_to(self, watermark_ms: int) -> Sequence[Finding]:

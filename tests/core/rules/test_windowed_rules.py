@@ -10,8 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.core.detector import Detector
-from monitor.core.events import Event
+from monitor.core.digests import Reducer
+from monitor.core.events import Event, event_time_ms
 from monitor.core.findings import Finding, SubjectHasher
+from monitor.core.join import JoinEntry
+from monitor.core.joiner import Joiner
 from monitor.core.policy import parse_policy
 from monitor.core.timeutil import format_ms, parse_time_ms
 from monitor.core.windows.stage import WindowStage
@@ -269,41 +272,36 @@ def test_all_windowed_traffic_makes_every_windowed_rule_fire() -> None:
 
 
 class _Pipeline:
-    """The worker's arrangement in one process: a detector sending window facts, tagged with the position of
-    their event, to a window stage that counts each position once and follows the detector's watermark."""
+    """The worker's arrangement in one process: a join sending window facts, tagged with the position of
+    their event, to a window stage that counts each position once and follows the join's watermark."""
 
-    def __init__(self, store: dict[str, object] | None = None, stage: WindowStage | None = None, counted: int = -1):
-        self.detector = Detector(
-            parse_policy(POLICY, "w.toml"),
-            SubjectHasher(TEST_KEY),
-            allowed_lateness_ms=10 * 60_000,
-            store=store,  # type: ignore[arg-type]
-            window_sink=self._fact,
-        )
-        for request_id, entry in list(self.detector.store.items()):
-            self.detector.restore(request_id, entry)  # as after recovery from the changelog
-        self.stage = stage or WindowStage(self.detector.policy)
+    def __init__(self, store: dict[str, JoinEntry] | None = None, stage: WindowStage | None = None, counted: int = -1):
+        policy = parse_policy(POLICY, "w.toml")
+        self.reducer = Reducer(policy, SubjectHasher(TEST_KEY))
+        self.joiner = Joiner(policy, store)
+        for request_id, entry in list(self.joiner.store.items()):
+            self.joiner.restore(request_id, entry)  # as after recovery from the changelog
+        self.stage = stage or WindowStage(policy)
         self.counted = counted
-        self._facts: list[tuple[int, tuple[object, ...]]] = []
-        self._position = 0
-
-    def _fact(self, fact: tuple[object, ...]) -> None:
-        self._facts.append((self._position, fact))
 
     def feed(self, position: int, event: Event) -> list[Finding]:
-        self._position = position
-        found = list(self.detector.process(event))
-        for at, fact in self._facts:
-            if at > self.counted:
-                found += self.stage.apply(fact)
-        self.counted = max([self.counted] + [at for at, _ in self._facts])
-        self._facts.clear()
-        if self.detector.watermark_ms is not None:
-            found += self.stage.advance_to(self.detector.watermark_ms)
+        event_ms = event_time_ms(event)
+        found: list[Finding] = []
+        fresh = position > self.counted  # the stage counts each position once, as the worker's does
+        for item in self.joiner.apply(self.reducer.reduce(event, event_ms), event_ms, event_ms - 10 * 60_000):
+            if isinstance(item, Finding):
+                found.append(item)
+            else:
+                if fresh:
+                    found += self.stage.apply(item)
+                self.counted = max(self.counted, position)
+        if self.joiner.watermark_ms is not None:
+            found += self.stage.advance_to(self.joiner.watermark_ms)
         return found
 
     def finish(self, until_ms: int) -> list[Finding]:
-        return list(self.detector.advance_to(until_ms)) + list(self.stage.advance_to(until_ms))
+        found = [item for item in self.joiner.advance_to(until_ms) if isinstance(item, Finding)]
+        return found + list(self.stage.advance_to(until_ms))
 
 
 @settings(max_examples=8, deadline=None)
@@ -320,9 +318,9 @@ def test_a_window_stage_taken_back_after_a_restart_finds_what_an_unbroken_run_fi
     before = _Pipeline()
     found = [f for i, e in enumerate(events[:split]) for f in before.feed(i, e)]
     snapshot = before.stage.snapshot()
-    stage = WindowStage(before.detector.policy)
+    stage = WindowStage(before.joiner.policy)
     stage.restore(snapshot)
-    after = _Pipeline(store=before.detector.store, stage=stage, counted=before.counted)  # type: ignore[arg-type]
+    after = _Pipeline(store=dict(before.joiner.store), stage=stage, counted=before.counted)
     start = max(0, split - again)
     found += [f for i, e in enumerate(events[start:], start) for f in after.feed(i, e)]
     found += after.finish(ALL_WINDOWED_UNTIL)
@@ -335,7 +333,7 @@ def test_a_restart_without_the_window_stage_would_miss_or_invent_findings() -> N
     expected = _outcome(_run(events, until_ms=ALL_WINDOWED_UNTIL))
     before = _Pipeline()
     found = [f for i, e in enumerate(events[:split]) for f in before.feed(i, e)]
-    after = _Pipeline(store=before.detector.store, counted=before.counted)  # type: ignore[arg-type]
+    after = _Pipeline(store=dict(before.joiner.store), counted=before.counted)
     found += [f for i, e in enumerate(events[split:], split) for f in after.feed(i, e)]
     found += after.finish(ALL_WINDOWED_UNTIL)
     assert _outcome(found) != expected
