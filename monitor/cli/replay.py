@@ -10,7 +10,6 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import IO, Any
 
-import orjson
 from prometheus_client import CollectorRegistry
 
 from monitor.cli import arguments
@@ -23,7 +22,9 @@ from monitor.core.findings import SEVERITY_RANK, Finding
 from monitor.core.policy import Policy
 from monitor.core.timeutil import format_ms
 from monitor.errors import UsageError
-from monitor.outputs.metrics import Metrics, serve
+from monitor.outputs import endpoints
+from monitor.outputs.alerts import FindingSender, dead_letter_record
+from monitor.outputs.metrics import Metrics
 from monitor.replay.report import Comparison, count_at_or_above, load_truth, summary_lines, truth_lines
 from monitor.replay.run import ReplayOptions, run_replay
 from monitor.replay.sources import ByteCounter, DeadLetter, ReadOptions
@@ -209,19 +210,17 @@ def _replay(args: argparse.Namespace) -> int:
         alerts_out = _open_out(stack, args.alerts_out)
         dead_out = _open_out(stack, args.dead_letter) if args.dead_letter else None
 
+        encode = FindingSender(now_ms, metrics).encode
+
         def on_finding(finding: Finding) -> None:
             comparison.add(finding)
-            detected_ms = now_ms()
-            if metrics is not None:
-                metrics.finding(finding, detected_ms)
-            alerts_out.write(orjson.dumps(finding.to_alert(detected_ms)) + b"\n")
+            alerts_out.write(encode(finding) + b"\n")
 
         def on_dead_letter(letter: DeadLetter) -> None:
             if metrics is not None:
                 metrics.dead_letter(letter.reason)
             if dead_out is not None:
-                record = letter.to_record() | {"detected_at": format_ms(now_ms())}
-                dead_out.write(orjson.dumps(record) + b"\n")
+                dead_out.write(dead_letter_record(letter.reason, letter.where, now_ms()) + b"\n")
 
         counter = ByteCounter()
         total = sum(os.path.getsize(p) for p in args.files if os.path.isfile(p))  # a pipe's size is unknown
@@ -266,10 +265,7 @@ def _replay_metrics(args: argparse.Namespace, policy: Policy) -> Metrics | None:
         return None
     registry = CollectorRegistry()
     metrics = Metrics(registry, policy)
-    try:
-        serve(registry, args.metrics_host, args.metrics_port)
-    except OSError as exc:
-        raise UsageError(f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc.strerror}") from exc
+    endpoints.serve_in_thread(registry, endpoints.listen(args.metrics_host, args.metrics_port))
     log.warning("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
     return metrics
 
@@ -284,7 +280,7 @@ def _to_kafka(args: argparse.Namespace) -> int:
 
         def on_dead_letter(letter: DeadLetter) -> None:
             if dead_out is not None:
-                dead_out.write(orjson.dumps(letter.to_record()) + b"\n")
+                dead_out.write(dead_letter_record(letter.reason, letter.where, now_ms()) + b"\n")
 
         counts, invalid = asyncio.run(
             publish(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from monitor.errors import InputError
+from monitor.errors import UsageError
 
 log = logging.getLogger("dismon.worker")
 
@@ -37,7 +38,7 @@ def listen(host: str, port: int) -> socket.socket:
         if listener is not None:
             listener.close()
         reason = exc.strerror or str(exc)
-        raise InputError(f"cannot serve metrics on {host}:{port}: {reason} (choose another --metrics-port)") from exc
+        raise UsageError(f"cannot serve metrics on {host}:{port}: {reason} (choose another --metrics-port)") from exc
     listener.setblocking(False)
     return listener
 
@@ -95,3 +96,15 @@ async def serve(registry: CollectorRegistry, not_ready: Callable[[], str | None]
     await web.SockSite(runner, listener).start()
     host, port = listener.getsockname()[:2]
     log.info("metrics and health on http://%s:%d/metrics, /healthz, /readyz", host, port)
+
+
+def serve_in_thread(registry: CollectorRegistry, listener: socket.socket) -> None:
+    """:func:`serve` from a daemon thread with its own event loop, for a command that is not asynchronous
+    (``dismon replay --metrics-port``): the same endpoints as the worker's, always ready."""
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(serve(registry, lambda: None, listener))
+        loop.run_forever()
+
+    threading.Thread(target=run, name="dismon-metrics", daemon=True).start()

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_wsgi_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -243,8 +243,3 @@ def _walk(pending: Callable[[], Mapping[str, int]]) -> dict[str, int] | None:
         except RuntimeError:  # dictionary changed size during iteration
             continue
     return None
-
-
-def serve(registry: CollectorRegistry, host: str, port: int) -> None:
-    """Serve ``/metrics`` of ``registry`` from a daemon thread (for ``dismon replay --metrics-port``)."""
-    start_wsgi_server(port, addr=host, registry=registry)

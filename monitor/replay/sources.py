@@ -40,8 +40,9 @@ class DeadLetter:
     source: str
     line: int
 
-    def to_record(self) -> dict[str, object]:
-        return {"reason": self.reason, "source": self.source, "line": self.line}
+    @property
+    def where(self) -> dict[str, object]:
+        return {"source": self.source, "line": self.line}
 
 
 T = TypeVar("T", bound=tuple[Any, ...])  # (event time ms, arrival sequence, event[, raw line])

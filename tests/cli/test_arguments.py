@@ -3,11 +3,13 @@ given as flags or as ``$DISMON_*`` variables (monitor/cli/arguments.py, monitor/
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
 from monitor.cli import main
+from tests.conftest import POLICY_TOML, raw
 
 
 @pytest.mark.parametrize(
@@ -81,3 +83,28 @@ def test_simulate_refuses_what_would_write_nothing_useful(tmp_path: Path, capsys
     blocker.write_text("")
     assert main(["simulate", "--out", str(blocker / "dir"), "--requests", "10"]) == 2
     assert f"cannot write the scenario to {blocker / 'dir'}" in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_the_same_usage_error_in_replay_and_worker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY_TOML)
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(raw("request") + b"\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        errors = []
+        for command in (
+            ["replay", "--policy", str(policy), "--metrics-port", port, str(log)],
+            ["worker", "--policy", str(policy), "--metrics-port", port, "--bootstrap-servers", "127.0.0.1:9"],
+        ):
+            assert main(command) == 2
+            errors.append(capsys.readouterr().err.strip().splitlines()[-1])
+    assert (
+        errors[0]
+        == errors[1]
+        == f"dismon: error: cannot serve metrics on 127.0.0.1:{port}: Address already in use (choose another --metrics-port)"
+    )
