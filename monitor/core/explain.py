@@ -17,6 +17,7 @@ from monitor.core.policy import Agreement
 
 _TAIL_RE = re.compile(r"(?:^|\s)(?P<state>[A-Za-z]{2})?[\s,]*(?P<zip>\d{5}(?:[-\s]?\d{4})?)?\s*$")
 _FIELDS = ("street", "city", "state", "zip")
+_ANY_TIME = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
 def split_address(text: str) -> Address:
@@ -72,6 +73,6 @@ def _request_with(address: Address, agreement: Agreement) -> Request:
         request_id="explain",
         agreement_id=agreement.id,
         requester=Requester(agency="explain"),
-        submitted_at=dt.datetime.now(dt.UTC),
+        submitted_at=_ANY_TIME,  # the address checks do not look at it
         subject=Subject(name=Name(last="explain"), address=address),
     )

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -117,7 +116,7 @@ class Pipeline:
         self.stage = StageHost(policy, kafka, writers.windows, len(self.sources) * settings.partitions)
         # Batches, timer ticks and checkpoints take turns: a checkpoint writes state as of whole batches.
         self._turn = asyncio.Lock()
-        self._refused_logged = (0, 0.0)  # (count, monotonic time) of the last "join state full" log line
+        self._refused_logged = (0, 0.0)  # (count, wall-clock seconds) of the last "join state full" log line
 
     @property
     def policy(self) -> Policy:
@@ -168,14 +167,15 @@ class Pipeline:
         async with self._turn:
             await self._send_alerts(self._advance())
         refused, (logged, at) = self.joiner.stats.refused, self._refused_logged
-        if refused > logged and time.monotonic() - at >= 60:
+        now_s = self._now_ms() / 1000
+        if refused > logged and now_s - at >= 60:
             log.error(
                 "join state full (%d request ids, --max-join-entries): %d events of new request ids not "
                 "joined so far; joined rules cannot judge them",
                 len(self.table),
                 refused,
             )
-            self._refused_logged = (refused, time.monotonic())
+            self._refused_logged = (refused, now_s)
 
     def _advance(self) -> list[Finding]:
         watermark = self.clock.watermark()

@@ -166,9 +166,11 @@ class Metrics:
         consumer_lag: Callable[[], Mapping[str, int]] | None = None,
         cache_s: float = 5.0,
         capacity: int | None = None,
+        wall_s: Callable[[], float] = time.time,
     ) -> None:
-        """Export join-state sizes, watermark lag and (live only) consumer lag, computed at scrape time."""
-        self._registry.register(_StateCollector(pending, watermark_ms, consumer_lag, cache_s, capacity))
+        """Export join-state sizes, watermark lag (against ``wall_s``, the wall clock in seconds) and, live
+        only, consumer lag, computed at scrape time."""
+        self._registry.register(_StateCollector(pending, watermark_ms, consumer_lag, cache_s, capacity, wall_s))
 
 
 class _StateCollector(Collector):
@@ -181,8 +183,10 @@ class _StateCollector(Collector):
         consumer_lag: Callable[[], Mapping[str, int]] | None,
         cache_s: float,
         capacity: int | None,
+        wall_s: Callable[[], float],
     ) -> None:
         self._pending, self._watermark_ms, self._consumer_lag = pending, watermark_ms, consumer_lag
+        self._wall_s = wall_s
         self._capacity = capacity
         self._cache_s = cache_s
         self._cached: tuple[float, Mapping[str, int]] | None = None
@@ -223,7 +227,7 @@ class _StateCollector(Collector):
             yield GaugeMetricFamily(
                 "dismon_watermark_lag_seconds",
                 "Wall clock minus the event-time watermark",
-                time.time() - watermark / 1000,
+                self._wall_s() - watermark / 1000,
             )
         if self._consumer_lag is not None:
             lag = GaugeMetricFamily(

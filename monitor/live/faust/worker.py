@@ -303,7 +303,13 @@ def build_app(
         return lag
 
     joiner = pipeline.joiner
-    metrics.track_state(joiner.pending, lambda: joiner.watermark_ms, consumer_lag, capacity=settings.max_join_entries)
+    metrics.track_state(
+        joiner.pending,
+        lambda: joiner.watermark_ms,
+        consumer_lag,
+        capacity=settings.max_join_entries,
+        wall_s=lambda: now_ms() / 1000,
+    )
     # The input topics are subscribed, but not through an agent: the consumer hands each fetched batch to
     # consume() and acks it afterwards (monitor/live/faust/batching.py), which saves Faust's ~100 µs a message.
     app.topics.add(
