@@ -1,11 +1,12 @@
 """Records to one Kafka topic in aiokafka record batches, one per partition, sent at once.
 
-The worker writes what a batch of events produced in three steps, each on the broker before the next
-(``Runtime._commit``): its alerts, then the windowed rules' state, then its join-state changes to the
-table's changelog. Going through Faust, each record became a ``FutureMessage`` that waited in Faust's
-producer buffer and was serialised and handed to aiokafka on its own (py-spy: a quarter of the worker's
-time for the changelog alone), and every send then lingered 10 ms for more records. Here each step is
-one record batch per partition, closed so that aiokafka sends it without lingering.
+The worker writes what its batches produced in steps, each on the broker before the next
+(:mod:`monitor.live.pipeline`): its alerts, then at a checkpoint the window facts, the windowed rules'
+state and its join-state changes to the table's changelog. Through Faust's own producer path each record
+would become a ``FutureMessage`` waiting in Faust's buffer, serialised and handed to aiokafka on its own
+(py-spy: a quarter of the worker's time for the changelog alone), and every send would linger 10 ms for
+more records. Here each step is one record batch per partition, closed so that aiokafka sends it without
+lingering.
 
 The records are the ones Faust would write: the partition is the one aiokafka's default partitioner
 gives the key (murmur2, as for the input topics, so a request id's changelog records land in the

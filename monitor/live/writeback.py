@@ -1,10 +1,10 @@
 """Join state in front of a durable table: reads see every write at once, the table gets them at ``flush()``.
 
-The worker's join state is a changelog-backed table. The worker buffers the detector's writes here between
+The worker's join state is a changelog-backed table. The worker buffers the join's writes here between
 checkpoints (every quarter second, and on a rebalance or stop) and writes what ``flush()`` returns to the
 changelog once the alerts of those batches are on the broker, before their offsets are acked
-(``Runtime.checkpoint`` in monitor/live/faust/worker.py). So the changelog never says a finding was raised before the
-alert is out, and an event whose effect on the state is not on the broker is never marked done.
+(``Pipeline.checkpoint`` in monitor/live/pipeline.py). So the changelog never says a finding was raised
+before the alert is out, and an event whose effect on the state is not on the broker is never marked done.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import signal
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -196,15 +197,9 @@ class Live:
     alertmanager: AlertmanagerSink | None
 
 
-def build_app(
-    settings: WorkerSettings,
-    policy: Policy,
-    hasher: SubjectHasher,
-    registry: CollectorRegistry,
-    listener: socket.socket,
-) -> Live:
+def _app(settings: WorkerSettings) -> BatchApp:
     kafka = settings.kafka
-    app = BatchApp(
+    return BatchApp(
         kafka.group,
         broker=f"kafka://{kafka.bootstrap_servers}",
         broker_credentials=_faust_credentials(kafka),
@@ -227,6 +222,9 @@ def build_app(
         # consuming again (faust-streaming 0.15); a taken-over partition is recovered from the changelog.
         table_standby_replicas=0,  # see above
     )
+
+
+def _join_table(app: faust.App, settings: WorkerSettings) -> _JoinTable:
     # use_partitioner: timers change entries outside any event; the producer's partitioner (murmur2 of the
     # request id, like the producers of the input topics) then keeps each key in its source partition.
     table = _JoinTable(
@@ -240,12 +238,20 @@ def build_app(
         extra_topic_configs=changelog_topic_config(settings.changelog_segment_ms),
     )
     app.tables.add(table)
-    # The table's in-memory store, which its own bulk read (and Faust's recovery, for anything left) fills.
-    # The pipeline reads and writes it directly and writes the changelog itself (monitor/live/topic_writer.py);
-    # Faust's in-memory store forgets on a rebalance only the keys it recovered itself, so the pipeline drops
-    # those of partitions given away (Pipeline.take_assignment).
-    join_store = cast(_JoinStore, table.data)
-    join_store.kafka = settings.kafka
+    cast(_JoinStore, table.data).kafka = settings.kafka
+    return table
+
+
+def build_app(
+    settings: WorkerSettings,
+    policy: Policy,
+    hasher: SubjectHasher,
+    registry: CollectorRegistry,
+    listener: socket.socket,
+) -> Live:
+    kafka = settings.kafka
+    app = _app(settings)
+    table = _join_table(app, settings)
     crashes: list[asyncio.Future[Any]] = []  # held so the loop does not collect them while they run
 
     def fatal(exc: BaseException) -> None:
@@ -276,7 +282,11 @@ def build_app(
         settings,
         policy,
         hasher,
-        cast(dict[str, JoinEntry], join_store.data),
+        # The table's in-memory store, which its own bulk read (and Faust's recovery, for anything left) fills.
+        # The pipeline reads and writes it directly and writes the changelog itself; Faust's in-memory store
+        # forgets on a rebalance only the keys it recovered itself, so the pipeline drops those of partitions
+        # given away (Pipeline.take_assignment).
+        cast(dict[str, JoinEntry], cast(_JoinStore, table.data).data),
         writers,
         FindingSender(now_ms, metrics, alertmanager),
         metrics,
@@ -287,6 +297,26 @@ def build_app(
     Gauge("dismon_broker_up", "1 while the Kafka cluster answers metadata requests", registry=registry).set_function(
         lambda: float(health.broker_up)
     )
+
+    _connect(app, table, pipeline, health, settings, registry, listener, now_ms)
+    if alertmanager is not None:
+        app.task(alertmanager.run)
+    return Live(app, pipeline, health, registry, alertmanager)
+
+
+def _connect(
+    app: BatchApp,
+    table: _JoinTable,
+    pipeline: Pipeline,
+    health: Health,
+    settings: WorkerSettings,
+    registry: CollectorRegistry,
+    listener: socket.socket,
+    now_ms: Callable[[], int],
+) -> None:
+    """Faust's hooks into the pipeline: batches, timers, checkpoints, rebalances, SIGHUP, the endpoints."""
+    kafka = settings.kafka
+    metrics = pipeline.metrics
 
     def consumer_lag() -> dict[str, int]:
         """Messages behind the high watermark, summed per input topic over the assigned partitions."""
@@ -380,9 +410,6 @@ def build_app(
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_policy)
         await endpoints.serve(registry, health.not_ready, listener)
 
-    if alertmanager is not None:
-        app.task(alertmanager.run)
-
     async def take_assignment() -> list[tuple[str, int]]:
         now = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in pipeline.sources)
         owns_facts = any(tp.topic == kafka.facts_topic for tp in app.consumer.assignment())
@@ -407,8 +434,6 @@ def build_app(
         health.ready = True
 
     app.on_rebalance_complete.connect(on_rebalance_complete)  # type: ignore[arg-type]
-
-    return Live(app, pipeline, health, registry, alertmanager)
 
 
 class _Worker(faust.Worker):
