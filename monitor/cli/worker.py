@@ -30,8 +30,12 @@ def add_kafka_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--group",
-        default=env("GROUP", "dismon"),
-        help="consumer group and Faust app id ($DISMON_GROUP; default dismon)",
+        default=env("GROUP", ""),
+        help=(
+            "consumer group and Faust app id; the group's own topics are named after it ($DISMON_GROUP; default "
+            "dismon-PREFIX, so pipelines of different topic prefixes never share state). A group that holds "
+            "offsets of another pipeline's input topics is refused."
+        ),
     )
     group.add_argument(
         "--security-protocol",

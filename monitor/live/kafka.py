@@ -43,7 +43,10 @@ def changelog_topic_config(segment_ms: int) -> dict[str, str]:
 class KafkaSettings:
     bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = "disclosure"
-    group: str = "dismon"
+    # The consumer group, and so the names of the group's own topics (join-state changelog, window facts and
+    # state). Empty: "dismon-<topic prefix>", so pipelines of different prefixes on one cluster never share
+    # state unless told to.
+    group: str = ""
     security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
     sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
     sasl_username: str | None = None
@@ -60,6 +63,8 @@ class KafkaSettings:
                     f"not a broker address: {server.strip()!r} in {self.bootstrap_servers!r} "
                     "(expected HOST:PORT[,HOST:PORT...])"
                 )
+        if not self.group:
+            object.__setattr__(self, "group", f"dismon-{self.topic_prefix}")
         sasl = self.security_protocol.startswith("SASL_")
         if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
             raise UsageError(
@@ -196,6 +201,28 @@ async def ensure_topics(kafka: KafkaSettings, partitions: int, group_topics: boo
         return {kind: count for kind in TOPIC_KINDS}
     finally:
         await admin.close()
+
+
+@broker_errors
+async def check_group(kafka: KafkaSettings) -> None:
+    """Refuse (:class:`UsageError`) a consumer group whose committed offsets are on topics other than this
+    pipeline's: its join state and windows were built from another pipeline's input, and sharing them would
+    suppress findings as already raised."""
+    ours = {kafka.topic(kind) for kind in TOPIC_KINDS} | {kafka.facts_topic}
+    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=15_000)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(kafka.group)
+    finally:
+        await admin.close()
+    foreign = sorted(t for t in {tp.topic for tp in committed} - ours if not t.startswith(f"{kafka.group}-"))
+    if foreign:
+        inputs = ", ".join(kafka.topic(kind) for kind in TOPIC_KINDS)
+        raise UsageError(
+            f"consumer group {kafka.group!r} holds state built from {', '.join(foreign)}, not from this worker's "
+            f"input ({inputs}): give each pipeline its own group (--group, $DISMON_GROUP; the default is "
+            "dismon-<topic prefix>)"
+        )
 
 
 async def _wait_for_leaders(admin: Any, topics: set[str], timeout_s: float = 15.0) -> None:

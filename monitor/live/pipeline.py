@@ -87,6 +87,7 @@ class Pipeline:
         policy: Policy,
         hasher: SubjectHasher,
         table: MutableMapping[str, JoinEntry],
+        origins: MutableMapping[str, int],
         writers: Writers,
         sender: FindingSender,
         metrics: Metrics,
@@ -106,9 +107,10 @@ class Pipeline:
         self.assigned: list[tuple[str, int]] = []  # input topic partitions, sorted
         self._owned: set[int] = set()  # partition numbers assigned at the last rebalance
         self._position = ("", -1)  # input partition and offset of the last event handled
-        # The join's writes wait here and reach the table and its changelog at the next checkpoint.
+        # The join's writes wait here and reach the table and its changelog at the next checkpoint; each key's
+        # changelog records go to the input partition of the event that first wrote it (``origins``).
         self.table = table
-        self.join_state: WriteBack[JoinEntry] = WriteBack(table)
+        self.join_state: WriteBack[JoinEntry] = WriteBack(table, origins)
         self.reducer = Reducer(policy, hasher)
         self.joiner = Joiner(policy, self.join_state, observer=metrics, max_entries=settings.max_join_entries)
         self.clock = PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, now_ms)
@@ -130,6 +132,7 @@ class Pipeline:
             findings: list[Finding] = []
             dead: list[tuple[bytes, bytes | None]] = []
             reduce, apply, clock, outbox = self.reducer.reduce, self.joiner.apply, self.clock, self.outbox
+            join_state = self.join_state
             max_event_bytes = self.settings.max_event_bytes
             for message in messages:
                 if message.topic == self._facts_topic:
@@ -144,12 +147,14 @@ class Pipeline:
                     continue
                 event_ms, event = decoded
                 clock.observe(source, event_ms)
+                join_state.origin = message.partition
                 self._position = where, offset = f"{message.topic}:{message.partition}", message.offset
                 for item in apply(reduce(event, event_ms), event_ms, clock.watermark()):
                     if type(item) is Finding:
                         findings.append(item)
                     else:
                         outbox.add(where, offset, item)  # type: ignore[arg-type]  # a window fact
+            join_state.origin = None  # what timers write later belongs where its key already is
             if dead:
                 await self._writers.deadletter.write(dead)
             await self._send_alerts(findings)
@@ -206,10 +211,7 @@ class Pipeline:
             await self.stage.save()
             changes = self.join_state.flush()
             if changes:
-                encode = _ENTRY_ENCODER.encode
-                await self._writers.changelog.write(
-                    (key.encode(), None if value is None else encode(value)) for key, value in changes.items()
-                )
+                await self._writers.changelog.write_to(_changelog_records(changes))
 
     async def take_assignment(self, assigned: list[tuple[str, int]], owns_facts: bool) -> int:
         """After a rebalance: the input partitions now assigned, and whether this worker now runs the window
@@ -224,11 +226,11 @@ class Pipeline:
         given_away, self._owned = self._owned - partitions, set(partitions)
         if not given_away:
             return 0  # (a pass over every key costs seconds at a million entries)
-        changelog = self._writers.changelog
-        numbers = await changelog.partitions()
-        stale = [key for key in self.table if changelog.partition_of(key.encode(), numbers) in given_away]
+        origins = self.join_state.origins
+        stale = [key for key, partition in origins.items() if partition in given_away]
         for key in stale:
-            del self.table[key]
+            self.table.pop(key, None)
+            del origins[key]
         return len(stale)
 
     def restore_state(self) -> int:
@@ -243,3 +245,16 @@ class Pipeline:
         self.joiner.set_policy(policy)
         self.stage.set_policy(policy)
         self.metrics.set_policy(policy)
+
+
+def _changelog_records(
+    changes: list[tuple[str, JoinEntry | None, int | None]],
+) -> list[tuple[int, bytes, bytes | None]]:
+    """Join-state changes as changelog records, each in its key's input partition."""
+    encode = _ENTRY_ENCODER.encode
+    records = []
+    for key, value, partition in changes:
+        if partition is None:  # every key is first written by an event, or recovered with its partition
+            raise RuntimeError(f"join entry of unknown input partition: {len(key)}-character key")
+        records.append((partition, key.encode(), None if value is None else encode(value)))
+    return records

@@ -8,10 +8,9 @@ would become a ``FutureMessage`` waiting in Faust's buffer, serialised and hande
 more records. Here each step is one record batch per partition, closed so that aiokafka sends it without
 lingering.
 
-The records are the ones Faust would write: the partition is the one aiokafka's default partitioner
-gives the key (murmur2, as for the input topics, so a request id's changelog records land in the
-partition of the same number), and Faust's commit flushes the producer, which waits for these batches,
-before it commits an offset.
+The partition is the one given (:meth:`TopicWriter.write_to`: the join-state changelog, each key in
+its input partition) or the one aiokafka's default partitioner gives the key (:meth:`TopicWriter.write`).
+Faust's commit flushes the producer, which waits for these batches, before it commits an offset.
 """
 
 from __future__ import annotations
@@ -42,13 +41,18 @@ class TopicWriter:
         return int(self._partitioner(key, partitions, partitions))
 
     async def write(self, records: Iterable[tuple[bytes, bytes | None]]) -> list[asyncio.Future[Any]]:
-        """Hand ``(key, value)`` records (value None: a tombstone) to aiokafka; returns the futures of their
-        delivery. Delivery failures of futures nobody awaits go to ``on_failure``."""
-        producer, partitions = self._producer(), await self.partitions()
+        """Hand ``(key, value)`` records (value None: a tombstone) to aiokafka, each to the partition the default
+        partitioner gives its key; returns the futures of their delivery."""
+        partitions = await self.partitions()
+        return await self.write_to((self.partition_of(key, partitions), key, value) for key, value in records)
+
+    async def write_to(self, records: Iterable[tuple[int, bytes, bytes | None]]) -> list[asyncio.Future[Any]]:
+        """Hand ``(partition, key, value)`` records to aiokafka; returns the futures of their delivery.
+        Delivery failures of futures nobody awaits go to ``on_failure``."""
+        producer = self._producer()
         batches: dict[int, Any] = {}
         sent: list[asyncio.Future[Any]] = []
-        for key, value in records:
-            partition = self.partition_of(key, partitions)
+        for partition, key, value in records:
             batch = batches.get(partition)
             if batch is None:
                 batch = batches[partition] = producer.create_batch()

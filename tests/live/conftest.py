@@ -58,8 +58,11 @@ class Worker:
         log: Path,
         extra: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        group: str | None = "",
     ) -> None:
+        """``group``: "" for a group of the test's own (``<prefix>-group``), None for the worker's default."""
         self.port = free_port()
+        group_options = [] if group is None else ["--group", group or f"{prefix}-group"]
         self.log = log.open("ab")
         self.process = subprocess.Popen(
             [
@@ -73,8 +76,7 @@ class Worker:
                 bootstrap,
                 "--topic-prefix",
                 prefix,
-                "--group",
-                f"{prefix}-group",
+                *group_options,
                 "--metrics-port",
                 str(self.port),
                 "--idle-after",

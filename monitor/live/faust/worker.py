@@ -39,6 +39,7 @@ from monitor.live.kafka import (
     TOPIC_KINDS,
     KafkaSettings,
     changelog_topic_config,
+    check_group,
     ensure_topics,
     read_partitions,
     watch_broker,
@@ -143,6 +144,12 @@ class _JoinStore(MemoryStore[str, JoinEntry]):
         # Complete: what was empty, kept, or read to its end; Faust's recovery reads whatever is not.
         self._complete = {tp for tp in actives if read_to.get(tp, -1) >= ends.get(tp, 0) - 1}
 
+    @property
+    def key_partition(self) -> dict[str, int]:
+        """Each key's changelog (and input) partition: filled by the bulk read and by Faust's recovery, kept by
+        the pipeline as it writes."""
+        return cast(dict[str, int], self._key_partition)
+
     def persisted_offset(self, tp: TP) -> int | None:
         return self._read_to.get(tp)
 
@@ -225,8 +232,8 @@ def _app(settings: WorkerSettings) -> BatchApp:
 
 
 def _join_table(app: faust.App, settings: WorkerSettings) -> _JoinTable:
-    # use_partitioner: timers change entries outside any event; the producer's partitioner (murmur2 of the
-    # request id, like the producers of the input topics) then keeps each key in its source partition.
+    # Faust never writes this table: the pipeline writes its changelog, each key to its input partition
+    # (monitor/live/writeback.py). use_partitioner spares Faust's write path the need for a current event.
     table = _JoinTable(
         app,
         name="join-state",
@@ -287,6 +294,7 @@ def build_app(
         # forgets on a rebalance only the keys it recovered itself, so the pipeline drops those of partitions
         # given away (Pipeline.take_assignment).
         cast(dict[str, JoinEntry], cast(_JoinStore, table.data).data),
+        cast(_JoinStore, table.data).key_partition,
         writers,
         FindingSender(now_ms, metrics, alertmanager),
         metrics,
@@ -445,11 +453,18 @@ class _Worker(faust.Worker):
         self.spinner = None
 
 
+async def _prepare(settings: WorkerSettings) -> dict[str, int]:
+    """Before joining the group: the topics exist and are co-partitioned, and the group is this pipeline's."""
+    counts = await ensure_topics(settings.kafka, settings.partitions)
+    await check_group(settings.kafka)
+    return counts
+
+
 def run(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher) -> int:
     """Run the worker until SIGTERM/SIGINT; returns the exit code."""
     listener = endpoints.listen(settings.metrics_host, settings.metrics_port)  # first: a port in use stops us here
     try:
-        counts = asyncio.run(ensure_topics(settings.kafka, settings.partitions))
+        counts = asyncio.run(_prepare(settings))
     except BaseException:
         listener.close()
         raise
