@@ -2,15 +2,16 @@
 and join-state changes out, in the order that keeps every finding across a crash.
 
     requests ─┐
-    responses ├─► decode ─► reduce ─► join (Joiner; state in a changelog-backed table) ─► <prefix>.alerts
+    responses ├─► decode ─► reduce ─► join (a task per partition; changelog-backed) ─► <prefix>.alerts
     disposals ┘     │                      └─ window facts ─► <group>-window-facts ─► window stage (relay.py)
                     └─ invalid events ─► <prefix>.deadletter (reason, topic, partition, offset)
 
-Each batch goes through the join event by event, with the watermark of the worker's partitions
-(:class:`~monitor.live.clock.PartitionClock`) after every event, as a replay moves its own; its findings go to the
-alerts topic before the batch is done. Every quarter second (a checkpoint: :meth:`Pipeline.checkpoint`) the
-window facts since the last one go to the stage, then the stage's state (on the worker that runs it), then the
-join-state changes to the changelog; only then are the batches' offsets acked (monitor/live/faust/batching.py).
+Each input partition number is a task (monitor/live/tasks.py): its own join state, timers and event time.
+A batch goes through the tasks' joins event by event, each event followed by its task's watermark, as a
+replay moves its own; the batch's findings go to the alerts topic before the batch is done. Every quarter
+second (a checkpoint: :meth:`Pipeline.checkpoint`) the window facts since the last one go to the stage, then
+the stage's state (on the worker that runs it), then each task's join-state changes to its partition of the
+changelog; only then are the batches' offsets acked (monitor/live/faust/batching.py).
 
 Both states remember what was raised, so neither may reach the broker before the alerts (a crash in between
 would lose those alerts for good; this way round it can only send one twice, with the same ``alert_id``). The
@@ -28,7 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, MutableMapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,13 +40,12 @@ from monitor.core.digests import Reducer
 from monitor.core.events import FUTURE_TOLERANCE_MS, Invalid, decode_timed
 from monitor.core.findings import Finding, SubjectHasher
 from monitor.core.join import JoinEntry
-from monitor.core.joiner import Joiner
 from monitor.core.policy import Policy
 from monitor.live.clock import PartitionClock
 from monitor.live.relay import FactsOutbox, StageHost
 from monitor.live.settings import WorkerSettings
+from monitor.live.tasks import Task, share_of
 from monitor.live.topic_writer import TopicWriter
-from monitor.live.writeback import WriteBack
 from monitor.outputs.alerts import FindingSender, dead_letter_record
 from monitor.outputs.metrics import Metrics
 
@@ -79,15 +80,14 @@ class Writers:
 
 
 class Pipeline:
-    """The worker's detection: reduce, join, window facts, and the writes that make it durable."""
+    """The worker's detection: reduce, join per input partition, window facts, and the writes that make it
+    durable."""
 
     def __init__(
         self,
         settings: WorkerSettings,
         policy: Policy,
         hasher: SubjectHasher,
-        table: MutableMapping[str, JoinEntry],
-        origins: MutableMapping[str, int],
         writers: Writers,
         sender: FindingSender,
         metrics: Metrics,
@@ -101,44 +101,47 @@ class Pipeline:
         self._now_ms = now_ms
         self._on_fatal = on_fatal
         kafka = settings.kafka
-        self.sources = frozenset(kafka.topic(kind) for kind in ("requests", "responses", "disposals"))
+        self._topics = tuple(kafka.topic(kind) for kind in ("requests", "responses", "disposals"))
+        self.sources = frozenset(self._topics)
         self._facts_topic = kafka.facts_topic
         self.offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset handled
-        self.assigned: list[tuple[str, int]] = []  # input topic partitions, sorted
-        self._owned: set[int] = set()  # partition numbers assigned at the last rebalance
-        self._position = ("", -1)  # input partition and offset of the last event handled
-        # The join's writes wait here and reach the table and its changelog at the next checkpoint; each key's
-        # changelog records go to the input partition of the event that first wrote it (``origins``).
-        self.table = table
-        self.join_state: WriteBack[JoinEntry] = WriteBack(table, origins)
+        self.policy = policy
         self.reducer = Reducer(policy, hasher)
-        self.joiner = Joiner(policy, self.join_state, observer=metrics, max_entries=settings.max_join_entries)
-        self.clock = PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, now_ms)
+        self.tasks: dict[int, Task] = {}  # input partition number -> its task
         self.outbox = FactsOutbox(writers.facts)
         self.stage = StageHost(policy, kafka, writers.windows, len(self.sources) * settings.partitions)
         # Batches, timer ticks and checkpoints take turns: a checkpoint writes state as of whole batches.
         self._turn = asyncio.Lock()
         self._refused_logged = (0, 0.0)  # (count, wall-clock seconds) of the last "join state full" log line
 
-    @property
-    def policy(self) -> Policy:
-        return self.joiner.policy
+    def _task(self, partition: int, entries: dict[str, JoinEntry] | None = None) -> Task:
+        settings = self.settings
+        task = self.tasks[partition] = Task(
+            partition,
+            self._topics,
+            self.policy,
+            {} if entries is None else entries,
+            PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, self._now_ms),
+            self.metrics,
+            share_of(settings.max_join_entries, settings.partitions),
+        )
+        return task
 
     async def handle(self, messages: Sequence[Message]) -> None:
-        """One fetched batch, in order: input events through the join one by one, window-facts records (on the
-        worker that runs the stage) through the stage; then the findings to the alerts topic."""
+        """One fetched batch, in order: input events through their task's join one by one, window-facts records
+        (on the worker that runs the stage) through the stage; then the findings to the alerts topic."""
         async with self._turn:
             not_after_ms = self._now_ms() + FUTURE_TOLERANCE_MS
             findings: list[Finding] = []
             dead: list[tuple[bytes, bytes | None]] = []
-            reduce, apply, clock, outbox = self.reducer.reduce, self.joiner.apply, self.clock, self.outbox
-            join_state = self.join_state
+            reduce, outbox, tasks = self.reducer.reduce, self.outbox, self.tasks
             max_event_bytes = self.settings.max_event_bytes
             for message in messages:
                 if message.topic == self._facts_topic:
                     findings += self.stage.apply(message.value)
                     continue
-                source = (message.topic, message.partition)
+                partition = message.partition
+                source = (message.topic, partition)
                 self.offsets[source] = message.offset
                 raw = message.value
                 decoded = Invalid("empty") if raw is None else decode_timed(raw, max_event_bytes, not_after_ms)
@@ -146,15 +149,15 @@ class Pipeline:
                     dead.append(self._dead_letter(decoded.reason, message))
                     continue
                 event_ms, event = decoded
+                task = tasks.get(partition) or self._task(partition)
+                clock = task.clock
                 clock.observe(source, event_ms)
-                join_state.origin = message.partition
-                self._position = where, offset = f"{message.topic}:{message.partition}", message.offset
-                for item in apply(reduce(event, event_ms), event_ms, clock.watermark()):
+                task.position = where, offset = f"{message.topic}:{partition}", message.offset
+                for item in task.joiner.apply(reduce(event, event_ms), event_ms, clock.watermark()):
                     if type(item) is Finding:
                         findings.append(item)
                     else:
                         outbox.add(where, offset, item)  # type: ignore[arg-type]  # a window fact
-            join_state.origin = None  # what timers write later belongs where its key already is
             if dead:
                 await self._writers.deadletter.write(dead)
             await self._send_alerts(findings)
@@ -168,30 +171,32 @@ class Pipeline:
         return message.key or b"", dead_letter_record(reason, where, self._now_ms(), payload)
 
     async def tick(self) -> None:
-        """Once a second: let the watermark move on a quiet stream (and say so if the join state is full)."""
+        """Once a second: let each task's watermark move on a quiet stream (and say so if the join state is
+        full)."""
         async with self._turn:
             await self._send_alerts(self._advance())
-        refused, (logged, at) = self.joiner.stats.refused, self._refused_logged
+        refused, (logged, at) = self.refused(), self._refused_logged
         now_s = self._now_ms() / 1000
         if refused > logged and now_s - at >= 60:
             log.error(
                 "join state full (%d request ids, --max-join-entries): %d events of new request ids not "
                 "joined so far; joined rules cannot judge them",
-                len(self.table),
+                sum(len(task) for task in self.tasks.values()),
                 refused,
             )
             self._refused_logged = (refused, now_s)
 
     def _advance(self) -> list[Finding]:
-        watermark = self.clock.watermark()
-        if watermark is None:
-            return []
         findings: list[Finding] = []
-        for item in self.joiner.advance_to(watermark):
-            if type(item) is Finding:
-                findings.append(item)
-            else:  # timers make no window facts today; one would go with the last event's position
-                self.outbox.add(*self._position, item)  # type: ignore[arg-type]
+        for task in self.tasks.values():
+            watermark = task.clock.watermark()
+            if watermark is None:
+                continue
+            for item in task.joiner.advance_to(watermark):
+                if type(item) is Finding:
+                    findings.append(item)
+                else:  # timers make no window facts today; one would go with the last event's position
+                    self.outbox.add(*task.position, item)  # type: ignore[arg-type]
         return findings
 
     async def _send_alerts(self, findings: list[Finding]) -> None:
@@ -204,57 +209,80 @@ class Pipeline:
 
     async def checkpoint(self) -> None:
         """Make durable what the batches and ticks since the last checkpoint did (their alerts are on the
-        broker already): their window facts, the window stage's state, if this worker runs it, and the
-        join-state changes. Their offsets are acked after (see the module's docstring for this order)."""
+        broker already): their window facts with each partition's watermark, the window stage's state, if this
+        worker runs it, and the join-state changes, each task's to its partition of the changelog. Their
+        offsets are acked after (see the module's docstring for this order)."""
         async with self._turn:
-            await self.outbox.send(self.clock.watermark(), self.assigned)
+            await self.outbox.send(self._marks())
             await self.stage.save()
-            changes = self.join_state.flush()
-            if changes:
-                await self._writers.changelog.write_to(_changelog_records(changes))
+            encode = _ENTRY_ENCODER.encode
+            records = [
+                (task.partition, key.encode(), None if value is None else encode(value))
+                for task in self.tasks.values()
+                for key, value in task.join_state.flush().items()
+            ]
+            if records:
+                await self._writers.changelog.write_to(records)
 
-    async def take_assignment(self, assigned: list[tuple[str, int]], owns_facts: bool) -> int:
-        """After a rebalance: the input partitions now assigned, and whether this worker now runs the window
-        stage. Forgets the join entries of partitions given away; returns how many."""
-        self.clock.assign(assigned)
-        self.assigned = assigned
-        forgotten = await self._forget_given_away({partition for _topic, partition in assigned})
+    def _marks(self) -> list[tuple[str, int]]:
+        """Each assigned input partition with its task's watermark, for the window stage."""
+        marks = []
+        for partition, task in sorted(self.tasks.items()):
+            watermark = task.clock.watermark()
+            if watermark is not None:
+                marks += [(f"{topic}:{partition}", watermark) for topic in self._topics]
+        return marks
+
+    async def take_assignment(
+        self, partitions: set[int], owns_facts: bool, recovered: dict[str, JoinEntry], partition_of: dict[str, int]
+    ) -> int:
+        """After a rebalance: the input partition numbers now assigned, whether this worker now runs the window
+        stage, and the join entries recovered from the changelog (Faust's store, by partition). Tasks of
+        partitions given away are dropped, new ones start with their recovered entries; returns how many
+        entries were dropped."""
+        dropped = 0
+        for partition in set(self.tasks) - partitions:
+            dropped += len(self.tasks.pop(partition))
+        by_partition: dict[int, dict[str, JoinEntry]] = {}
+        for request_id, entry in recovered.items():  # moved into their tasks: one copy of the state
+            by_partition.setdefault(partition_of.get(request_id, -1), {})[request_id] = entry
+        recovered.clear()
+        for partition in sorted(partitions):
+            entries = by_partition.get(partition, {})
+            task = self.tasks.get(partition)
+            if task is None:
+                self._task(partition, entries)
+            else:
+                for request_id, entry in entries.items():
+                    task.take(request_id, entry)
+        for partition, entries in by_partition.items():
+            if partition not in partitions:
+                dropped += len(entries)
         await self.stage.take(owns_facts, self._on_fatal)
-        return forgotten
-
-    async def _forget_given_away(self, partitions: set[int]) -> int:
-        given_away, self._owned = self._owned - partitions, set(partitions)
-        if not given_away:
-            return 0  # (a pass over every key costs seconds at a million entries)
-        origins = self.join_state.origins
-        stale = [key for key, partition in origins.items() if partition in given_away]
-        for key in stale:
-            self.table.pop(key, None)
-            del origins[key]
-        return len(stale)
-
-    def restore_state(self) -> int:
-        """After recovery: re-arm the timers of every entry this worker now owns."""
-        for request_id, entry in self.table.items():
-            self.joiner.restore(request_id, entry)
-        return len(self.table)
+        return dropped
 
     def set_policy(self, policy: Policy) -> None:
         """Judge from now on by ``policy``; join state, timers and windows carry over."""
+        self.policy = policy
         self.reducer.set_policy(policy)
-        self.joiner.set_policy(policy)
+        for task in self.tasks.values():
+            task.joiner.set_policy(policy)
         self.stage.set_policy(policy)
         self.metrics.set_policy(policy)
 
+    # -- for metrics ------------------------------------------------------------------------------
 
-def _changelog_records(
-    changes: list[tuple[str, JoinEntry | None, int | None]],
-) -> list[tuple[int, bytes, bytes | None]]:
-    """Join-state changes as changelog records, each in its key's input partition."""
-    encode = _ENTRY_ENCODER.encode
-    records = []
-    for key, value, partition in changes:
-        if partition is None:  # every key is first written by an event, or recovered with its partition
-            raise RuntimeError(f"join entry of unknown input partition: {len(key)}-character key")
-        records.append((partition, key.encode(), None if value is None else encode(value)))
-    return records
+    def pending(self) -> dict[str, int]:
+        """Join state sizes over all tasks."""
+        total: Counter[str] = Counter()
+        for task in list(self.tasks.values()):
+            total.update(task.joiner.pending())
+        return dict(total)
+
+    def watermark_ms(self) -> int | None:
+        """The slowest task's watermark."""
+        marks = [w for task in list(self.tasks.values()) if (w := task.joiner.watermark_ms) is not None]
+        return min(marks) if marks else None
+
+    def refused(self) -> int:
+        return sum(task.joiner.stats.refused for task in self.tasks.values())

@@ -65,19 +65,19 @@ class FactsOutbox:
     def __init__(self, writer: TopicWriter) -> None:
         self._writer = writer
         self._facts: list[tuple[str, int, Fact]] = []
-        self._marks_sent: int | None = None
+        self._marks_sent: list[tuple[str, int]] = []
 
     def add(self, source: str, offset: int, fact: Fact) -> None:
         self._facts.append((source, offset, fact))
 
-    async def send(self, watermark: int | None, assigned: list[tuple[str, int]]) -> None:
-        """The facts since the last checkpoint, with ``watermark`` for each assigned input partition; returns
-        once the broker has them. Nothing is sent when there are no facts and the watermark has not moved."""
-        if not self._facts and (watermark is None or watermark == self._marks_sent):
+    async def send(self, marks: list[tuple[str, int]]) -> None:
+        """The facts since the last checkpoint, with the watermark of each assigned input partition
+        (``"topic:partition"``); returns once the broker has them. Nothing is sent when there are no facts
+        and no watermark has moved."""
+        if not self._facts and marks == self._marks_sent:
             return
-        marks = [] if watermark is None else [(f"{topic}:{partition}", watermark) for topic, partition in assigned]
         record = _ENCODER.encode(FactsRecord(FACTS_VERSION, marks, self._facts))
-        self._facts, self._marks_sent = [], watermark
+        self._facts, self._marks_sent = [], marks
         await asyncio.gather(*await self._writer.write([(FACTS_KEY, record)]))
 
 

@@ -17,15 +17,8 @@ _MISSING = object()
 
 
 class WriteBack(MutableMapping[str, V], Generic[V]):
-    """``origins`` (kept beside the table) says which input partition each key belongs to: the partition of
-    the event that first wrote it, set in :attr:`origin` while that event is handled. A key's changelog
-    records go to that partition, so its state follows the input partition whatever hash the producers used
-    (as a Kafka Streams task's state does)."""
-
-    def __init__(self, table: MutableMapping[str, V], origins: MutableMapping[str, int] | None = None) -> None:
+    def __init__(self, table: MutableMapping[str, V]) -> None:
         self.table = table
-        self.origins: MutableMapping[str, int] = {} if origins is None else origins
-        self.origin: int | None = None  # the input partition of the event being handled; None for timers
         self._pending: dict[str, V | None] = {}  # None: deleted
         self._growth = 0  # len(self) - len(self.table), kept as writes come (len() is called per new request)
 
@@ -47,8 +40,6 @@ class WriteBack(MutableMapping[str, V], Generic[V]):
         if previous is None or (previous is _MISSING and key not in self.table):
             self._growth += 1
         pending[key] = value
-        if self.origin is not None and key not in self.origins:
-            self.origins[key] = self.origin
 
     def __delitem__(self, key: str) -> None:
         if self.get(key) is None:
@@ -72,19 +63,14 @@ class WriteBack(MutableMapping[str, V], Generic[V]):
     def pending(self) -> int:
         return len(self._pending)
 
-    def flush(self) -> list[tuple[str, V | None, int | None]]:
-        """Write every pending change to the table; returns them as ``(key, value or None if deleted, input
-        partition)``, for a changelog. A deleted key's partition is forgotten with it."""
-        table, changes, origins = self.table, self._pending, self.origins
-        out: list[tuple[str, V | None, int | None]] = []
-        for key, value in changes.items():
+    def flush(self) -> dict[str, V | None]:
+        """Write every pending change to the table; returns them (None: deleted), for a changelog."""
+        table, changes = self.table, self._pending
+        for key, value in list(changes.items()):
             if value is not None:
                 table[key] = value
-                out.append((key, value, origins.get(key)))
-            elif table.pop(key, _MISSING) is not _MISSING:
-                out.append((key, None, origins.pop(key, None)))
-            else:  # written and deleted within one batch: never durable, nothing to delete
-                origins.pop(key, None)
+            elif table.pop(key, _MISSING) is _MISSING:
+                del changes[key]  # written and deleted within one batch: never durable, nothing to delete
         self._pending = {}
         self._growth = 0
-        return out
+        return changes

@@ -10,26 +10,15 @@ from monitor.live.writeback import WriteBack
 
 def test_reads_see_writes_and_deletes_before_the_flush() -> None:
     table = {"a": 1, "b": 2}
-    store: WriteBack[int] = WriteBack(table, {"a": 0, "b": 1})
-    store.origin = 3
+    store: WriteBack[int] = WriteBack(table)
     store["c"] = 3
     store["a"] = 10
-    store.origin = None
     del store["b"]
     assert (store.get("a"), store.get("b"), store.get("c")) == (10, None, 3)
     assert table == {"a": 1, "b": 2}  # nothing durable yet
     assert sorted(store) == ["a", "c"] and len(store) == 2
-    assert store.flush() == [("c", 3, 3), ("a", 10, 0), ("b", None, 1)]  # a stays in its first partition
+    assert store.flush() == {"c": 3, "a": 10, "b": None}
     assert table == {"a": 10, "c": 3} and store.pending == 0
-    assert store.origins == {"a": 0, "c": 3}  # a deleted key's partition goes with it
-
-
-def test_a_key_written_and_deleted_between_flushes_leaves_nothing() -> None:
-    store: WriteBack[int] = WriteBack({})
-    store.origin = 2
-    store["x"] = 1
-    del store["x"]
-    assert store.flush() == [] and store.origins == {}
 
 
 @given(

@@ -232,8 +232,8 @@ def _app(settings: WorkerSettings) -> BatchApp:
 
 
 def _join_table(app: faust.App, settings: WorkerSettings) -> _JoinTable:
-    # Faust never writes this table: the pipeline writes its changelog, each key to its input partition
-    # (monitor/live/writeback.py). use_partitioner spares Faust's write path the need for a current event.
+    # Faust never writes this table: the pipeline writes its changelog, each task to its partition
+    # (monitor/live/tasks.py). use_partitioner spares Faust's write path the need for a current event.
     table = _JoinTable(
         app,
         name="join-state",
@@ -289,12 +289,6 @@ def build_app(
         settings,
         policy,
         hasher,
-        # The table's in-memory store, which its own bulk read (and Faust's recovery, for anything left) fills.
-        # The pipeline reads and writes it directly and writes the changelog itself; Faust's in-memory store
-        # forgets on a rebalance only the keys it recovered itself, so the pipeline drops those of partitions
-        # given away (Pipeline.take_assignment).
-        cast(dict[str, JoinEntry], cast(_JoinStore, table.data).data),
-        cast(_JoinStore, table.data).key_partition,
         writers,
         FindingSender(now_ms, metrics, alertmanager),
         metrics,
@@ -340,10 +334,9 @@ def _connect(
             lag[tp.topic] = lag.get(tp.topic, 0) + max(highwater - done, 0)
         return lag
 
-    joiner = pipeline.joiner
     metrics.track_state(
-        joiner.pending,
-        lambda: joiner.watermark_ms,
+        pipeline.pending,
+        pipeline.watermark_ms,
         consumer_lag,
         capacity=settings.max_join_entries,
         wall_s=lambda: now_ms() / 1000,
@@ -418,10 +411,15 @@ def _connect(
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_policy)
         await endpoints.serve(registry, health.not_ready, listener)
 
+    store = cast(_JoinStore, table.data)
+
     async def take_assignment() -> list[tuple[str, int]]:
         now = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in pipeline.sources)
         owns_facts = any(tp.topic == kafka.facts_topic for tp in app.consumer.assignment())
-        forgotten = await pipeline.take_assignment(now, owns_facts)
+        # What the bulk read and Faust's recovery put into the table's store moves into the tasks, by partition.
+        recovered = cast(dict[str, JoinEntry], store.data)
+        forgotten = await pipeline.take_assignment({p for _t, p in now}, owns_facts, recovered, store.key_partition)
+        store.key_partition.clear()
         if forgotten:
             log.info("forgot %d join entries of partitions now owned by other workers", forgotten)
         assigned.set()
@@ -429,11 +427,10 @@ def _connect(
 
     @table.on_recover
     async def on_recover() -> None:
-        """After the changelog was replayed into the table: re-arm the timers of every entry now owned."""
+        """After the changelog was replayed into the table: its entries go to their tasks, timers re-armed."""
         now = await take_assignment()
-        restored = pipeline.restore_state()
         health.ready = True
-        log.info("assigned %s; %d join entries restored", now, restored)
+        log.info("assigned %s; %d join entries held", now, pipeline.pending().get("entries", 0))
 
     async def on_rebalance_complete(_app: Any, *_args: Any, **_kwargs: Any) -> None:
         # Sent on every rebalance, also when nothing had to be recovered (then on_recover is not called),
