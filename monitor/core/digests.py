@@ -25,8 +25,10 @@ from monitor.core.rules import REQUEST_RULES
 
 _LOW32 = 0xFFFFFFFF
 
+# Digests cross a pipe in a replay that reads ahead (monitor/replay/read_ahead.py), as MessagePack arrays
+# whose first element tells the type: a small integer, one byte on the wire.
 
-class RequestDigest(msgspec.Struct, frozen=True, gc=False, array_like=True, tag="q"):
+class RequestDigest(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=1):
     request_id: str
     batch_id: str | None
     facts: RequestFacts
@@ -37,13 +39,13 @@ class RequestDigest(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=
         return self.facts.agreement_id
 
 
-class ResponseDigest(msgspec.Struct, frozen=True, gc=False, array_like=True, tag="r"):
+class ResponseDigest(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=2):
     request_id: str
     agreement_id: str
     disclosure: DisclosureFacts | None  # None when the response disclosed nothing
 
 
-class DisposalDigest(msgspec.Struct, frozen=True, gc=False, array_like=True, tag="p"):
+class DisposalDigest(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=3):
     request_id: str
     agreement_id: str
 
