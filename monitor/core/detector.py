@@ -31,6 +31,8 @@ __all__ = ["DEFAULT_ALLOWED_LATENESS_MS", "DEFAULT_MAX_JOIN_ENTRIES", "Detector"
 class Detector:
     """Reduces, joins and counts windows, with the watermark following the events."""
 
+    __slots__ = ("_join", "allowed_lateness_ms", "joiner", "reducer", "windows")
+
     def __init__(
         self,
         policy: Policy,
@@ -46,6 +48,7 @@ class Detector:
         self.windows = WindowStage(policy)
         # Only the facts some windowed rule of this policy counts (without a ratio rule, none per response).
         self.joiner = Joiner(policy, store, timers, observer, max_entries, self.windows.counted_types())
+        self._join = self.joiner.apply
 
     @property
     def policy(self) -> Policy:
@@ -85,10 +88,11 @@ class Detector:
 
     def apply(self, digest: Digest, event_ms: int) -> Sequence[Finding]:
         """Feed one event already reduced (by this detector's policy and key, perhaps in another process)."""
-        joiner = self.joiner
-        out = joiner.apply(digest, event_ms, event_ms - self.allowed_lateness_ms)
+        out = self._join(digest, event_ms, event_ms - self.allowed_lateness_ms)
+        if out:
+            return self._counted(out)
         due = self.windows.due_ms
-        if out or (due is not None and joiner.watermark_ms is not None and due <= joiner.watermark_ms):
+        if due is not None and due <= self.joiner.watermark_ms:  # type: ignore[operator]  # just set: never None
             return self._counted(out)
         return _NO_FINDINGS  # most events give nothing
 
@@ -102,14 +106,15 @@ class Detector:
         windows, stats = self.windows, self.joiner.stats
         windows.max_event_ms = self.joiner.max_event_ms
         findings: list[Finding] = []
-        windowed: list[Finding] = []
+        apply = windows.apply
         for item in out:
             if type(item) is Finding:
                 findings.append(item)
             else:
-                windowed = windows.apply(item)  # type: ignore[arg-type]  # not a Finding: a window fact
-                findings += windowed
-                _count(stats, windowed)
+                windowed = apply(item)  # type: ignore[arg-type]  # not a Finding: a window fact
+                if windowed:
+                    findings += windowed
+                    _count(stats, windowed)
         watermark = self.joiner.watermark_ms
         if windows.due_ms is not None and watermark is not None and windows.due_ms <= watermark:
             windowed = list(windows.advance_to(watermark))

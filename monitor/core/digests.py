@@ -28,6 +28,7 @@ _LOW32 = 0xFFFFFFFF
 # Digests cross a pipe in a replay that reads ahead (monitor/replay/read_ahead.py), as MessagePack arrays
 # whose first element tells the type: a small integer, one byte on the wire.
 
+
 class RequestDigest(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=1):
     request_id: str
     batch_id: str | None

@@ -131,9 +131,6 @@ class Joiner:
 
     def _take(self) -> Sequence[Output]:
         out, self._out = self._out, []
-        for item in out:
-            if type(item) is Finding and item.status == "firing":
-                self.stats.findings[item.rule] += 1
         return out
 
     # -- events ------------------------------------------------------------------------------
@@ -278,7 +275,10 @@ class Joiner:
         requester: Mapping[str, str | None] | None,
         subject_ref: str | None,
     ) -> None:
-        self._out.append(make_finding(violation, agreement_id, request_id, requester, subject_ref, self.max_event_ms))
+        finding = make_finding(violation, agreement_id, request_id, requester, subject_ref, self.max_event_ms)
+        if finding.status == "firing":
+            self.stats.findings[finding.rule] += 1
+        self._out.append(finding)
 
     # -- timers ------------------------------------------------------------------------------
 

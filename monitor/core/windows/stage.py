@@ -14,6 +14,7 @@ order within the allowed lateness, so both give the same alert ids.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -23,6 +24,13 @@ from monitor.core.rules import WINDOWED_RULES
 from monitor.core.rules.base import WindowedRule
 from monitor.core.windows.facts import DisclosureFact, Fact, JoinedFact, RequestFact, ResponseFact
 
+#: What each type of fact hands its hook after the agreement and the time.
+_ARGS: dict[type[Fact], Callable[[Any], tuple[Any, ...]]] = {
+    RequestFact: lambda fact: (fact.batch_id, fact.agency, fact.unit),
+    ResponseFact: lambda fact: (fact.disclosed,),
+    DisclosureFact: lambda fact: (),
+    JoinedFact: lambda fact: (fact.unit,),
+}
 #: The rule hook each type of fact goes to.
 _HOOK_OF_TYPE: dict[type[Fact], str] = {
     RequestFact: "on_request",
@@ -79,7 +87,7 @@ class WindowStage:
         out: list[Finding] = []
         listeners = self._listeners[type(fact)]
         if listeners:
-            args = msgspec.structs.astuple(fact)[2:]  # what the hook takes after the agreement and the time
+            args = _ARGS[type(fact)](fact)  # what the hook takes after the agreement and the time
             for rule, hook in listeners:
                 self._collect(rule, hook(agreement, at_ms, *args), out)
         return out
