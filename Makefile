@@ -1,6 +1,7 @@
 # Disclosure Monitor — everything a newcomer needs, from a fresh machine with python3 (>= 3.11) and make.
 #   make demo    set up, then replay the irs-ice-2025 scenario and show how early the leak is caught
 #   make test    set up, then type-check and run the test suite
+#   make live    set up, then watch the live daemon catch the leak: broker, worker, Prometheus, Alertmanager
 #   make bench   set up, then measure replay throughput and memory (bench/replay_bench.py)
 #   make upgrade move the lock file (uv.lock) to the newest releases pyproject.toml allows, then run the suite
 #
@@ -19,7 +20,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 DEMO_REQUESTS ?= 100000
 DEMO_DIR ?= out/demo
 
-.PHONY: setup demo test lint bench upgrade clean
+.PHONY: setup demo live test lint bench upgrade clean
 
 $(UV): deploy/local/uv-requirements.txt
 	$(PYTHON) -m venv $(UV_HOME)
@@ -46,6 +47,9 @@ lint: setup
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
 	$(BIN)/lint-imports
+
+live: setup
+	$(BIN)/python deploy/local/live.py
 
 test: lint
 	$(BIN)/mypy
