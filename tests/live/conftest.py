@@ -217,6 +217,16 @@ def scenario(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     yield tmp_path, f"t{uuid.uuid4().hex[:10]}"
 
 
+def topics_and_expected(
+    bootstrap: str, directory: Path, prefix: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[list[tuple[str, int, bytes, bytes]], set[str]]:
+    """The prefix's topics, the ticks that close every partition at the scenario's end, and the alert ids a
+    replay of the scenario with those ticks gives."""
+    asyncio.run(create_topics(bootstrap, prefix))
+    ticks = closing_ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
+    return ticks, replay_ids(directory, ticks, capsys)
+
+
 def replay_ids(
     directory: Path, ticks: list[tuple[str, int, bytes, bytes]], capsys: pytest.CaptureFixture[str]
 ) -> set[str]:

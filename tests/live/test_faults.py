@@ -12,8 +12,12 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import main
-from monitor.replay.report import load_truth
-from tests.live.conftest import Worker, closing_ticks, consume_all, create_topics, produce, replay_ids
+from tests.live.conftest import (
+    Worker,
+    consume_all,
+    produce,
+    topics_and_expected,
+)
 from tests.services import REPO
 
 KAFKA_SH = REPO / "deploy/local/kafka.sh"
@@ -47,9 +51,7 @@ def test_broker_down_for_30_seconds_mid_stream(
         == 0
     )
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    asyncio.run(create_topics(kafka_bootstrap, prefix))
-    ticks = closing_ticks(prefix, load_truth(str(tmp_path / "truth.json")).until_ms)
-    expected = replay_ids(tmp_path, ticks, capsys)
+    ticks, expected = topics_and_expected(kafka_bootstrap, tmp_path, prefix, capsys)
     with gzip.open(tmp_path / "events.jsonl.gz") as log:
         lines = log.read().splitlines()
     half = len(lines) // 2

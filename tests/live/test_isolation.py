@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from monitor.replay.report import load_truth
-from tests.live.conftest import ENV, Worker, closing_ticks, consume_all, create_topics, produce, publish, replay_ids
+from tests.live.conftest import (
+    ENV,
+    Worker,
+    consume_all,
+    produce,
+    publish,
+    topics_and_expected,
+)
 from tests.services import free_port
 
 
@@ -22,9 +28,7 @@ def test_two_pipelines_with_the_same_request_ids_each_find_all_their_findings(
     second = f"t{uuid.uuid4().hex[:10]}"
     expected: set[str] = set()
     for prefix in (first, second):  # the same events, so the same request ids, under two prefixes
-        asyncio.run(create_topics(kafka_bootstrap, prefix))
-        ticks = closing_ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
-        expected = replay_ids(directory, ticks, capsys)
+        ticks, expected = topics_and_expected(kafka_bootstrap, directory, prefix, capsys)
         published = publish(directory, kafka_bootstrap, prefix, capsys)
         asyncio.run(produce(kafka_bootstrap, ticks))
         worker = Worker(kafka_bootstrap, prefix, directory / "policy.toml", directory / f"{prefix}.log", group=None)

@@ -15,14 +15,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from monitor.replay.report import load_truth
 from tests.live.conftest import (
     Worker,
-    closing_ticks,
     consume_all,
-    create_topics,
     produce,
-    replay_ids,
+    topics_and_expected,
 )
 
 KIND_OF = {"request": "requests", "response": "responses", "disposal": "disposals"}
@@ -43,9 +40,7 @@ def test_a_crc32_partitioned_stream_survives_a_worker_killed_between_requests_an
     kafka_bootstrap: str, scenario: tuple[Path, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     directory, prefix = scenario
-    asyncio.run(create_topics(kafka_bootstrap, prefix))
-    ticks = closing_ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
-    expected = replay_ids(directory, ticks, capsys)
+    ticks, expected = topics_and_expected(kafka_bootstrap, directory, prefix, capsys)
     by_kind: dict[str, list[bytes]] = {kind: [] for kind in KIND_OF.values()}
     for line in gzip.open(directory / "events.jsonl.gz").read().splitlines():
         by_kind[KIND_OF[orjson.loads(line)["type"]]].append(line)

@@ -32,6 +32,7 @@ from tests.live.conftest import (
     publish,
     replay_ids,
     replayed_windowed,
+    topics_and_expected,
     windowed_outcome,
 )
 
@@ -40,9 +41,7 @@ def test_worker_finds_exactly_what_replay_finds(
     kafka_bootstrap: str, scenario: tuple[Path, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     directory, prefix = scenario
-    asyncio.run(create_topics(kafka_bootstrap, prefix))
-    ticks = closing_ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
-    expected = replay_ids(directory, ticks, capsys)
+    ticks, expected = topics_and_expected(kafka_bootstrap, directory, prefix, capsys)
     published = publish(directory, kafka_bootstrap, prefix, capsys)
     asyncio.run(produce(kafka_bootstrap, ticks))
     worker = Worker(kafka_bootstrap, prefix, directory / "policy.toml", directory / "worker.log")
@@ -432,9 +431,7 @@ def test_a_worker_killed_during_a_burst_of_disposals_and_responses_loses_nothing
     # The policy turns every windowed rule on: their state is taken back after the restart too.
     policy = tmp_path / "policy.toml"
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    asyncio.run(create_topics(kafka_bootstrap, prefix))
-    ticks = closing_ticks(prefix, load_truth(str(tmp_path / "truth.json")).until_ms)
-    expected = replay_ids(tmp_path, ticks, capsys)
+    ticks, expected = topics_and_expected(kafka_bootstrap, tmp_path, prefix, capsys)
     published = publish(tmp_path, kafka_bootstrap, prefix, capsys)
     asyncio.run(produce(kafka_bootstrap, ticks))
     worker = Worker(kafka_bootstrap, prefix, policy, tmp_path / "worker.log")
