@@ -8,9 +8,10 @@ would become a ``FutureMessage`` waiting in Faust's buffer, serialised and hande
 more records. Here each step is one record batch per partition, closed so that aiokafka sends it without
 lingering.
 
-The partition is the one given (:meth:`TopicWriter.write_to`: the join-state changelog, each key in
-its input partition) or the one aiokafka's default partitioner gives the key (:meth:`TopicWriter.write`).
-Faust's commit flushes the producer, which waits for these batches, before it commits an offset.
+The partition is the one given (:meth:`TopicWriter.write_to`: the join-state changelog, each task's
+changes in the partition of its number) or the one aiokafka's default partitioner gives the key
+(:meth:`TopicWriter.write`). Faust's commit flushes the producer, which waits for these batches, before it
+commits an offset.
 """
 
 from __future__ import annotations

@@ -146,8 +146,8 @@ class _JoinStore(MemoryStore[str, JoinEntry]):
 
     @property
     def key_partition(self) -> dict[str, int]:
-        """Each key's changelog (and input) partition: filled by the bulk read and by Faust's recovery, kept by
-        the pipeline as it writes."""
+        """Each recovered key's changelog (and input) partition, filled by the bulk read and by Faust's recovery:
+        the pipeline moves each recovered entry into the task of that partition, then clears it."""
         return cast(dict[str, int], self._key_partition)
 
     def persisted_offset(self, tp: TP) -> int | None:
