@@ -38,7 +38,7 @@ _untyped = msgspec.json.Decoder(float_hook=float)
 
 def undecodable(raw: bytes | bytearray | memoryview | str, recursed: bool = False) -> str:
     """The reason for input that is not one JSON value (``recursed``: the parser ran out of stack)."""
-    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    data = _as_bytes(raw)
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
@@ -46,6 +46,10 @@ def undecodable(raw: bytes | bytearray | memoryview | str, recursed: bool = Fals
     if recursed or nesting(data) > MAX_DEPTH:
         return "too_deep"
     return "invalid_json"
+
+
+def _as_bytes(raw: bytes | bytearray | memoryview | str) -> bytes:
+    return raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
 
 
 def nesting(data: bytes) -> int:
@@ -62,7 +66,7 @@ def nesting(data: bytes) -> int:
 
 def invalid_event(raw: bytes | bytearray | memoryview | str, schema: Any) -> str:
     """The reason for JSON that does not fit ``schema`` (the union of the event types)."""
-    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    data = _as_bytes(raw)
     if nesting(data) > MAX_DEPTH:
         return "too_deep"
     try:

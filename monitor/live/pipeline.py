@@ -40,6 +40,7 @@ from monitor.core.digests import Reducer
 from monitor.core.events import FUTURE_TOLERANCE_MS, Invalid, decode_timed
 from monitor.core.findings import Finding, SubjectHasher
 from monitor.core.join import JoinEntry
+from monitor.core.joiner import Output
 from monitor.core.policy import Policy
 from monitor.live.clock import PartitionClock
 from monitor.live.relay import FactsOutbox, StageHost
@@ -134,7 +135,7 @@ class Pipeline:
             not_after_ms = self._now_ms() + FUTURE_TOLERANCE_MS
             findings: list[Finding] = []
             dead: list[tuple[bytes, bytes | None]] = []
-            reduce, outbox, tasks = self.reducer.reduce, self.outbox, self.tasks
+            reduce, tasks = self.reducer.reduce, self.tasks
             max_event_bytes = self.settings.max_event_bytes
             for message in messages:
                 if message.topic == self._facts_topic:
@@ -152,12 +153,10 @@ class Pipeline:
                 task = tasks.get(partition) or self._task(partition)
                 clock = task.clock
                 clock.observe(source, event_ms)
-                task.position = where, offset = f"{message.topic}:{partition}", message.offset
-                for item in task.joiner.apply(reduce(event, event_ms), event_ms, clock.watermark()):
-                    if type(item) is Finding:
-                        findings.append(item)
-                    else:
-                        outbox.add(where, offset, item)  # type: ignore[arg-type]  # a window fact
+                task.position = (f"{message.topic}:{partition}", message.offset)
+                out = task.joiner.apply(reduce(event, event_ms), event_ms, clock.watermark())
+                if out:
+                    self._route(out, task.position, findings)
             if dead:
                 await self._writers.deadletter.write(dead)
             await self._send_alerts(findings)
@@ -190,14 +189,18 @@ class Pipeline:
         findings: list[Finding] = []
         for task in self.tasks.values():
             watermark = task.clock.watermark()
-            if watermark is None:
-                continue
-            for item in task.joiner.advance_to(watermark):
-                if type(item) is Finding:
-                    findings.append(item)
-                else:  # timers make no window facts today; one would go with the last event's position
-                    self.outbox.add(*task.position, item)  # type: ignore[arg-type]
+            if watermark is not None:
+                # Timers make no window facts today; one would go with the task's last event's position.
+                self._route(task.joiner.advance_to(watermark), task.position, findings)
         return findings
+
+    def _route(self, out: Sequence[Output], position: tuple[str, int], findings: list[Finding]) -> None:
+        """The join's output: findings to ``findings``, window facts to the outbox with their event's position."""
+        for item in out:
+            if type(item) is Finding:
+                findings.append(item)
+            else:
+                self.outbox.add(*position, item)  # type: ignore[arg-type]  # a window fact
 
     async def _send_alerts(self, findings: list[Finding]) -> None:
         """Findings to the alerts topic; returns once the broker has them."""

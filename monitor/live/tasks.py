@@ -13,7 +13,7 @@ taken-over requests' timers (expiry, orphan grace) at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from monitor.core.join import JoinEntry
 from monitor.core.joiner import Joiner
@@ -58,6 +58,3 @@ def share_of(max_entries: int | None, partitions: int) -> int | None:
     """Each task's share of the join-state cap (``--max-join-entries``): the cap split evenly over the input
     partitions, as a flood of distinct request ids is spread by the producers' hash."""
     return None if max_entries is None else max(1, -(-max_entries // max(1, partitions)))
-
-
-ClockFactory = Callable[[], PartitionClock]

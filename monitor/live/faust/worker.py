@@ -19,7 +19,6 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
@@ -193,17 +192,6 @@ class Health:
         return None if self.ready else "recovering"
 
 
-@dataclass(slots=True)
-class Live:
-    """A built worker: the Faust app and what runs in it."""
-
-    app: faust.App
-    pipeline: Pipeline
-    health: Health
-    registry: CollectorRegistry
-    alertmanager: AlertmanagerSink | None
-
-
 def _app(settings: WorkerSettings) -> BatchApp:
     kafka = settings.kafka
     return BatchApp(
@@ -255,7 +243,7 @@ def build_app(
     hasher: SubjectHasher,
     registry: CollectorRegistry,
     listener: socket.socket,
-) -> Live:
+) -> faust.App:
     kafka = settings.kafka
     app = _app(settings)
     table = _join_table(app, settings)
@@ -303,7 +291,7 @@ def build_app(
     _connect(app, table, pipeline, health, settings, registry, listener, now_ms)
     if alertmanager is not None:
         app.task(alertmanager.run)
-    return Live(app, pipeline, health, registry, alertmanager)
+    return app
 
 
 def _connect(
@@ -466,9 +454,7 @@ def run(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher) -> int:
         listener.close()
         raise
     settings = dataclasses.replace(settings, partitions=next(iter(counts.values())))
-    live = build_app(settings, policy, hasher, CollectorRegistry(), listener)
-    worker = _Worker(
-        live.app, loglevel=os.environ.get("DISMON_LOG_LEVEL", "WARNING"), quiet=True, redirect_stdouts=False
-    )
+    app = build_app(settings, policy, hasher, CollectorRegistry(), listener)
+    worker = _Worker(app, loglevel=os.environ.get("DISMON_LOG_LEVEL", "WARNING"), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
