@@ -103,7 +103,9 @@ class Stack(ExitStack):
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise SystemExit(f"{name} exited with {process.returncode}; see {self.workdir / f'{name}.log'}")
+                path = self.workdir / f"{name}.log"
+                tail = "".join(path.read_text(errors="replace").splitlines(keepends=True)[-5:])
+                raise SystemExit(f"{name} exited with {process.returncode}; the end of {path}:\n{tail}")
             if _status(ready_url) == 200:
                 return
             time.sleep(0.3)

@@ -212,7 +212,7 @@ async def check_group(kafka: KafkaSettings) -> None:
     admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=15_000)
     await admin.start()
     try:
-        committed = await admin.list_consumer_group_offsets(kafka.group)
+        committed = await _retrying(lambda: admin.list_consumer_group_offsets(kafka.group))
     finally:
         await admin.close()
     foreign = sorted(t for t in {tp.topic for tp in committed} - ours if not t.startswith(f"{kafka.group}-"))
@@ -223,6 +223,21 @@ async def check_group(kafka: KafkaSettings) -> None:
             f"input ({inputs}): give each pipeline its own group (--group, $DISMON_GROUP; the default is "
             "dismon-<topic prefix>)"
         )
+
+
+async def _retrying(call: Callable[[], Coroutine[Any, Any, R]], timeout_s: float = 30.0) -> R:
+    """``call()``, again while it fails with an error Kafka calls retriable: a fresh cluster answers
+    "coordinator not available" until it has created its offsets topic, which the first group's first
+    request starts."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            return await call()
+        except KafkaError as exc:
+            if not exc.retriable or asyncio.get_running_loop().time() >= deadline:
+                raise
+            log.debug("retrying after %s", exc)
+        await asyncio.sleep(0.5)
 
 
 async def _wait_for_leaders(admin: Any, topics: set[str], timeout_s: float = 15.0) -> None:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import uuid
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tests.live.conftest import Worker
+from tests.services import free_port
+
+KAFKA_SH = Path(__file__).resolve().parents[2] / "deploy" / "local" / "kafka.sh"
 
 
 def test_broker_round_trip(kafka_bootstrap: str) -> None:
@@ -42,3 +50,20 @@ def test_broker_round_trip(kafka_bootstrap: str) -> None:
 
     received = asyncio.run(round_trip())
     assert sorted(value or b"" for _, value in received) == sorted(f"event-{i}".encode() for i in range(10))
+
+
+def test_a_worker_starts_on_a_brand_new_cluster(
+    kafka_bootstrap: str, scenario: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A cluster that has never seen a consumer group answers "coordinator not available" until it has made
+    its offsets topic; the worker waits for it instead of exiting."""
+    del kafka_bootstrap  # the shared broker must not be the one under test, but the jars are fetched
+    directory, prefix = scenario
+    env = {**os.environ, "DISMON_KAFKA_STATE": str(tmp_path / "kafka"), "KAFKA_PORT": str(free_port())}
+    started = subprocess.run(["bash", str(KAFKA_SH), "start"], env=env, capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stderr
+    try:
+        worker = Worker(started.stdout.strip().splitlines()[-1], prefix, directory / "policy.toml", tmp_path / "w.log")
+        assert worker.stop() == 0
+    finally:
+        subprocess.run(["bash", str(KAFKA_SH), "stop"], env=env, capture_output=True, timeout=120)
