@@ -58,6 +58,7 @@ class DisclosureFacts:
     orphaned: bool = False
     improper: bool = False  # a critical finding was made on it: disposal is owed
     disposal_checked: bool = False
+    position: int = -1  # the response's position in its input, as the caller numbers it (-1: none given)
 
 
 class JoinEntry(msgspec.Struct, gc=False):
@@ -73,6 +74,7 @@ class JoinEntry(msgspec.Struct, gc=False):
     disposals: list[int] | None = None  # disposed_at of each disposal
     flags: int = 0
     scheduled_ms: int | None = None  # the timer bucket this entry currently sits in
+    request_position: int = -1  # the request's position in its input, as the caller numbers it (-1: none given)
 
 
 class TimerWheel:

@@ -94,9 +94,12 @@ class Joiner:
 
     # -- feeding -----------------------------------------------------------------------------
 
-    def apply(self, digest: Digest, event_ms: int, watermark_ms: int | None = None) -> Sequence[Output]:
+    def apply(
+        self, digest: Digest, event_ms: int, watermark_ms: int | None = None, position: int = -1
+    ) -> Sequence[Output]:
         """Join one digest; then move the watermark to ``watermark_ms`` (never backwards) and fire what is
-        due. Returns the findings and window facts, in the order they arose."""
+        due. Returns the findings and window facts, in the order they arose. ``position``: where the caller
+        read the event (an input offset), kept with the request or disclosure for :class:`JoinedFact`."""
         if self.watermark_ms is not None and event_ms < self.watermark_ms:
             self.stats.late_events += 1
             if self.observer is not None:
@@ -105,10 +108,10 @@ class Joiner:
             self.max_event_ms = event_ms
         if isinstance(digest, RequestDigest):
             self.stats.requests += 1
-            self._on_request(digest, event_ms)
+            self._on_request(digest, event_ms, position)
         elif isinstance(digest, ResponseDigest):
             self.stats.responses += 1
-            self._on_response(digest, event_ms)
+            self._on_response(digest, event_ms, position)
         else:
             self.stats.disposals += 1
             self._on_disposal(digest, event_ms)
@@ -135,7 +138,7 @@ class Joiner:
 
     # -- events ------------------------------------------------------------------------------
 
-    def _on_request(self, request: RequestDigest, event_ms: int) -> None:
+    def _on_request(self, request: RequestDigest, event_ms: int, position: int) -> None:
         facts = request.facts
         agreement = self.policy.agreements.get(facts.agreement_id)
         for violation in request.violations:
@@ -144,19 +147,20 @@ class Joiner:
         if entry is None or entry.request is not None:
             return  # join state full; or a redelivered (or re-sent) request: the first one stands
         entry.request = facts
+        entry.request_position = position
         if self.observer is not None and entry.answered_ms is not None:
             self.observer.joined(facts.agreement_id, entry.answered_ms - event_ms)
         if agreement is not None and self._requests:
             self._out.append(RequestFact(agreement.id, event_ms, request.batch_id, facts.agency, facts.unit))
         for disclosure in entry.disclosures or ():
             if not disclosure.resolved:
-                self._resolve(request.request_id, entry, disclosure, orphan=False)
+                self._resolve(request.request_id, entry, disclosure, orphan=False, paired=disclosure.position)
             elif disclosure.orphaned:
                 self._late_join(request.request_id, entry, disclosure)
         self._schedule(request.request_id, entry)
         self.store[request.request_id] = entry  # write back: durable stores persist on assignment
 
-    def _on_response(self, response: ResponseDigest, event_ms: int) -> None:
+    def _on_response(self, response: ResponseDigest, event_ms: int, position: int) -> None:
         request_id = response.request_id
         entry = self._entry(request_id, event_ms)
         if entry is None:
@@ -177,6 +181,7 @@ class Joiner:
             if entry.answered_ms == event_ms:  # a new entry or an earlier answer: worth persisting
                 self.store[request_id] = entry
             return  # an answer never makes anything due earlier
+        disclosure.position = position
         if entry.disclosures is None:
             entry.disclosures = [disclosure]
         elif any(d.fingerprint == disclosure.fingerprint for d in entry.disclosures):
@@ -189,7 +194,7 @@ class Joiner:
         if agreement is not None and self._disclosures:
             self._out.append(DisclosureFact(agreement.id, disclosure.responded_ms))
         if entry.request is not None:
-            self._resolve(request_id, entry, disclosure, orphan=False)
+            self._resolve(request_id, entry, disclosure, orphan=False, paired=entry.request_position)
         self._schedule(request_id, entry)
         self.store[request_id] = entry
 
@@ -234,7 +239,11 @@ class Joiner:
 
     # -- rules -------------------------------------------------------------------------------
 
-    def _resolve(self, request_id: str, entry: JoinEntry, disclosure: DisclosureFacts, orphan: bool) -> None:
+    def _resolve(
+        self, request_id: str, entry: JoinEntry, disclosure: DisclosureFacts, orphan: bool, paired: int = -1
+    ) -> None:
+        """Run the disclosure rules on a disclosure now joined to its request (or declared an orphan);
+        ``paired``: the position of whichever of the two arrived first."""
         agreement = self.policy.agreements.get(disclosure.agreement_id)
         facts = entry.request
         improper = False
@@ -253,7 +262,7 @@ class Joiner:
         if self.observer is not None:  # counted once joined (or orphaned), so the requester is known if it can be
             self.observer.disclosure(disclosure.agreement_id, facts.agency if facts else None, disclosure.fields)
         if agreement is not None and facts is not None and self._joins:
-            self._out.append(JoinedFact(agreement.id, disclosure.responded_ms, facts.unit))
+            self._out.append(JoinedFact(agreement.id, disclosure.responded_ms, facts.unit, paired))
 
     def _late_join(self, request_id: str, entry: JoinEntry, disclosure: DisclosureFacts) -> None:
         """A request that arrived after its response was declared an orphan: still check the pair."""

@@ -16,10 +16,8 @@ changelog; only then are the batches' offsets acked (monitor/live/faust/batching
 Both states remember what was raised, so neither may reach the broker before the alerts (a crash in between
 would lose those alerts for good; this way round it can only send one twice, with the same ``alert_id``). The
 facts go out before the join state: an event the join state already holds gives no facts when it is handled
-again after a crash. They go out only at a checkpoint, just before the join state, not with each batch: facts
-counted while their join state is not yet written can be counted again, or not at all, when the events are
-handled again after a crash, because which of a request and its disclosing response completes the join
-depends on how the partitions interleave.
+again after a crash. They go out with the offset handled up to in each input partition, so that the window
+stage counts the facts of events handled again after a crash once (monitor/live/relay.py).
 
 Delivery is at least once: after a crash the events since the last committed offset are processed again, and
 findings may be sent twice with the same ``alert_id``; consumers de-duplicate on it.
@@ -154,7 +152,7 @@ class Pipeline:
                 clock = task.clock
                 clock.observe(source, event_ms)
                 task.position = (f"{message.topic}:{partition}", message.offset)
-                out = task.joiner.apply(reduce(event, event_ms), event_ms, clock.watermark())
+                out = task.joiner.apply(reduce(event, event_ms), event_ms, clock.watermark(), message.offset)
                 if out:
                     self._route(out, task.position, findings)
             if dead:
@@ -216,7 +214,7 @@ class Pipeline:
         worker runs it, and the join-state changes, each task's to its partition of the changelog. Their
         offsets are acked after (see the module's docstring for this order)."""
         async with self._turn:
-            await self.outbox.send(self._marks())
+            await self.outbox.send(self._marks(), [(f"{t}:{p}", offset) for (t, p), offset in self.offsets.items()])
             await self.stage.save()
             encode = _ENTRY_ENCODER.encode
             records = [
@@ -246,6 +244,8 @@ class Pipeline:
         dropped = 0
         for partition in set(self.tasks) - partitions:
             dropped += len(self.tasks.pop(partition))
+        for source in [source for source in self.offsets if source[1] not in partitions]:
+            del self.offsets[source]  # what another worker handles now; the window stage has heard of it
         by_partition: dict[int, dict[str, JoinEntry]] = {}
         for request_id, entry in recovered.items():  # moved into their tasks: one copy of the state
             by_partition.setdefault(partition_of.get(request_id, -1), {})[request_id] = entry

@@ -3,10 +3,20 @@ state kept across restarts.
 
 The windowed rules are about agreements and units, not request ids, so they cannot be split by the input
 partitions: one window stage counts the facts of every partition, on the worker that has the one partition
-of ``<group>-window-facts``. Each worker sends what its batches gave the windowed rules (:class:`FactsOutbox`),
-each fact with the input partition and offset of its event, and its watermark for each of its partitions.
-The stage's owner (:class:`StageHost`) counts a fact only past the offset it has counted for that input
-partition, so a batch handled again after a crash is not counted twice, and moves the stage's watermark to
+of ``<group>-window-facts``. Each worker sends, at each checkpoint (:class:`FactsOutbox`), what its batches
+gave the windowed rules since the last one, each fact with the input partition and offset of its event, the
+offset it has handled up to in each input partition, and its watermark for each of its partitions.
+
+The stage's owner (:class:`StageHost`) keeps, for each input partition, the offset up to which it has
+counted the facts of every event: a record's facts are the facts of all events up to its handled offsets.
+After a crash the events since the last committed offset are handled again, against join state as of the
+last checkpoint, and their facts arrive a second time; the stage skips those of events it has counted. A
+joined disclosure is the one fact of two events, made by whichever of request and response is handled
+second, and which one that is can change when they are handled again; it names the other one's offset too.
+A record whose worker had handled requests up to ``a`` and responses up to ``b`` of a partition number has
+every pair of a request at most ``a`` and a response at most ``b`` (with the records before it), so the
+stage keeps those ``(a, b)`` of each partition number that no other covers, and counts a joined disclosure
+only if none covers its pair. The stage's watermark is
 the smallest heard for any input partition. Its state, with those offsets and watermarks, goes to the
 compacted ``<group>-window-state`` at each checkpoint; the stage's next owner takes it back.
 """
@@ -21,7 +31,7 @@ import msgspec
 
 from monitor.core.findings import Finding
 from monitor.core.policy import Policy
-from monitor.core.windows.facts import Fact
+from monitor.core.windows.facts import Fact, JoinedFact
 from monitor.core.windows.stage import WindowStage
 from monitor.errors import BrokerError
 from monitor.live.kafka import KafkaSettings, read_last_record
@@ -31,18 +41,22 @@ log = logging.getLogger("dismon.worker")
 
 FACTS_KEY = b"facts"
 WINDOWS_KEY = b"windows"
-#: The version of :class:`FactsRecord`: a record of another version is logged and skipped.
-FACTS_VERSION = 1
+#: The version of :class:`FactsRecord` written; 1 (without ``handled``) is read too, anything else is logged
+#: and skipped.
+FACTS_VERSION = 2
+_READ_VERSIONS = (1, 2)
 
 
 class FactsRecord(msgspec.Struct, array_like=True):
     """A record on ``<group>-window-facts``: what one worker's batches gave the windowed rules since its
-    last checkpoint, each fact with the input partition ("topic:partition") and offset of its event, and
-    that worker's watermark for each of its partitions."""
+    last checkpoint, each fact with the input partition ("topic:partition") and offset of its event; that
+    worker's watermark for each of its partitions; and the offset of each input partition it has handled
+    up to, all of whose facts are in this record or an earlier one."""
 
     version: int
     marks: list[tuple[str, int]]
     facts: list[tuple[str, int, Fact]]
+    handled: list[tuple[str, int]] = []
 
 
 class StageSnapshot(msgspec.Struct):
@@ -52,6 +66,7 @@ class StageSnapshot(msgspec.Struct):
     counted: dict[str, int]
     marks: dict[str, int]
     stage: bytes
+    pairs: dict[str, list[tuple[int, int]]] = {}
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -70,13 +85,13 @@ class FactsOutbox:
     def add(self, source: str, offset: int, fact: Fact) -> None:
         self._facts.append((source, offset, fact))
 
-    async def send(self, marks: list[tuple[str, int]]) -> None:
+    async def send(self, marks: list[tuple[str, int]], handled: list[tuple[str, int]]) -> None:
         """The facts since the last checkpoint, with the watermark of each assigned input partition
-        (``"topic:partition"``); returns once the broker has them. Nothing is sent when there are no facts
-        and no watermark has moved."""
+        (``"topic:partition"``) and the offset handled up to in each; returns once the broker has them.
+        Nothing is sent when there are no facts and no watermark has moved."""
         if not self._facts and marks == self._marks_sent:
             return
-        record = _ENCODER.encode(FactsRecord(FACTS_VERSION, marks, self._facts))
+        record = _ENCODER.encode(FactsRecord(FACTS_VERSION, marks, self._facts, handled))
         self._facts, self._marks_sent = [], marks
         await asyncio.gather(*await self._writer.write([(FACTS_KEY, record)]))
 
@@ -88,13 +103,16 @@ class StageHost:
         self._kafka = kafka
         self._writer = writer
         self._input_partitions = input_partitions  # of all input topics: the stage waits for a mark from each
+        self._requests, self._responses = kafka.topic("requests"), kafka.topic("responses")
         self.policy = policy
         self.owned = False
         self._fresh()
 
     def _fresh(self) -> None:
         self.stage = WindowStage(self.policy)
-        self.counted: dict[str, int] = {}  # input partition -> highest offset whose facts the stage has counted
+        self.counted: dict[str, int] = {}  # input partition -> offset up to which the stage has counted facts
+        # partition number -> the (requests, responses) offsets of records that no other record covers
+        self.pairs: dict[str, list[tuple[int, int]]] = {}
         self.marks: dict[str, int] = {}  # input partition -> watermark heard from the worker that has it
         self._last_snapshot = b""
 
@@ -103,8 +121,8 @@ class StageHost:
         self.stage.set_policy(policy)
 
     def apply(self, raw: bytes | None) -> list[Finding]:
-        """One :class:`FactsRecord`: each fact counted once, then the stage's watermark moved to the smallest
-        heard for any input partition."""
+        """One :class:`FactsRecord`: the facts of events not counted before, then the stage's watermark moved
+        to the smallest heard for any input partition."""
         if raw is None or not self.owned:
             return []
         try:
@@ -112,16 +130,23 @@ class StageHost:
         except msgspec.DecodeError as exc:
             log.error("unreadable record on %s skipped: %s", self._kafka.facts_topic, exc)
             return []
-        if record.version != FACTS_VERSION:
+        if record.version not in _READ_VERSIONS:
             log.error("record of version %d on %s skipped (this worker reads %d)", record.version,
                       self._kafka.facts_topic, FACTS_VERSION)  # fmt: skip
             return []
         found: list[Finding] = []
         counted, before = self.counted, dict(self.counted)
         for source, offset, fact in record.facts:
-            if offset > before.get(source, -1):  # not counted before (a batch handled again after a crash)
+            if type(fact) is JoinedFact and fact.paired >= 0:
+                new = self._new_pair(source, offset, fact.paired)
+            else:
+                new = offset > before.get(source, -1)  # not counted before (handled again after a crash)
+            if new:
                 found += self.stage.apply(fact)
-                counted[source] = max(counted.get(source, -1), offset)
+            counted[source] = max(counted.get(source, -1), offset)
+        for source, offset in record.handled:
+            counted[source] = max(counted.get(source, -1), offset)
+        self._cover_pairs(dict(record.handled))
         for source, mark in record.marks:
             if mark > self.marks.get(source, mark - 1):
                 self.marks[source] = mark
@@ -129,11 +154,27 @@ class StageHost:
             found += self.stage.advance_to(min(self.marks.values()))
         return found
 
+    def _new_pair(self, source: str, offset: int, paired: int) -> bool:
+        """Whether the joined disclosure of the event at ``offset`` of ``source`` and the one at ``paired``
+        (of the other of requests and responses) is covered by no record the stage has counted."""
+        topic, _, partition = source.rpartition(":")
+        request, response = (offset, paired) if topic == self._requests else (paired, offset)
+        return not any(request <= a and response <= b for a, b in self.pairs.get(partition, ()))
+
+    def _cover_pairs(self, handled: dict[str, int]) -> None:
+        """Add each partition number's (requests, responses) offsets handled to the pairs counted."""
+        for partition in {source.rpartition(":")[2] for source in handled}:
+            a = handled.get(f"{self._requests}:{partition}", -1)
+            b = handled.get(f"{self._responses}:{partition}", -1)
+            covered = self.pairs.setdefault(partition, [])
+            if not any(a <= x and b <= y for x, y in covered):
+                covered[:] = [(x, y) for x, y in covered if not (x <= a and y <= b)] + [(a, b)]
+
     async def save(self) -> None:
         """The stage's state to ``<group>-window-state`` if it changed; returns once the broker has it."""
         if not (self.owned and self.stage.active):
             return
-        snapshot = _ENCODER.encode(StageSnapshot(self.counted, self.marks, self.stage.snapshot()))
+        snapshot = _ENCODER.encode(StageSnapshot(self.counted, self.marks, self.stage.snapshot(), self.pairs))
         if snapshot != self._last_snapshot:
             await asyncio.gather(*await self._writer.write([(WINDOWS_KEY, snapshot)]))
             self._last_snapshot = snapshot
@@ -155,13 +196,18 @@ class StageHost:
             log.critical("cannot read the windowed state from %s: %s; stopping", topic, exc)
             on_fatal(exc)
             return
-        if raw is None:
-            return
+        if raw is not None:
+            self.restore(raw)
+
+    def restore(self, raw: bytes) -> None:
+        """The stage as of a :class:`StageSnapshot` record (an unreadable one is logged, the stage afresh)."""
         try:
             saved = _SNAPSHOT_DECODER.decode(raw)
         except msgspec.DecodeError as exc:
-            log.error("windowed state in %s unreadable (%s); the windowed rules start afresh", topic, exc)
+            log.error("windowed state in %s unreadable (%s); the windowed rules start afresh",
+                      self._kafka.windows_topic, exc)  # fmt: skip
             return
         self.stage.restore(saved.stage)
         self.counted, self.marks, self._last_snapshot = dict(saved.counted), dict(saved.marks), raw
+        self.pairs = {partition: list(covered) for partition, covered in saved.pairs.items()}
         log.info("window stage taken back (counted up to offsets %s)", self.counted)

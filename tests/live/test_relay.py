@@ -11,7 +11,7 @@ import pytest
 from monitor.core.policy import parse_policy
 from monitor.core.windows.facts import DisclosureFact, Fact, JoinedFact, RequestFact, ResponseFact
 from monitor.live.kafka import KafkaSettings
-from monitor.live.relay import FACTS_VERSION, FactsRecord, StageHost
+from monitor.live.relay import FACTS_VERSION, FactsRecord, StageHost, StageSnapshot
 from monitor.live.topic_writer import TopicWriter
 
 POLICY = """
@@ -71,3 +71,30 @@ def test_a_position_is_counted_once_and_foreign_records_are_skipped(caplog: pyte
         assert host.apply(b"\x93garbage") == []
     assert host.counted == {"p:0": 4} and host.stage.snapshot() == snapshot
     assert "version" in caplog.text and "unreadable" in caplog.text
+
+
+def _handled(record: list[tuple[str, int, Fact]], requests: int, responses: int) -> bytes:
+    handled = [("disclosure.requests:0", requests), ("disclosure.responses:0", responses)]
+    return msgspec.msgpack.encode(FactsRecord(FACTS_VERSION, [], record, handled))
+
+
+def test_a_joined_disclosure_is_counted_once_whichever_of_its_events_completes_it() -> None:
+    """A crashed worker's record had handled requests to 52 and responses to 30; its successor, from older
+    offsets, responses to 84 and requests to 1 so far. A request at 13 joined to the response at 42 now is
+    new (no record had both), one joined to the response at 20 is not (the first record had both)."""
+    host = _host()
+    applied: list[Fact] = []
+    stage_apply = host.stage.apply
+    host.stage.apply = lambda fact: applied.append(fact) or stage_apply(fact)  # type: ignore[method-assign]
+    host.apply(_handled([], 52, 30))
+    host.apply(_handled([], 1, 84))
+    assert host.pairs == {"0": [(52, 30), (1, 84)]}
+    new, counted = JoinedFact("a1", 2_000, "U1", paired=42), JoinedFact("a1", 3_000, "U1", paired=20)
+    host.apply(_handled([("disclosure.requests:0", 13, new), ("disclosure.requests:0", 13, counted)], 13, 84))
+    assert applied == [new]
+    host.apply(_handled([("disclosure.responses:0", 42, JoinedFact("a1", 2_000, "U1", paired=13))], 13, 84))
+    assert applied == [new]  # the same pair again, completed by its response this time
+    assert host.pairs == {"0": [(52, 30), (13, 84)]}  # (1, 84) is covered by (13, 84)
+    again = _host()
+    again.restore(msgspec.msgpack.encode(StageSnapshot(host.counted, host.marks, host.stage.snapshot(), host.pairs)))
+    assert again.pairs == host.pairs and again.counted == host.counted

@@ -38,11 +38,16 @@ class DisclosureFact(msgspec.Struct, frozen=True, array_like=True, gc=False, tag
 
 
 class JoinedFact(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="joined"):
-    """A disclosure joined to its request, with the request's unit (rate spikes per unit)."""
+    """A disclosure joined to its request, with the request's unit (rate spikes per unit).
+
+    Made by whichever of the two arrives second, so ``paired`` gives the position of the other one, as the
+    caller numbered the join's input (-1 if it numbered none): the live worker's relay uses both to count a
+    joined disclosure once, whatever order the two are handled in again after a crash."""
 
     agreement_id: str
     at_ms: int
     unit: str | None
+    paired: int = -1
 
 
 Fact = RequestFact | ResponseFact | DisclosureFact | JoinedFact
