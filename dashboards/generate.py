@@ -26,7 +26,8 @@ from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableRefre
 
 HERE = Path(__file__).resolve().parent
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
-AGREEMENT = 'agreement=~"$agreement"'
+CANARY = 'agreement!="dismon-canary"'  # the canary's probes (dismon canary): on the pipeline dashboard only
+AGREEMENT = f'agreement=~"$agreement", {CANARY}'
 FIRING = f'status="firing", {AGREEMENT}'
 
 
@@ -67,7 +68,7 @@ def base(uid: str, title: str, description: str) -> Dashboard:
             QueryVariable("agreement")
             .label("Agreement")
             .datasource(DATASOURCE)
-            .query("label_values(dismon_events_total, agreement)")
+            .query(f"label_values(dismon_events_total{{{CANARY}}}, agreement)")
             .multi(True)
             .include_all(True)
             .all_value(".*")
@@ -199,7 +200,8 @@ def incident() -> Dashboard:
             .datasource(DATASOURCE)
             .with_target(
                 query(
-                    'topk(10, sum by (agreement) (increase(dismon_findings_total{status="firing"}[$__range])))',
+                    "topk(10, sum by (agreement) "
+                    f'(increase(dismon_findings_total{{status="firing", {CANARY}}}[$__range])))',
                     instant=True,
                 )
                 .format("table")
@@ -228,6 +230,24 @@ def pipeline() -> Dashboard:
         .with_panel(single("Consumer lag", "sum(dismon_consumer_lag)"))
         .with_panel(single("Watermark lag", "max(dismon_watermark_lag_seconds)", unit="s"))
         .with_panel(single("Alertmanager queue", "sum(dismon_alertmanager_queue)"))
+        .with_panel(
+            single(
+                "Canary: since the last probe came back",
+                "time() - max(dismon_canary_last_success_timestamp_seconds)",
+                unit="s",
+                width=12,
+                description="dismon canary's probes through the whole pipeline; DismonDetectionBlind fires after "
+                "three intervals without one",
+            )
+        )
+        .with_panel(
+            series(
+                "Canary probes and round trip",
+                "short",
+                query("sum by (outcome) (increase(dismon_canary_probes_total[$__rate_interval]))", "{{outcome}}"),
+                query(quantile.format(q=0.99, metric="dismon_canary_round_trip_seconds"), "round trip p99 (s)"),
+            )
+        )
         .with_panel(
             series(
                 "Throughput by event type",

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from monitor import __version__
+from monitor.cli.canary import add_canary
 from monitor.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE
 from monitor.cli.policy import add_policy
 from monitor.cli.replay import add_replay
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker(commands)
     add_simulate(commands)
     add_policy(commands)
+    add_canary(commands)
     return parser
 
 

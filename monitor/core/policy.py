@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from monitor.core.address import FORMS
+from monitor.core.canary import CANARY_AGREEMENT
 from monitor.core.checks import normalize
 from monitor.core.timeutil import MS_PER_DAY, date_start_ms, parse_duration_ms, to_ms
 from monitor.errors import PolicyError
@@ -348,6 +349,8 @@ def _read_agreement(path: str, lines: list[str], index: int, table: Any) -> Agre
     reader.check_keys(_AGREEMENT_KEYS)
     agreement_id = reader.text("id", required=True)
     assert agreement_id is not None
+    if agreement_id == CANARY_AGREEMENT:
+        raise reader.fail("id", f"{CANARY_AGREEMENT!r} is reserved for the canary's probes (dismon canary)")
     reader.where = f"agreement[{index}] ({agreement_id})"
     requesters = reader.text_list("requesters", required=True, empty_ok=False) or ()
     disclosers = reader.text_list("disclosers", required=True, empty_ok=False) or ()

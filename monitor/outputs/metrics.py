@@ -3,8 +3,8 @@
 The names and labels here are a contract: the alert rules in
 ``deploy/prometheus/`` and the dashboards in ``dashboards/`` query them, and
 ``docs/metrics.md`` lists them. Label values are bounded: event kinds, rule
-ids, severities, field names, agreement ids of the policy (``unknown`` for any
-other), requester agencies the policy names (``other`` for any other), units
+ids, severities, field names, agreement ids of the policy and the canary's
+``dismon-canary`` (``unknown`` for any other), requester agencies the policy names (``other`` for any other), units
 up to :data:`MAX_UNITS` distinct values (then ``other``), and dead-letter
 reasons with list indices folded. Never a request id, a name or any other
 personal value from an event.
@@ -20,10 +20,11 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from monitor.core.canary import CANARY_AGENCY, CANARY_AGREEMENT
 from monitor.core.findings import Finding
 from monitor.core.policy import Policy
 
@@ -120,8 +121,10 @@ class Metrics:
 
     def set_policy(self, policy: Policy) -> None:
         """Label values follow the policy in force (agreements and requesters are bounded by it)."""
-        self._agreements = frozenset(policy.agreements)
-        self.agency = BoundedLabel(MAX_UNITS, {a for ag in policy.agreements.values() for a in ag.requesters})
+        self._agreements = frozenset((*policy.agreements, CANARY_AGREEMENT))
+        self.agency = BoundedLabel(
+            MAX_UNITS, {a for ag in policy.agreements.values() for a in ag.requesters} | {CANARY_AGENCY}
+        )
 
     def agreement(self, agreement_id: str) -> str:
         return agreement_id if agreement_id in self._agreements else UNKNOWN
@@ -247,3 +250,30 @@ def _walk(pending: Callable[[], Mapping[str, int]]) -> dict[str, int] | None:
         except RuntimeError:  # dictionary changed size during iteration
             continue
     return None
+
+
+class CanaryMetrics:
+    """``dismon canary``'s metrics: whether detection works end to end (the DismonDetectionBlind alert)."""
+
+    def __init__(self, registry: CollectorRegistry, interval_s: float, started_s: float) -> None:
+        self.interval = Gauge(
+            "dismon_canary_interval_seconds", "Seconds between the canary's probes", registry=registry
+        )
+        self.interval.set(interval_s)
+        self.last_success = Gauge(
+            "dismon_canary_last_success_timestamp_seconds",
+            "When a probe's findings last came back on the alerts topic (the canary's start until the first)",
+            registry=registry,
+        )
+        self.last_success.set(started_s)
+        self.round_trip = Histogram(
+            "dismon_canary_round_trip_seconds",
+            "From a probe's publication to its last finding on the alerts topic",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=registry,
+        )
+        self.probes = Counter(
+            "dismon_canary_probes", "Probes by outcome: sent, returned, lost", ["outcome"], registry=registry
+        )
+        for outcome in ("sent", "returned", "lost"):
+            self.probes.labels(outcome)

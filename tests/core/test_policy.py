@@ -89,6 +89,11 @@ def test_duplicate_agreement_ids() -> None:
     assert "duplicate agreement id" in error.reason
 
 
+def test_the_canary_agreement_is_reserved() -> None:
+    error = _broken("[[agreement]]\n" + MINIMAL.replace('id = "x"', 'id = "dismon-canary"'))
+    assert error.where.endswith(".id") and "reserved for the canary" in error.reason
+
+
 def test_empty_file_defines_nothing() -> None:
     assert "no [[agreement]]" in _broken("").reason
 

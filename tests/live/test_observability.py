@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -12,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from monitor.cli import main
-from tests.live.conftest import KINDS, STARTED, Worker, create_topics, produce, publish
-from tests.services import REPO, alertmanager, metric_sum, prometheus
+from tests.live.conftest import ENV, KINDS, STARTED, Worker, create_topics, produce, publish
+from tests.services import REPO, alertmanager, free_port, metric_sum, prometheus
 
 #: What Grafana substitutes in panel queries, at the scale of a test that lasts a minute.
 GRAFANA_VARIABLES = {"$__rate_interval": "15s", "$__interval": "15s", "$__range": "5m", "$agreement": ".*"}
@@ -24,7 +26,7 @@ def _get(url: str) -> Any:
         return json.load(answer)
 
 
-def _prometheus_config(directory: Path, worker_port: int, alertmanager_url: str) -> Path:
+def _prometheus_config(directory: Path, worker_port: int, canary_port: int, alertmanager_url: str) -> Path:
     config = directory / "prometheus.yml"
     config.write_text(
         json.dumps(
@@ -33,7 +35,8 @@ def _prometheus_config(directory: Path, worker_port: int, alertmanager_url: str)
                 "rule_files": [str(REPO / "deploy/prometheus/rules/dismon.rules.yml")],
                 "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_url.split("//")[1]]}]}]},
                 "scrape_configs": [
-                    {"job_name": "dismon", "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]}
+                    {"job_name": "dismon", "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]},
+                    {"job_name": "dismon-canary", "static_configs": [{"targets": [f"127.0.0.1:{canary_port}"]}]},
                 ],
             }
         )
@@ -83,9 +86,16 @@ def test_worker_prometheus_rules_alertmanager_and_every_dashboard_query(
             tmp_path / "worker.log",
             extra=("--alertmanager-url", am_url),
         )
+        canary_port = free_port()
+        canary_log = (tmp_path / "canary.log").open("wb")
+        canary = subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "canary", "--bootstrap-servers", kafka_bootstrap, "--topic-prefix",
+             prefix, "--interval", "1s", "--metrics-port", str(canary_port)],
+            env=ENV, stdout=canary_log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
         try:
             worker.wait_for_events(published)
-            with prometheus(tmp_path, _prometheus_config(tmp_path, worker.port, am_url)) as prom:
+            with prometheus(tmp_path, _prometheus_config(tmp_path, worker.port, canary_port, am_url)) as prom:
                 # The shipped rules load and evaluate cleanly.
                 _until(
                     lambda: all(
@@ -97,7 +107,7 @@ def test_worker_prometheus_rules_alertmanager_and_every_dashboard_query(
                     "evaluating every rule",
                 )
                 groups = _get(f"{prom}/api/v1/rules")["data"]["groups"]
-                assert sum(len(g["rules"]) for g in groups) == 9
+                assert sum(len(g["rules"]) for g in groups) == 11
                 # A backfilled scenario with critical findings makes the findings rule fire in Prometheus.
                 _until(
                     lambda: any(
@@ -110,6 +120,9 @@ def test_worker_prometheus_rules_alertmanager_and_every_dashboard_query(
                 time.sleep(3)  # a few more scrapes, so rates have two points
                 empty = _empty_panels(prom)
                 assert not empty, f"panels whose query returned no data: {empty}"
+                # The canary's probes came back all along: detection was never blind.
+                alerts = _get(f"{prom}/api/v1/alerts")["data"]["alerts"]
+                assert not any(a["labels"]["alertname"] == "DismonDetectionBlind" for a in alerts)
             # Every finding the worker emitted was pushed to Alertmanager, one alert per alert_id.
             exposition = worker.metrics()
             emitted = metric_sum(exposition, "dismon_findings_total{", 'status="firing"')
@@ -117,6 +130,9 @@ def test_worker_prometheus_rules_alertmanager_and_every_dashboard_query(
             _until(lambda: _alertmanager_findings(am_url) >= emitted, 30, "all findings in Alertmanager")
             assert _alertmanager_findings(am_url) == emitted
         finally:
+            canary.terminate()
+            assert canary.wait(timeout=30) == 0
+            canary_log.close()
             assert worker.stop() == 0
             STARTED.clear()
 

@@ -60,7 +60,7 @@ async def _push_until(sink: AlertmanagerSink, done: Any, seconds: float = 30) ->
         runner.cancel()
 
 
-def test_config_is_valid_and_routes_critical_to_the_pager_and_warnings_to_tickets() -> None:
+def test_config_is_valid_and_routes_critical_to_the_pager_warnings_to_tickets_and_the_canary_nowhere() -> None:
     amtool = tool("amtool")
     check = subprocess.run([amtool, "check-config", str(CONFIG)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -78,6 +78,8 @@ def test_config_is_valid_and_routes_critical_to_the_pager_and_warnings_to_ticket
     assert route("severity=critical", "rule=incomplete_request_disclosure", "agreement=a1") == "pager"
     assert route("severity=warning", "rule=response_sla_breach", "agreement=a1") == "ticket"
     assert route("alertname=DismonWorkerDown", "severity=critical") == "pager"
+    assert route("severity=critical", "rule=unauthorized_party", "agreement=dismon-canary") == "canary"
+    assert route("alertname=DismonDetectionBlind", "severity=critical") == "pager"
 
 
 def test_findings_reach_alertmanager_grouped_per_rule_and_agreement_with_warnings_inhibited(tmp_path: Path) -> None:
