@@ -1,5 +1,5 @@
 # Disclosure Monitor — everything a newcomer needs, from a fresh machine with python3 (>= 3.11) and make.
-#   make demo    set up, then replay the irs-ice-2025 scenario and show how early the leak is caught
+#   make demo    set up, replay the irs-ice-2025 scenario, show how early the leak is caught, write its report
 #   make test    set up, then type-check and run the test suite
 #   make live    set up, then watch the live daemon catch the leak: broker, worker, Prometheus, Alertmanager
 #   make bench   set up, then measure replay throughput and memory (bench/replay_bench.py)
@@ -39,9 +39,13 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/dismon simulate --scenario irs-ice-2025 --requests $(DEMO_REQUESTS) --out $(DEMO_DIR)
 	DISMON_SUBJECT_KEY=demo-key-not-a-secret-0001 $(BIN)/dismon replay --policy $(DEMO_DIR)/policy.toml \
-	  --alerts-out $(DEMO_DIR)/alerts.jsonl --ground-truth $(DEMO_DIR)/truth.json $(DEMO_DIR)/events.jsonl.gz
+	  --alerts-out $(DEMO_DIR)/alerts.jsonl --summary-out $(DEMO_DIR)/summary.json \
+	  --ground-truth $(DEMO_DIR)/truth.json $(DEMO_DIR)/events.jsonl.gz
+	$(BIN)/dismon report --alerts $(DEMO_DIR)/alerts.jsonl --summary $(DEMO_DIR)/summary.json \
+	  --truth $(DEMO_DIR)/truth.json --out $(DEMO_DIR)/report.html
 	@echo "alerts: $(DEMO_DIR)/alerts.jsonl (first one below)"
 	@head -n 1 $(DEMO_DIR)/alerts.jsonl
+	@echo "audit report: $(abspath $(DEMO_DIR))/report.html"
 
 lint: setup
 	$(BIN)/ruff check

@@ -37,6 +37,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,7 +201,7 @@ def chaos_run(boot: str, seed: int, requests: int, workdir: Path) -> Outcome:
     publisher = rng.choice(("aiokafka", "kcat"))
     outcome = Outcome(seed, publisher, len(records), duplicates)
     # What a replay must read: exactly what was published, in that order, closing events included.
-    (workdir / "published.jsonl").write_bytes(b"".join(value + b"\n" for *_, value in records + ticks))  # type: ignore[misc]
+    (workdir / "published.jsonl").write_bytes(b"".join(value + b"\n" for *_, value in records + ticks))
     bursts = rng.randint(5, 9)
     cuts = sorted(rng.sample(range(1, len(records)), bursts - 1))
     try:
@@ -237,7 +238,7 @@ def publish(boot: str, publisher: str, records: list[tuple[str, bytes, bytes]]) 
                        timeout=120)  # fmt: skip
 
 
-async def _produce(boot: str, records: list[tuple[str, int | None, bytes, bytes]]) -> None:
+async def _produce(boot: str, records: Sequence[tuple[str, int | None, bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=boot, linger_ms=5)
     await producer.start()
     try:

@@ -5,6 +5,7 @@
 #   docker-compose                  (package docker-compose; only `config -q` is used, no engine needed)
 #   openssl                         (the local broker's TLS certificates)
 #   kcat                            (a librdkafka producer: the tests publish with its default partitioner)
+#   chromium                        (headless: the audit report's test renders it and takes its screenshot)
 # Packages already present are left alone. Services are never started: the tests start their own on loopback.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v openssl >/dev/null || need+=(openssl)  # kafka.sh makes the TLS listener's CA with it
 command -v kcat >/dev/null || need+=(kcat)
+command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=()

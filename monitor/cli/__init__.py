@@ -17,6 +17,7 @@ from monitor.cli.canary import add_canary
 from monitor.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE
 from monitor.cli.policy import add_policy
 from monitor.cli.replay import add_replay
+from monitor.cli.report import add_report
 from monitor.cli.simulate import add_simulate
 from monitor.cli.worker import add_worker
 from monitor.errors import DismonError
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate(commands)
     add_policy(commands)
     add_canary(commands)
+    add_report(commands)
     return parser
 
 

@@ -25,7 +25,15 @@ from monitor.errors import UsageError
 from monitor.outputs import endpoints
 from monitor.outputs.alerts import FindingSender, dead_letter_record
 from monitor.outputs.metrics import Metrics
-from monitor.replay.report import Comparison, count_at_or_above, load_truth, summary_lines, truth_lines
+from monitor.replay.report import (
+    Comparison,
+    DisclosureTally,
+    count_at_or_above,
+    load_truth,
+    summary_document,
+    summary_lines,
+    truth_lines,
+)
 from monitor.replay.run import ReplayOptions, run_replay
 from monitor.replay.sources import ByteCounter, DeadLetter, ReadOptions
 
@@ -48,6 +56,11 @@ def add_replay(commands: Any) -> None:
         "--alerts-out", default="-", metavar="F", help="where alerts go, as JSON lines (default: stdout)"
     )
     parser.add_argument("--dead-letter", metavar="F", help="write invalid-event records (reason, file, line) here")
+    parser.add_argument(
+        "--summary-out",
+        metavar="F",
+        help="also write the summary as JSON here (counts, disclosures per day; no personal data), for dismon report",
+    )
     parser.add_argument(
         "--until",
         type=arguments.timestamp,
@@ -196,11 +209,12 @@ def _replay(args: argparse.Namespace) -> int:
     truth = load_truth(args.ground_truth) if args.ground_truth else None
     until_ms = args.until if args.until is not None else (truth.until_ms if truth else None)
     metrics = _replay_metrics(args, policy)
+    tally = DisclosureTally(metrics) if args.summary_out else None  # an observer costs per event: only if asked
     detector = Detector(
         policy,
         subject_hasher(),
         args.allowed_lateness,
-        observer=metrics,
+        observer=tally or metrics,
         max_entries=args.max_join_entries,
     )
     if metrics is not None:
@@ -209,6 +223,7 @@ def _replay(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         alerts_out = _open_out(stack, args.alerts_out)
         dead_out = _open_out(stack, args.dead_letter) if args.dead_letter else None
+        summary_out = _open_out(stack, args.summary_out) if args.summary_out else None
 
         encode = FindingSender(now_ms, metrics).encode
 
@@ -229,6 +244,8 @@ def _replay(args: argparse.Namespace) -> int:
             _read_options(args), until_ms, "balanced" if _read_ahead(args.read_ahead, args.files, total) else None
         )
         summary = run_replay(args.files, detector, on_finding, on_dead_letter, options, progress, counter)
+        if summary_out is not None and tally is not None:
+            summary_out.write(summary_document(summary, tally, args.files, args.policy))
     lines = summary_lines(summary)
     if until_ms is not None:
         lines.insert(1, f"clock advanced to {format_ms(until_ms)} after the last event")

@@ -260,7 +260,13 @@ class Joiner:
         disclosure.orphaned = orphan
         disclosure.improper = improper
         if self.observer is not None:  # counted once joined (or orphaned), so the requester is known if it can be
-            self.observer.disclosure(disclosure.agreement_id, facts.agency if facts else None, disclosure.fields)
+            self.observer.disclosure(
+                disclosure.agreement_id,
+                facts.agency if facts else None,
+                disclosure.fields,
+                disclosure.responded_ms,
+                improper,
+            )
         if agreement is not None and facts is not None and self._joins:
             self._out.append(JoinedFact(agreement.id, disclosure.responded_ms, facts.unit, paired))
 

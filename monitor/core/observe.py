@@ -14,8 +14,11 @@ class Observer(Protocol):
     def event(self, kind: str, agreement_id: str) -> None:
         """A valid event of ``kind`` (request, response, disposal) was processed."""
 
-    def disclosure(self, agreement_id: str, requester_agency: str | None, fields: tuple[str, ...]) -> None:
-        """A disclosure was joined to its request (or declared an orphan: no requester) and judged."""
+    def disclosure(
+        self, agreement_id: str, requester_agency: str | None, fields: tuple[str, ...], at_ms: int, improper: bool
+    ) -> None:
+        """A disclosure (response time ``at_ms``) was joined to its request (or declared an orphan: no
+        requester) and judged: ``improper`` when a critical finding was made on it."""
 
     def late(self) -> None:
         """An event arrived behind the watermark (it is still processed)."""

@@ -311,3 +311,37 @@ async def read_partitions(
 async def _partition_counts(admin: Any) -> dict[str, list[int]]:
     metadata = await admin.describe_topics()
     return {t["topic"]: [p["partition"] for p in t["partitions"]] for t in metadata if not t.get("error_code")}
+
+
+@broker_errors
+async def read_time_range(kafka: KafkaSettings, topic: str, from_ms: int, to_ms: int) -> list[bytes]:
+    """The values of every partition of ``topic`` whose record timestamp (when the broker got it, for the
+    alerts topic: when the worker raised the alert) is in ``[from_ms, to_ms)``, up to the end as of now."""
+    consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)
+        if not partitions:
+            raise UsageError(f"topic {topic} does not exist")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.offsets_for_times(dict.fromkeys(tps, from_ms))
+        remaining = {}
+        for tp in tps:
+            found = starts.get(tp)
+            if found is not None and found.offset < ends[tp]:
+                consumer.seek(tp, found.offset)
+                remaining[tp] = ends[tp]
+        values: list[bytes] = []
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=10_000)
+            if not batch:
+                raise KafkaError(f"{topic} could not be read to its end within 10 s")
+            for tp, records in batch.items():
+                values += [bytes(r.value) for r in records if r.value is not None and r.timestamp < to_ms]
+                if records[-1].offset + 1 >= remaining[tp] or records[-1].timestamp >= to_ms:
+                    del remaining[tp]
+        return values
+    finally:
+        await consumer.stop()

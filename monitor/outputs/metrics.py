@@ -134,7 +134,9 @@ class Metrics:
     def event(self, kind: str, agreement_id: str) -> None:
         self.events.labels(kind, self.agreement(agreement_id)).inc()
 
-    def disclosure(self, agreement_id: str, requester_agency: str | None, fields: tuple[str, ...]) -> None:
+    def disclosure(
+        self, agreement_id: str, requester_agency: str | None, fields: tuple[str, ...], at_ms: int, improper: bool
+    ) -> None:
         agreement, agency = self.agreement(agreement_id), self.agency(requester_agency)
         self.disclosing_responses.labels(agreement, agency).inc()
         for name in fields:

@@ -1,4 +1,5 @@
-"""Human-readable replay summaries and the comparison of findings with a simulator's ground truth."""
+"""Replay summaries (for people on stderr, as JSON for ``dismon report``) and the comparison of findings with a
+simulator's ground truth."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 import orjson
 
 from monitor.core.findings import Finding
-from monitor.core.timeutil import format_ms, parse_time_ms
+from monitor.core.observe import Observer
+from monitor.core.timeutil import MS_PER_DAY, format_ms, parse_time_ms
 from monitor.errors import InputError
 from monitor.replay.run import ReplaySummary
 
@@ -139,3 +141,62 @@ def count_at_or_above(alerts: Mapping[str, int], minimum: int, ranks: Mapping[st
 def finding_key(finding: Finding) -> Key:
     """(rule, request id) for per-request findings; (rule, what it is about) for windowed ones."""
     return finding.rule, finding.request_id or str(finding.details.get("key", ""))
+
+
+class DisclosureTally:
+    """An observer that counts disclosures by day of their response (all, and improper), for the summary's
+    timeline; it passes everything on to ``inner`` (the replay's metrics), if any."""
+
+    def __init__(self, inner: Observer | None = None) -> None:
+        self.inner = inner
+        self.by_day: dict[int, list[int]] = {}  # day start (ms) -> [disclosures, improper]
+
+    def event(self, kind: str, agreement_id: str) -> None:
+        if self.inner is not None:
+            self.inner.event(kind, agreement_id)
+
+    def disclosure(
+        self, agreement_id: str, requester_agency: str | None, fields: tuple[str, ...], at_ms: int, improper: bool
+    ) -> None:
+        day = self.by_day.setdefault(at_ms - at_ms % MS_PER_DAY, [0, 0])
+        day[0] += 1
+        day[1] += improper
+        if self.inner is not None:
+            self.inner.disclosure(agreement_id, requester_agency, fields, at_ms, improper)
+
+    def late(self) -> None:
+        if self.inner is not None:
+            self.inner.late()
+
+    def refused(self) -> None:
+        if self.inner is not None:
+            self.inner.refused()
+
+    def joined(self, agreement_id: str, latency_ms: int) -> None:
+        if self.inner is not None:
+            self.inner.joined(agreement_id, latency_ms)
+
+
+def summary_document(summary: ReplaySummary, tally: DisclosureTally, files: list[str], policy: str) -> bytes:
+    """The replay's summary as JSON (``--summary-out``), for ``dismon report``: counts only, no personal data."""
+    when = {"first_event": summary.first_event_ms, "last_event": summary.last_event_ms}
+    return orjson.dumps(
+        {
+            "files": files,
+            "policy": policy,
+            "events": dict(summary.events),
+            "invalid": dict(summary.invalid),
+            "late_events": summary.late_events,
+            "refused": summary.refused,
+            **{key: None if ms is None else format_ms(ms) for key, ms in when.items()},
+            "alerts": dict(summary.alerts),
+            "alerts_by_severity": dict(summary.alerts_by_severity),
+            "resolved": dict(summary.resolved),
+            "state_at_end": summary.state_at_end,
+            "disclosures_by_day": [
+                [format_ms(day)[:10], total, improper] for day, (total, improper) in sorted(tally.by_day.items())
+            ],
+            "seconds": round(summary.seconds, 3),
+        },
+        option=orjson.OPT_INDENT_2,
+    )

@@ -8,6 +8,7 @@ import logging
 import msgspec
 import pytest
 
+from monitor.core.findings import Finding
 from monitor.core.policy import parse_policy
 from monitor.core.windows.facts import DisclosureFact, Fact, JoinedFact, RequestFact, ResponseFact
 from monitor.live.kafka import KafkaSettings
@@ -85,7 +86,12 @@ def test_a_joined_disclosure_is_counted_once_whichever_of_its_events_completes_i
     host = _host()
     applied: list[Fact] = []
     stage_apply = host.stage.apply
-    host.stage.apply = lambda fact: applied.append(fact) or stage_apply(fact)  # type: ignore[method-assign]
+
+    def counting(fact: Fact) -> list[Finding]:
+        applied.append(fact)
+        return stage_apply(fact)
+
+    host.stage.apply = counting  # type: ignore[method-assign]
     host.apply(_handled([], 52, 30))
     host.apply(_handled([], 1, 84))
     assert host.pairs == {"0": [(52, 30), (1, 84)]}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tests.live.conftest import (
     produce,
     publish,
 )
+from tests.pii import leaks, personal_values
 from tests.services import free_port, metric_sum
 
 
@@ -38,34 +38,6 @@ async def _produce_large(bootstrap: str, records: list[tuple[str, bytes, bytes]]
             await producer.send_and_wait(topic, value, key=key)
     finally:
         await producer.stop()
-
-
-def _personal_values(events_file: Path) -> set[str]:
-    """Every name, street, zip and date of birth of the scenario's subjects (and disclosed records)."""
-    values: set[str] = set()
-    with gzip.open(events_file) as log:
-        for line in log:
-            event = orjson.loads(line)
-            subject = event.get("subject") or {}
-            name, address = subject.get("name") or {}, subject.get("address") or {}
-            disclosed = (event.get("disclosed") or {}).get("address") or {}
-            for value in (
-                name.get("last"),
-                name.get("first"),
-                address.get("street"),
-                address.get("zip"),
-                subject.get("dob"),
-                disclosed.get("street") if isinstance(disclosed, dict) else None,
-            ):
-                if isinstance(value, str) and len(value) >= 5 and any(c.isdigit() for c in value) | (" " in value):
-                    values.add(value)  # house-number streets, zips, dates: specific enough to scan for
-                elif isinstance(value, str) and len(value) >= 4 and value[0].isupper():
-                    values.add(value)  # names
-    return values
-
-
-def _leaks(text: str, values: set[str]) -> list[str]:
-    return sorted(v for v in values if re.search(rf"(?<![\w.-]){re.escape(v)}(?![\w-])", text))
 
 
 def test_hostile_input_through_the_worker_and_no_personal_data_anywhere(
@@ -166,7 +138,7 @@ def test_hostile_input_through_the_worker_and_no_personal_data_anywhere(
     assert len(dead) == sum(1 for _p, reason in CORPUS.values() if reason is not None)
 
     # No personal data in any output: alerts and dead letters (topic and files), logs, metrics, summaries.
-    values = _personal_values(tmp_path / "events.jsonl.gz")
+    values = personal_values(tmp_path / "events.jsonl.gz")
     assert len(values) > 100
     outputs: dict[str, Any] = {
         "alerts topic": b"\n".join(orjson.dumps(a) for _, a in alerts).decode(),
@@ -179,4 +151,4 @@ def test_hostile_input_through_the_worker_and_no_personal_data_anywhere(
     }
     assert len(outputs["worker log"]) > 1000  # INFO logging was on: there was something to scan
     for where, text in outputs.items():
-        assert not _leaks(text, values), f"personal data in {where}: {_leaks(text, values)[:5]}"
+        assert not leaks(text, values), f"personal data in {where}: {leaks(text, values)[:5]}"
