@@ -37,7 +37,9 @@ def test_the_report_takes_the_alerts_raised_in_a_time_range(kafka_bootstrap: str
         try:
             for number in range(30):  # one an hour, over 30 hours, stamped with the hour it was raised
                 at = start + number * HOUR
-                await producer.send_and_wait(f"{prefix}.alerts", _alert(number, at), key=b"%d" % number, timestamp_ms=at)
+                await producer.send_and_wait(
+                    f"{prefix}.alerts", _alert(number, at), key=b"%d" % number, timestamp_ms=at
+                )
         finally:
             await producer.stop()
 
