@@ -1,0 +1,58 @@
+"""What ``dismon policy diff`` costs next to two replays, on the 1.28-million-event log.
+
+    .venv/bin/python bench/policy_diff_bench.py [--events 1280000] [--cache DIR]
+
+Uses (or generates) the irs-ice-2025 log of bench/replay_bench.py; the candidate policy lowers the daily cap
+tenfold. Times, each as a fresh process: ``dismon replay`` under each policy (as a user would run them, read
+ahead in a second process on two or more CPUs), and ``dismon policy diff`` of the two, which reads and decodes
+the log once in one process and judges every event under both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ENV = {**os.environ, "DISMON_SUBJECT_KEY": "bench-key-0123456789abcdef"}
+
+
+def dismon(*args: str) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "monitor.cli", *args], env=ENV, cwd=os.path.dirname(HERE),
+                            capture_output=True, text=True)  # fmt: skip
+    if result.returncode not in (0, 1):
+        raise SystemExit(f"dismon {args[0]} exited with {result.returncode}: {result.stderr[-2000:]}")
+    return time.perf_counter() - started, result.stdout
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_280_000, help="events in the log (default 1,280,000)")
+    parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="where the generated log is kept")
+    args = parser.parse_args()
+    directory = os.path.join(args.cache, f"irs-ice-{args.events}")
+    old = os.path.join(directory, "policy.toml")
+    if not os.path.exists(old):
+        dismon("simulate", "--scenario", "irs-ice-2025", "--requests", str(args.events // 2), "--out", directory)
+    with open(old) as handle:
+        text = handle.read()
+    cap = int(re.search(r"max_disclosures_per_day = (\d+)", text).group(1))  # type: ignore[union-attr]
+    new = os.path.join(directory, "candidate.toml")
+    with open(new, "w") as handle:
+        handle.write(text.replace(f"max_disclosures_per_day = {cap}", f"max_disclosures_per_day = {cap // 10}"))
+    log = os.path.join(directory, "events.jsonl.gz")
+    replays = [dismon("replay", "--policy", policy, "--alerts-out", os.devnull, log)[0] for policy in (old, new)]
+    seconds, out = dismon("policy", "diff", old, new, log)
+    print(f"log: {args.events:,} events; {out.splitlines()[0]}")
+    print(f"two replays:  {replays[0]:.1f} s + {replays[1]:.1f} s = {sum(replays):.1f} s")
+    print(f"policy diff:  {seconds:.1f} s ({seconds / sum(replays):.0%} of the two replays)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

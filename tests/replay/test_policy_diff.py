@@ -1,0 +1,60 @@
+"""dismon policy diff: one pass over the logs under two policies gives exactly the difference of two replays,
+and can gate a change that would lose findings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from monitor.cli import main
+
+
+@pytest.fixture(scope="module")
+def policies(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scenario with every fault; NEW drops the daily cap (losing those findings) and permits one field
+    fewer (adding unpermitted_field findings)."""
+    directory = tmp_path_factory.mktemp("diff")
+    assert main(["simulate", "--out", str(directory), "--requests", "3000", "--fault", "all", "--fault",
+                 "all-windowed", "--fault-rate", "0.03", "--seed", "4"]) == 0  # fmt: skip
+    old = (directory / "policy.toml").read_text()
+    new = old.replace('permitted_fields = ["address", "name", "employer"]', 'permitted_fields = ["address", "employer"]')
+    new = "\n".join(line for line in new.splitlines() if not line.startswith("max_disclosures_per_day"))
+    assert new != old
+    (directory / "new.toml").write_text(new + "\n")
+    return directory
+
+
+def _replayed(directory: Path, policy: str) -> set[tuple[str, str]]:
+    out = directory / f"{policy}.alerts.jsonl"
+    assert main(["replay", "--policy", str(directory / policy), "--alerts-out", str(out),
+                 str(directory / "events.jsonl.gz")]) == 0  # fmt: skip
+    return {(a["alert_id"], a["status"]) for a in map(orjson.loads, out.read_bytes().splitlines())}
+
+
+def test_the_diff_equals_the_difference_of_two_replays(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old, new = _replayed(policies, "policy.toml"), _replayed(policies, "new.toml")
+    capsys.readouterr()
+    out = policies / "diff.jsonl"
+    assert main(["policy", "diff", str(policies / "policy.toml"), str(policies / "new.toml"),
+                 str(policies / "events.jsonl.gz"), "--out", str(out)]) == 0  # fmt: skip
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    added = {(a["alert_id"], a["status"]) for a in lines if a["change"] == "added"}
+    removed = {(a["alert_id"], a["status"]) for a in lines if a["change"] == "removed"}
+    assert added == new - old and removed == old - new
+    assert "unpermitted_field" in {a["rule"] for a in lines if a["change"] == "added"}  # (and disposals owed)
+    assert "daily_cap_exceeded" in {a["rule"] for a in lines if a["change"] == "removed"}
+    printed = capsys.readouterr().out
+    assert f"{len(added):,} added, {len(removed):,} lost" in printed
+    assert "lost" in printed and "daily_cap_exceeded (critical)" in printed
+
+
+def test_a_change_that_loses_critical_findings_fails_the_gate(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["policy", "diff", str(policies / "policy.toml"), str(policies / "new.toml"), str(policies / "events.jsonl.gz")]
+    assert main([*args, "--fail-on-lost", "critical"]) == 1
+    assert "loses" in capsys.readouterr().err
+    # The other way round only adds findings: the gate passes.
+    back = ["policy", "diff", str(policies / "new.toml"), str(policies / "new.toml"), str(policies / "events.jsonl.gz")]
+    assert main([*back, "--fail-on-lost", "info"]) == 0
+    assert "0 added, 0 lost" in capsys.readouterr().out
