@@ -19,7 +19,9 @@ def policies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert main(["simulate", "--out", str(directory), "--requests", "3000", "--fault", "all", "--fault",
                  "all-windowed", "--fault-rate", "0.03", "--seed", "4"]) == 0  # fmt: skip
     old = (directory / "policy.toml").read_text()
-    new = old.replace('permitted_fields = ["address", "name", "employer"]', 'permitted_fields = ["address", "employer"]')
+    new = old.replace(
+        'permitted_fields = ["address", "name", "employer"]', 'permitted_fields = ["address", "employer"]'
+    )
     new = "\n".join(line for line in new.splitlines() if not line.startswith("max_disclosures_per_day"))
     assert new != old
     (directory / "new.toml").write_text(new + "\n")
@@ -50,8 +52,16 @@ def test_the_diff_equals_the_difference_of_two_replays(policies: Path, capsys: p
     assert "lost" in printed and "daily_cap_exceeded (critical)" in printed
 
 
-def test_a_change_that_loses_critical_findings_fails_the_gate(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["policy", "diff", str(policies / "policy.toml"), str(policies / "new.toml"), str(policies / "events.jsonl.gz")]
+def test_a_change_that_loses_critical_findings_fails_the_gate(
+    policies: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "policy",
+        "diff",
+        str(policies / "policy.toml"),
+        str(policies / "new.toml"),
+        str(policies / "events.jsonl.gz"),
+    ]
     assert main([*args, "--fail-on-lost", "critical"]) == 1
     assert "loses" in capsys.readouterr().err
     # The other way round only adds findings: the gate passes.
