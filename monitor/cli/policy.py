@@ -65,6 +65,18 @@ def add_policy(commands: Any) -> None:
                       help="exit 1 if the new policy loses a finding of SEVERITY or worse")  # fmt: skip
     diff.set_defaults(run=_policy_diff)
 
+    test = sub.add_parser(
+        "test",
+        help="run policy test files: event sequences with the findings expected and those expected absent",
+        description="Run test files written next to a policy (TOML: the policy, then [[case]]s, each with events "
+        "as JSON lines, an optional 'until' to advance the clock, 'expect' and 'absent' lists of "
+        "{rule, request_id, agreement_id, severity, status}). Prints each case and a total; exit 0 when every "
+        "case passes, 1 when one fails, 2 for a file that is not a valid test file. See policies/*.test.toml.",
+    )
+    test.add_argument("files", nargs="+", metavar="FILE", help="test files (*.test.toml)")
+    test.add_argument("--junit-xml", metavar="F", help="also write the results as JUnit XML, for CI")
+    test.set_defaults(run=_policy_test)
+
 
 def _policy_diff(args: argparse.Namespace) -> int:
     import time
@@ -124,6 +136,25 @@ def _policy_diff(args: argparse.Namespace) -> int:
         print(f"the new policy loses {lost:,} finding(s) of severity {args.fail_on_lost} or worse", file=sys.stderr)
         return EXIT_ALERTS
     return EXIT_OK
+
+
+def _policy_test(args: argparse.Namespace) -> int:
+    from monitor.replay.policy_test import junit_xml, run_file
+
+    results = [result for path in args.files for result in run_file(path)]
+    for result in results:
+        print(f"{'ok  ' if result.passed else 'FAIL'} {result.file}: {result.name}")
+        for failure in result.failures:
+            print(f"     {failure}")
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    if args.junit_xml:
+        try:
+            with open(args.junit_xml, "wb") as out:
+                out.write(junit_xml(results))
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.junit_xml}: {exc.strerror}") from exc
+    return EXIT_ALERTS if failed else EXIT_OK
 
 
 def _policy_check(args: argparse.Namespace) -> int:
