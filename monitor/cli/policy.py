@@ -161,12 +161,14 @@ def _policy_check(args: argparse.Namespace) -> int:
     policy = load_policy(args.path)
     if args.explain_address is not None:
         return _explain_addresses(args, policy)
+    versions = sorted(policy.all_versions(), key=lambda a: (a.id, a.effective_from_ms))
     print(f"{policy.path}: valid, version {policy.version}, {len(policy.agreements)} agreement(s)")
-    for agreement in policy.agreements.values():
+    for agreement in versions:
         until = format_ms(agreement.effective_until_ms) if agreement.effective_until_ms else "open-ended"
+        label = f" version {agreement.version}" if agreement.version else ""
         print(
-            f"- {agreement.id}: {', '.join(sorted(agreement.requesters))} -> {', '.join(sorted(agreement.disclosers))},"
-            f" {format_ms(agreement.effective_from_ms)} .. {until}"
+            f"- {agreement.id}{label}: {', '.join(sorted(agreement.requesters))} -> "
+            f"{', '.join(sorted(agreement.disclosers))}, {format_ms(agreement.effective_from_ms)} .. {until}"
         )
         print(f"  permitted fields: {', '.join(sorted(agreement.permitted_fields)) or 'none'}")
         print(f"  required request fields: {', '.join(agreement.required_request_fields) or 'none'}")

@@ -67,16 +67,16 @@ class Reducer:
     def set_policy(self, policy: Policy) -> None:
         self.policy = policy
         self._required = {
-            agreement.id: (
+            (agreement.id, agreement.version): (
                 RequiredFields(agreement.identifying_fields, agreement.placeholder_values, agreement.address_forms),
                 RequiredFields(agreement.legal_basis_fields, agreement.placeholder_values),
             )
-            for agreement in policy.agreements.values()
+            for agreement in policy.all_versions()
         }
 
     def reduce(self, event: Event, event_ms: int) -> Digest:
         if isinstance(event, Request):
-            agreement = self.policy.agreements.get(event.agreement_id)
+            agreement = self.policy.agreement_at(event.agreement_id, event_ms)  # the version in force then
             violations: tuple[Violation, ...] = ()
             for rule in REQUEST_RULES:
                 found = rule.check_request(event, agreement, event_ms)
@@ -96,7 +96,7 @@ class Reducer:
         identifying: tuple[tuple[str, str], ...] = ()
         legal: tuple[tuple[str, str], ...] = ()
         if agreement is not None:
-            identifying_check, legal_check = self._required[agreement.id]
+            identifying_check, legal_check = self._required[(agreement.id, agreement.version)]
             identifying = identifying_check.missing(request)
             legal = legal_check.missing(request)
         requester, name = request.requester, request.subject.name

@@ -87,9 +87,11 @@ def make_finding(
     requester: Mapping[str, str | None] | None,
     subject_ref: str | None,
     detected_stream_ms: int | None,
+    policy_version: str | None = None,
 ) -> Finding:
     """A rule's violation with its identity and context; detected at ``detected_stream_ms`` of stream time
-    (the newest event time seen; the violation's own time when there is none)."""
+    (the newest event time seen; the violation's own time when there is none). ``policy_version`` (the
+    agreement version it applied) goes into ``details``."""
     return Finding(
         alert_id=make_alert_id(violation.rule, agreement_id, request_id, violation.discriminator),
         rule=violation.rule,
@@ -101,7 +103,9 @@ def make_finding(
         detected_stream_ms=violation.event_time_ms if detected_stream_ms is None else detected_stream_ms,
         summary=violation.summary,
         subject_ref=subject_ref,
-        details=violation.details,
+        details=violation.details
+        if policy_version is None
+        else {**violation.details, "policy_version": policy_version},
         status=violation.status,
     )
 

@@ -140,7 +140,7 @@ class Joiner:
 
     def _on_request(self, request: RequestDigest, event_ms: int, position: int) -> None:
         facts = request.facts
-        agreement = self.policy.agreements.get(facts.agreement_id)
+        agreement = self.policy.agreement_at(facts.agreement_id, event_ms)
         for violation in request.violations:
             self._emit(violation, request.request_id, facts.agreement_id, facts)
         entry = self._entry(request.request_id, event_ms)
@@ -172,7 +172,7 @@ class Joiner:
             entry.answered_ms = event_ms
         disclosure = response.disclosure
         wanted = self._responses or self._disclosures
-        agreement = self.policy.agreements.get(response.agreement_id) if wanted else None
+        agreement = self.policy.agreement_at(response.agreement_id, event_ms) if wanted else None
         if agreement is not None and self._responses:
             self._out.append(ResponseFact(agreement.id, event_ms, disclosure is not None))
         if disclosure is None:
@@ -203,7 +203,7 @@ class Joiner:
         disclosure = response.disclosure
         if disclosure is None:
             return
-        agreement = self.policy.agreements.get(response.agreement_id)
+        agreement = self.policy.agreement_at(response.agreement_id, disclosure.responded_ms)
         for rule in DISCLOSURE_RULES:
             if not rule.needs_request:
                 for violation in rule.check_disclosure(disclosure, None, agreement):
@@ -244,7 +244,7 @@ class Joiner:
     ) -> None:
         """Run the disclosure rules on a disclosure now joined to its request (or declared an orphan);
         ``paired``: the position of whichever of the two arrived first."""
-        agreement = self.policy.agreements.get(disclosure.agreement_id)
+        agreement = self.policy.agreement_at(disclosure.agreement_id, disclosure.responded_ms)
         facts = entry.request
         improper = False
         if orphan:
@@ -272,7 +272,7 @@ class Joiner:
 
     def _late_join(self, request_id: str, entry: JoinEntry, disclosure: DisclosureFacts) -> None:
         """A request that arrived after its response was declared an orphan: still check the pair."""
-        agreement = self.policy.agreements.get(disclosure.agreement_id)
+        agreement = self.policy.agreement_at(disclosure.agreement_id, disclosure.responded_ms)
         for rule in DISCLOSURE_RULES:
             if rule.needs_request:
                 for violation in rule.check_disclosure(disclosure, entry.request, agreement):
@@ -290,7 +290,8 @@ class Joiner:
         requester: Mapping[str, str | None] | None,
         subject_ref: str | None,
     ) -> None:
-        finding = make_finding(violation, agreement_id, request_id, requester, subject_ref, self.max_event_ms)
+        version = self.policy.version_label(agreement_id, violation.event_time_ms)
+        finding = make_finding(violation, agreement_id, request_id, requester, subject_ref, self.max_event_ms, version)
         if finding.status == "firing":
             self.stats.findings[finding.rule] += 1
         self._out.append(finding)
@@ -300,16 +301,17 @@ class Joiner:
     def _next_due(self, entry: JoinEntry) -> int:
         """The earliest event time at which something about this entry must be looked at again."""
         facts = entry.request
-        agreements = self.policy.agreements
-        agreement = agreements.get(facts.agreement_id) if facts is not None else None
+        policy = self.policy
+        agreement = policy.agreement_at(facts.agreement_id, facts.submitted_ms) if facts is not None else None
         due = entry.first_ms + (agreement.join_window_ms if agreement else _DEFAULT_JOIN_WINDOW_MS)
         if facts is not None and agreement is not None and agreement.response_sla_ms and not entry.flags & SLA_DONE:
             due = min(due, facts.submitted_ms + agreement.response_sla_ms)
         for disclosure in entry.disclosures or ():
             if not disclosure.resolved:
-                due = min(due, disclosure.responded_ms + _grace_ms(agreements.get(disclosure.agreement_id)))
+                grace = _grace_ms(policy.agreement_at(disclosure.agreement_id, disclosure.responded_ms))
+                due = min(due, disclosure.responded_ms + grace)
             elif disclosure.improper and not disclosure.disposal_checked:
-                deadline = _deadline_ms(agreements.get(disclosure.agreement_id))
+                deadline = _deadline_ms(policy.agreement_at(disclosure.agreement_id, disclosure.responded_ms))
                 if deadline is not None:
                     due = min(due, disclosure.responded_ms + deadline)
         return due
@@ -343,11 +345,11 @@ class Joiner:
 
     def _run_due(self, request_id: str, entry: JoinEntry, watermark: int) -> bool:
         """Fire what is due; True when the entry has nothing left to wait for and may be dropped."""
-        agreements = self.policy.agreements
+        policy = self.policy
         facts = entry.request
         pending = False
         if facts is not None and not entry.flags & SLA_DONE:
-            agreement = agreements.get(facts.agreement_id)
+            agreement = policy.agreement_at(facts.agreement_id, facts.submitted_ms)  # in force when it was asked
             sla = agreement.response_sla_ms if agreement else None
             if sla is None:
                 entry.flags |= SLA_DONE
@@ -358,7 +360,7 @@ class Joiner:
             else:
                 pending = True
         for disclosure in entry.disclosures or ():
-            agreement = agreements.get(disclosure.agreement_id)
+            agreement = policy.agreement_at(disclosure.agreement_id, disclosure.responded_ms)
             if not disclosure.resolved:
                 if watermark >= disclosure.responded_ms + _grace_ms(agreement):
                     self._resolve(request_id, entry, disclosure, orphan=True)
@@ -375,7 +377,7 @@ class Joiner:
                         self._emit(DISPOSAL.violation(disclosure, deadline), request_id, disclosure.agreement_id, facts)
                 else:
                     pending = True
-        agreement = agreements.get(facts.agreement_id) if facts is not None else None
+        agreement = policy.agreement_at(facts.agreement_id, facts.submitted_ms) if facts is not None else None
         window = agreement.join_window_ms if agreement else _DEFAULT_JOIN_WINDOW_MS
         return not pending and watermark >= entry.first_ms + window
 

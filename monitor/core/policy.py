@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -114,6 +115,8 @@ class Agreement:
     placeholder_values: frozenset[str]  # normalised
     address_forms: frozenset[str]  # street-line forms (monitor.core.address.FORMS) that count as an address
     restrictions: tuple[Restriction, ...]
+    version: str = ""  # the version label, when the agreement has several versions (or names its one)
+    after_gap: bool = False  # this version starts after a period with no version in force, on purpose
 
     @property
     def required_request_fields(self) -> tuple[str, ...]:
@@ -122,17 +125,46 @@ class Agreement:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """The agreements of a policy file. An agreement id may have several versions, each in force over its own
+    period; ``agreements`` holds each id's latest version, :meth:`agreement_at` the one in force at a time."""
+
     path: str
     version: str  # sha256 of the file's bytes, first 12 hex digits
-    agreements: Mapping[str, Agreement]
+    agreements: Mapping[str, Agreement]  # id -> its latest version
+    earlier: Mapping[str, tuple[Agreement, ...]] = field(default_factory=dict)  # id -> other versions, oldest first
+
+    def agreement_at(self, agreement_id: str, at_ms: int) -> Agreement | None:
+        """The version of ``agreement_id`` in force at ``at_ms``: the latest that had started by then (so a
+        time after its end, or in a gap, is judged by the version that ended, and is outside its period), or
+        the first version for a time before any began."""
+        agreement = self.agreements.get(agreement_id)
+        if agreement is None or at_ms >= agreement.effective_from_ms:
+            return agreement  # the common case: one version, or the latest
+        earlier = self.earlier.get(agreement_id, ())
+        for version in reversed(earlier):
+            if at_ms >= version.effective_from_ms:
+                return version
+        return earlier[0] if earlier else agreement
+
+    def all_versions(self) -> list[Agreement]:
+        """Every version of every agreement."""
+        return [v for versions in self.earlier.values() for v in versions] + list(self.agreements.values())
+
+    def version_label(self, agreement_id: str, at_ms: int) -> str:
+        """What a finding names as the policy it applied: the agreement's version label in force at ``at_ms``,
+        or the policy file's version when the agreement has no label."""
+        agreement = self.agreement_at(agreement_id, at_ms)
+        return agreement.version if agreement is not None and agreement.version else self.version
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A policy is sent to a replay's reading process (monitor.replay.read_ahead); a mappingproxy cannot be pickled.
-        return _frozen_policy, (self.path, self.version, dict(self.agreements))
+        return _frozen_policy, (self.path, self.version, dict(self.agreements), dict(self.earlier))
 
 
-def _frozen_policy(path: str, version: str, agreements: dict[str, Agreement]) -> Policy:
-    return Policy(path, version, MappingProxyType(agreements))
+def _frozen_policy(
+    path: str, version: str, agreements: dict[str, Agreement], earlier: dict[str, tuple[Agreement, ...]] | None = None
+) -> Policy:
+    return Policy(path, version, MappingProxyType(agreements), MappingProxyType(earlier or {}))
 
 
 _AGREEMENT_KEYS = frozenset(
@@ -140,7 +172,7 @@ _AGREEMENT_KEYS = frozenset(
         "id", "requesters", "disclosers", "effective_from", "effective_until", "permitted_fields",
         "required_request_fields", "required_match", "response_sla", "join_window", "orphan_grace",
         "disposal_deadline", "max_disclosures_per_day", "max_batch_size", "authorized_signatories",
-        "placeholder_values", "address_forms", "restriction", "rate_spike", "ratio_drift",
+        "placeholder_values", "address_forms", "restriction", "rate_spike", "ratio_drift", "version", "after_gap",
     }
 )  # fmt: skip
 _RESTRICTION_KEYS = frozenset({"fields", "from", "until", "requesters", "reason"})
@@ -394,7 +426,16 @@ def _read_agreement(path: str, lines: list[str], index: int, table: Any) -> Agre
         placeholder_values=frozenset(normalize(v) for v in reader.text_list("placeholder_values") or ()),
         address_forms=_read_address_forms(reader),
         restrictions=tuple(_read_restriction(reader, i, r) for i, r in enumerate(restrictions_raw)),
+        version=reader.text("version") or "",
+        after_gap=_read_flag(reader, "after_gap"),
     )
+
+
+def _read_flag(reader: _Reader, key: str) -> bool:
+    value = reader.table.get(key, False)
+    if not isinstance(value, bool):
+        raise reader.fail(key, "must be true or false")
+    return value
 
 
 def _read_address_forms(reader: _Reader) -> frozenset[str]:
@@ -422,11 +463,49 @@ def parse_policy(text: str, path: str = "<policy>") -> Policy:
     tables = document.get("agreement")
     if not isinstance(tables, list) or not tables:
         raise PolicyError(path, "agreement", "the file defines no [[agreement]]")
-    agreements: dict[str, Agreement] = {}
+    by_id: dict[str, list[tuple[int, Agreement]]] = {}
     for index, table in enumerate(tables):
         agreement = _read_agreement(path, lines, index, table)
-        if agreement.id in agreements:
-            raise PolicyError(path, f"agreement[{index}].id", f"duplicate agreement id {agreement.id!r}")
-        agreements[agreement.id] = agreement
+        by_id.setdefault(agreement.id, []).append((index, agreement))
+    agreements: dict[str, Agreement] = {}
+    earlier: dict[str, tuple[Agreement, ...]] = {}
+    for agreement_id, versions in by_id.items():
+        ordered = _check_versions(path, lines, agreement_id, versions)
+        agreements[agreement_id] = ordered[-1]
+        if len(ordered) > 1:
+            earlier[agreement_id] = tuple(ordered[:-1])
     version = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return _frozen_policy(path, version, agreements)
+    return _frozen_policy(path, version, agreements, earlier)
+
+
+def _check_versions(
+    path: str, lines: list[str], agreement_id: str, versions: list[tuple[int, Agreement]]
+) -> list[Agreement]:
+    """The versions of one agreement id in time order; each must have its own label, and their periods must
+    neither overlap nor leave a gap, unless the later one says ``after_gap = true``."""
+
+    def fail(index: int, key: str, reason: str) -> PolicyError:
+        start = _nth_header(lines, "[[agreement]]", index, 0)
+        line = next((n for n in range(start, len(lines)) if lines[n].split("=")[0].strip() == key), start)
+        return PolicyError(path, f"line {line + 1}: agreement[{index}] ({agreement_id}).{key}", reason)
+
+    if len(versions) == 1:
+        return [versions[0][1]]
+    labels: dict[str, int] = {}
+    for index, agreement in versions:
+        if not agreement.version:
+            raise fail(index, "id", f"duplicate agreement id {agreement_id!r}: give each version a 'version' label")
+        if agreement.version in labels:
+            raise fail(index, "version", f"version {agreement.version!r} of {agreement_id!r} is defined twice")
+        labels[agreement.version] = index
+    ordered = sorted(versions, key=lambda item: item[1].effective_from_ms)
+    for (_, before), (index, after) in itertools.pairwise(ordered):
+        end = before.effective_until_ms
+        if end is None or end > after.effective_from_ms:
+            raise fail(index, "effective_from", f"version {after.version!r} overlaps version {before.version!r}, "
+                       "which is still in force then (end it with effective_until)")  # fmt: skip
+        if end < after.effective_from_ms and not after.after_gap:
+            raise fail(index, "effective_from", f"no version of {agreement_id!r} is in force between the end of "
+                       f"{before.version!r} and version {after.version!r}: set after_gap = true if the agreement "
+                       "lapsed on purpose")  # fmt: skip
+    return [agreement for _, agreement in ordered]

@@ -68,3 +68,37 @@ def test_a_change_that_loses_critical_findings_fails_the_gate(
     back = ["policy", "diff", str(policies / "new.toml"), str(policies / "new.toml"), str(policies / "events.jsonl.gz")]
     assert main([*back, "--fail-on-lost", "info"]) == 0
     assert "0 added, 0 lost" in capsys.readouterr().out
+
+
+def test_a_replay_under_a_file_of_versions_judges_each_period_by_its_own(
+    policies: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The scenario's agreement split into two versions on 9 June: from then on names may not be disclosed."""
+    text = (policies / "policy.toml").read_text()
+    start = text.index('[[agreement]]\nid = "tax-enforcement-2025"')
+    end = text.index("[[agreement]]", start + 10)
+    block = text[start:end]
+    v1 = block.replace(
+        "effective_from = 2025-06-02\n", 'version = "v1"\neffective_from = 2025-06-02\neffective_until = 2025-06-08\n'
+    )
+    v2 = block.replace("effective_from = 2025-06-02\n", 'version = "v2"\neffective_from = 2025-06-09\n').replace(
+        'permitted_fields = ["address", "name", "employer"]', 'permitted_fields = ["address", "employer"]'
+    )
+    assert v1 != block and v2 != block
+    (policies / "versions.toml").write_text(text[:start] + v1 + v2 + text[end:])
+    out = policies / "versions.alerts.jsonl"
+    assert main(["replay", "--policy", str(policies / "versions.toml"), "--alerts-out", str(out),
+                 str(policies / "events.jsonl.gz")]) == 0  # fmt: skip
+    alerts = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    ours = [a for a in alerts if a["agreement_id"] == "tax-enforcement-2025"]
+    boundary = "2025-06-09T00:00:00Z"
+    assert all(a["details"]["policy_version"] == ("v2" if a["event_time"] >= boundary else "v1") for a in ours
+               if a["rule"] not in ("response_sla_breach", "disposal_overdue") and a["request_id"])  # fmt: skip
+    names = [a for a in ours if a["rule"] == "unpermitted_field" and "name" in a["details"]["unpermitted_fields"]]
+    assert names and all(a["event_time"] >= boundary for a in names)
+    single = {
+        (a["alert_id"], a["status"])
+        for a in map(orjson.loads, (policies / "policy.toml.alerts.jsonl").read_bytes().splitlines())
+    }
+    before = {(a["alert_id"], a["status"]) for a in alerts if a["event_time"] < boundary}
+    assert before <= single  # before the boundary, the same findings as under the one-version file

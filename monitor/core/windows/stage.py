@@ -78,7 +78,7 @@ class WindowStage:
         return frozenset(kind for kind, listeners in self._listeners.items() if listeners)
 
     def apply(self, fact: Fact) -> list[Finding]:
-        agreement = self.policy.agreements.get(fact.agreement_id)
+        agreement = self.policy.agreement_at(fact.agreement_id, fact.at_ms)  # caps of the version in force then
         if agreement is None:
             return []
         at_ms = fact.at_ms
@@ -114,7 +114,9 @@ class WindowStage:
 
     def _finding(self, violation: Violation) -> Finding:
         """Windowed findings are about an agreement or a unit: no request id, no subject."""
-        return make_finding(violation, violation.agreement_id or "", None, violation.requester, None, self.max_event_ms)
+        agreement_id = violation.agreement_id or ""
+        version = self.policy.version_label(agreement_id, violation.event_time_ms)
+        return make_finding(violation, agreement_id, None, violation.requester, None, self.max_event_ms, version)
 
     def snapshot(self) -> bytes:
         """The rules' state (counts, baselines, what fired), for a worker to keep across a restart."""
