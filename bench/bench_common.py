@@ -6,6 +6,9 @@ import asyncio
 import os
 import socket
 import subprocess
+import sys
+import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -63,3 +66,34 @@ def metric_sums(port: int) -> dict[str, float]:
             name = line.split("{")[0].split(" ")[0]
             sums[name] = sums.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
     return sums
+
+
+def http_status(url: str) -> int | None:
+    """The HTTP status of a GET (None when nothing answers)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return None
+
+
+def dismon(*args: str) -> tuple[float, str]:
+    """Run a ``dismon`` command as a user would (a fresh process, the bench key); its wall time and stdout.
+    A command that fails raises RuntimeError with the end of its stderr."""
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "monitor.cli", *args], env=BENCH_ENV, cwd=ROOT,
+                            capture_output=True, text=True)  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"dismon {args[0]} exited with {result.returncode}: {result.stderr[-2000:]}")
+    return time.perf_counter() - started, result.stdout
+
+
+def irs_ice_log(cache: str, events: int) -> str:
+    """The directory of the irs-ice-2025 scenario of ``events`` events under ``cache`` (bench/replay_bench.py's
+    log), generated on first use."""
+    directory = os.path.join(cache, f"irs-ice-{events}")
+    if not os.path.exists(os.path.join(directory, "policy.toml")):
+        dismon("simulate", "--scenario", "irs-ice-2025", "--requests", str(events // 2), "--out", directory)
+    return directory

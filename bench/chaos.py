@@ -33,8 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -43,7 +41,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from bench_common import BENCH_ENV, KINDS, ROOT, free_port, metric_sums, start_broker
+from bench_common import BENCH_ENV, KINDS, ROOT, dismon, free_port, http_status, metric_sums, start_broker
 
 from monitor.core.timeutil import format_ms
 from monitor.replay.report import load_truth
@@ -93,7 +91,7 @@ class Worker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.process.returncode}; see {self.log.name}")
-            if _status(f"http://127.0.0.1:{self.port}/readyz") == 200:
+            if http_status(f"http://127.0.0.1:{self.port}/readyz") == 200:
                 return
             time.sleep(0.3)
         raise RuntimeError(f"worker not ready within {seconds} s; see {self.log.name}")
@@ -115,7 +113,7 @@ class Run:
         self.policy = workdir / "policy.toml"
         self.workers: list[Worker] = []
         self._started = 0
-        _dismon("simulate", "--out", str(workdir), "--requests", str(requests), "--fault", "all", "--fault",
+        dismon("simulate", "--out", str(workdir), "--requests", str(requests), "--fault", "all", "--fault",
                 "all-windowed", "--fault-rate", "0.03", "--seed", str(seed))  # fmt: skip
 
     def start_worker(self) -> None:
@@ -178,7 +176,7 @@ class Run:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"workers not caught up within {seconds} s; see {self.workdir}")
             done = all(
-                _status(f"http://127.0.0.1:{worker.port}/readyz") == 200
+                http_status(f"http://127.0.0.1:{worker.port}/readyz") == 200
                 and metric_sums(worker.port).get("dismon_consumer_lag", 1) == 0
                 for worker in self.workers
             )
@@ -267,26 +265,9 @@ async def _alerts(boot: str, topic: str, quiet_ms: int = 3000) -> set[tuple[str,
 
 def replayed(workdir: Path) -> set[tuple[str, str]]:
     alerts = workdir / "replay-alerts.jsonl"
-    _dismon("replay", "--policy", str(workdir / "policy.toml"), "--alerts-out", str(alerts),
+    dismon("replay", "--policy", str(workdir / "policy.toml"), "--alerts-out", str(alerts),
             str(workdir / "published.jsonl"))  # fmt: skip
     return {(a["alert_id"], a["status"]) for a in map(orjson.loads, alerts.read_bytes().splitlines())}
-
-
-def _status(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except OSError:
-        return None
-
-
-def _dismon(*args: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "monitor.cli", *args], env=BENCH_ENV, cwd=ROOT,
-                            capture_output=True, text=True)  # fmt: skip
-    if result.returncode != 0:
-        raise RuntimeError(f"dismon {args[0]} exited with {result.returncode}: {result.stderr[-2000:]}")
 
 
 def main() -> int:

@@ -13,21 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
-import time
+
+from bench_common import dismon, irs_ice_log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENV = {**os.environ, "DISMON_SUBJECT_KEY": "bench-key-0123456789abcdef"}
-
-
-def dismon(*args: str) -> tuple[float, str]:
-    started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "monitor.cli", *args], env=ENV, cwd=os.path.dirname(HERE),
-                            capture_output=True, text=True)  # fmt: skip
-    if result.returncode not in (0, 1):
-        raise SystemExit(f"dismon {args[0]} exited with {result.returncode}: {result.stderr[-2000:]}")
-    return time.perf_counter() - started, result.stdout
 
 
 def main() -> int:
@@ -35,10 +25,8 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_280_000, help="events in the log (default 1,280,000)")
     parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="where the generated log is kept")
     args = parser.parse_args()
-    directory = os.path.join(args.cache, f"irs-ice-{args.events}")
+    directory = irs_ice_log(args.cache, args.events)
     old = os.path.join(directory, "policy.toml")
-    if not os.path.exists(old):
-        dismon("simulate", "--scenario", "irs-ice-2025", "--requests", str(args.events // 2), "--out", directory)
     with open(old) as handle:
         text = handle.read()
     cap = int(re.search(r"max_disclosures_per_day = (\d+)", text).group(1))  # type: ignore[union-attr]

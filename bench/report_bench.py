@@ -12,21 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import time
+
+from bench_common import dismon, irs_ice_log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENV = {**os.environ, "DISMON_SUBJECT_KEY": "bench-key-0123456789abcdef"}
-
-
-def dismon(*args: str, ok: tuple[int, ...] = (0,)) -> float:
-    started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "monitor.cli", *args], env=ENV, cwd=os.path.dirname(HERE),
-                            capture_output=True, text=True)  # fmt: skip
-    if result.returncode not in ok:
-        raise SystemExit(f"dismon {args[0]} exited with {result.returncode}: {result.stderr[-2000:]}")
-    return time.perf_counter() - started
 
 
 def main() -> int:
@@ -34,18 +24,16 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_280_000, help="events in the log (default 1,280,000)")
     parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="where the generated log is kept")
     args = parser.parse_args()
-    directory = os.path.join(args.cache, f"irs-ice-{args.events}")
-    if not os.path.exists(os.path.join(directory, "policy.toml")):
-        dismon("simulate", "--scenario", "irs-ice-2025", "--requests", str(args.events // 2), "--out", directory)
+    directory = irs_ice_log(args.cache, args.events)
     files = {name: os.path.join(directory, name) for name in ("alerts.jsonl", "summary.json", "truth.json")}
-    replay = dismon("replay", "--policy", os.path.join(directory, "policy.toml"), "--alerts-out",
+    replay, _ = dismon("replay", "--policy", os.path.join(directory, "policy.toml"), "--alerts-out",
                     files["alerts.jsonl"], "--summary-out", files["summary.json"], "--ground-truth",
                     files["truth.json"], os.path.join(directory, "events.jsonl.gz"))  # fmt: skip
     with open(files["alerts.jsonl"], "rb") as handle:
         alerts = sum(1 for _ in handle)
-    report = dismon("report", "--alerts", files["alerts.jsonl"], "--summary", files["summary.json"], "--truth",
+    report, _ = dismon("report", "--alerts", files["alerts.jsonl"], "--summary", files["summary.json"], "--truth",
                     files["truth.json"], "--out", os.path.join(directory, "report.html"))  # fmt: skip
-    incident = dismon("incident", "--alerts", files["alerts.jsonl"], "--agreement", "irs-ice-2025", "--since",
+    incident, _ = dismon("incident", "--alerts", files["alerts.jsonl"], "--agreement", "irs-ice-2025", "--since",
                       "2025-08-07", "--until", "2025-08-08", "--out", os.path.join(directory, "incident"))  # fmt: skip
     size_kb = os.path.getsize(os.path.join(directory, "report.html")) / 1024
     print(f"log: {args.events:,} events; replay with --summary-out {replay:.1f} s, {alerts:,} alerts")
