@@ -136,14 +136,22 @@ class StageHost:
             return []
         found: list[Finding] = []
         counted, before = self.counted, dict(self.counted)
+        apply, new_pair = self.stage.apply, self._new_pair
+        last_source, last_counted = "", -1  # facts come in runs of one input partition
         for source, offset, fact in record.facts:
+            if source != last_source:
+                if last_source:
+                    counted[last_source] = max(counted.get(last_source, -1), last_counted)
+                last_source, last_counted, seen = source, -1, before.get(source, -1)
             if type(fact) is JoinedFact and fact.paired >= 0:
-                new = self._new_pair(source, offset, fact.paired)
-            else:
-                new = offset > before.get(source, -1)  # not counted before (handled again after a crash)
-            if new:
-                found += self.stage.apply(fact)
-            counted[source] = max(counted.get(source, -1), offset)
+                if new_pair(source, offset, fact.paired):
+                    found += apply(fact)
+            elif offset > seen:  # not counted before (handled again after a crash)
+                found += apply(fact)
+            if offset > last_counted:
+                last_counted = offset
+        if last_source:
+            counted[last_source] = max(counted.get(last_source, -1), last_counted)
         for source, offset in record.handled:
             counted[source] = max(counted.get(source, -1), offset)
         self._cover_pairs(dict(record.handled))

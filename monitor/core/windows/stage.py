@@ -89,7 +89,11 @@ class WindowStage:
         if listeners:
             args = _ARGS[type(fact)](fact)  # what the hook takes after the agreement and the time
             for rule, hook in listeners:
-                self._collect(rule, hook(agreement, at_ms, *args), out)
+                violations = hook(agreement, at_ms, *args)
+                # A fact only opens windows (and batches) that close after its own time: when the stage is due
+                # at or before that time already, the rule cannot have become due any earlier.
+                if violations or self.due_ms is None or self.due_ms > at_ms:
+                    self._collect(rule, violations, out)
         return out
 
     def advance_to(self, watermark_ms: int) -> Sequence[Finding]:
