@@ -109,6 +109,7 @@ def _policy_diff(args: argparse.Namespace) -> int:
         dead_letter,
         read,
         args.until,
+        read_ahead=(os.cpu_count() or 1) >= 2 and "-" not in args.files,
     )
     seconds = time.perf_counter() - started
     print(

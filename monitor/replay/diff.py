@@ -1,6 +1,7 @@
 """``dismon policy diff``: what a policy change would do to the findings on real history.
 
-The logs are read and decoded once; every event goes to two detectors, one per policy, in the same
+The logs are read and decoded once (in a second process, which also reduces each event under both
+policies, when there are two CPUs); every event goes to two detectors, one per policy, in the same
 event-time order a replay uses, so each side finds exactly what ``dismon replay`` of that policy finds. The
 difference is by ``(alert_id, status)``: an alert id names the rule, the agreement and what was found (a
 request id, a window), never the policy file, so the same finding under both policies has the same id.
@@ -12,7 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from monitor.core.detector import Detector
+from monitor.core.digests import Digest
 from monitor.core.findings import SEVERITY_RANK, Finding
+from monitor.replay.read_ahead import read_ahead_pairs
 from monitor.replay.sources import DeadLetter, ReadOptions, merged_events
 
 Key = tuple[str, str]  # (alert_id, status)
@@ -62,16 +65,29 @@ def run_diff(
     on_dead_letter: Callable[[DeadLetter], None],
     read: ReadOptions,
     until_ms: int | None = None,
+    read_ahead: bool = False,
 ) -> PolicyDiff:
-    """Every event of ``paths`` through both detectors; the findings each has that the other has not."""
+    """Every event of ``paths`` through both detectors; the findings each has that the other has not. With
+    ``read_ahead`` a second process decodes each event once and reduces it under both policies, so that this
+    one only joins and judges (files only, not stdin)."""
     found: tuple[dict[Key, Finding], dict[Key, Finding]] = ({}, {})
     diff = PolicyDiff()
     sides = ((old, found[0]), (new, found[1]))
-    for event_ms, _seq, event in merged_events(paths, on_dead_letter, read):
+    keep_old, keep_new = found
+    stream: Iterable[tuple[int, Digest, Digest]]
+    if read_ahead:
+        stream = read_ahead_pairs(paths, on_dead_letter, read, old.reducer, new.reducer)
+    else:
+        stream = (
+            (event_ms, old.reducer.reduce(event, event_ms), new.reducer.reduce(event, event_ms))
+            for event_ms, _seq, event in merged_events(paths, on_dead_letter, read)
+        )
+    for event_ms, one, two in stream:
         diff.events += 1
-        for detector, keep in sides:
-            for finding in detector.process(event, event_ms):
-                keep.setdefault((finding.alert_id, finding.status), finding)
+        for finding in old.apply(one, event_ms):
+            keep_old.setdefault((finding.alert_id, finding.status), finding)
+        for finding in new.apply(two, event_ms):
+            keep_new.setdefault((finding.alert_id, finding.status), finding)
     if until_ms is not None:
         for detector, keep in sides:
             for finding in detector.advance_to(until_ms):

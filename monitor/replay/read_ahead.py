@@ -31,7 +31,7 @@ import signal
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from multiprocessing.connection import Connection
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -62,6 +62,7 @@ Split = Literal["balanced", "reader", "replay"]
 _Batch = tuple[bytes, bytes, list[DeadLetter], int]
 encode_batch = msgspec.msgpack.Encoder().encode
 decode_batch = msgspec.msgpack.Decoder(list[bytes | Digest]).decode
+decode_pairs = msgspec.msgpack.Decoder(list[tuple[Digest, Digest]]).decode
 
 
 def read_ahead_digests(
@@ -76,24 +77,7 @@ def read_ahead_digests(
     ``reducer`` (or by one like it there): ``(event_ms, position, digest)``, ``position`` counting them.
 
     Files only: a spawned process cannot read this process's stdin."""
-    paths = list(paths)
-    if "-" in paths:
-        raise InputError("stdin cannot be read ahead in another process")
-    # spawn, not fork: the child starts clean, without copies of this process's threads or locks.
-    context = multiprocessing.get_context("spawn")
-    receiving, sending = context.Pipe(duplex=False)
-    _widen(receiving)
-    process = context.Process(
-        target=_read, name="dismon-read", daemon=True,
-        args=(sending, paths, options, reducer.policy, reducer.hasher, split),
-    )  # fmt: skip
-    try:
-        process.start()
-    except OSError as exc:  # no processes or pipes left (ulimit, a sandbox): say what to do instead
-        receiving.close()
-        sending.close()
-        raise InputError(f"cannot start the reading process ({exc}); replay with --no-read-ahead") from exc
-    sending.close()  # only the child writes: its exit then reads as end of file here
+    process, receiving = _start(paths, options, reducer.policy, reducer.hasher, split, None)
     reduce = reducer.reduce
     position = 0
     # A thread takes batches off the pipe as they come, up to _DEPTH ahead, so the reading process never
@@ -126,6 +110,73 @@ def read_ahead_digests(
         receiving.close()
 
 
+def read_ahead_pairs(
+    paths: Iterable[str],
+    on_invalid: Callable[[DeadLetter], None],
+    options: ReadOptions,
+    first: Reducer,
+    second: Reducer,
+    counter: ByteCounter | None = None,
+) -> Generator[tuple[int, Digest, Digest], None, None]:
+    """The events of :func:`monitor.replay.sources.merged_events` decoded once in a second process and reduced
+    there under two policies (``dismon policy diff``): ``(event_ms, first's digest, second's digest)``."""
+    process, receiving = _start(paths, options, first.policy, first.hasher, "reader", second.policy)
+    messages = prefetched(_received(receiving), _DEPTH)
+    try:
+        for data in messages:
+            message: _Batch | BaseException | None = pickle.loads(data)
+            if message is None:
+                process.join(5)
+                return
+            if isinstance(message, BaseException):
+                raise message
+            times, payload, dead, consumed = message
+            for letter in dead:
+                on_invalid(letter)
+            if counter is not None:
+                counter.elsewhere = consumed
+            for event_ms, (one, two) in zip(array.array("q", times), decode_pairs(payload), strict=False):
+                yield event_ms, one, two
+    except EOFError:
+        process.join(5)
+        raise InputError(f"the reading process ended unexpectedly (exit code {process.exitcode})") from None
+    finally:
+        if process.is_alive():
+            process.terminate()
+        process.join()
+        messages.close()
+        receiving.close()
+
+
+def _start(
+    paths: Iterable[str],
+    options: ReadOptions,
+    policy: Policy,
+    hasher: SubjectHasher,
+    split: Split,
+    second: Policy | None,
+) -> tuple[Any, Connection]:
+    """The reading process, started, and the end of its pipe."""
+    paths = list(paths)
+    if "-" in paths:
+        raise InputError("stdin cannot be read ahead in another process")
+    # spawn, not fork: the child starts clean, without copies of this process's threads or locks.
+    context = multiprocessing.get_context("spawn")
+    receiving, sending = context.Pipe(duplex=False)
+    _widen(receiving)
+    process = context.Process(
+        target=_read, name="dismon-read", daemon=True, args=(sending, paths, options, policy, hasher, split, second)
+    )
+    try:
+        process.start()
+    except OSError as exc:  # no processes or pipes left (ulimit, a sandbox): say what to do instead
+        receiving.close()
+        sending.close()
+        raise InputError(f"cannot start the reading process ({exc}); replay with --no-read-ahead") from exc
+    sending.close()  # only the child writes: its exit then reads as end of file here
+    return process, receiving
+
+
 def _widen(pipe: Connection) -> None:
     """A 1 MiB pipe buffer instead of 64 KiB (Linux): the receiving thread needs the GIL back after each
     read, which can take a switch interval (5 ms) while the replay's thread is busy, so fewer, larger
@@ -147,10 +198,19 @@ def _read(
     policy: Policy,
     hasher: SubjectHasher,
     split: Split,
+    second: Policy | None = None,
 ) -> None:
-    """The reading process: batches down the pipe, then None (or the error)."""
+    """The reading process: batches down the pipe, then None (or the error). With a ``second`` policy it
+    reduces every event under both and sends the pairs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C is the replay's to handle; it stops this process
     reduce = Reducer(policy, hasher).reduce
+    if second is not None:
+        reduce_second = Reducer(second, hasher).reduce
+        first_reduce = reduce
+
+        def reduce(event: Event, event_ms: int) -> Any:
+            return (first_reduce(event, event_ms), reduce_second(event, event_ms))
+
     share = {"reader": 1.0, "replay": 0.0}.get(split, 0.5)  # of the events, reduced here
     credit = 0.0
 
@@ -164,7 +224,7 @@ def _read(
 
     counter = ByteCounter()
     dead = list[DeadLetter]()
-    times, items = array.array("q"), list[bytes | Digest]()
+    times, items = array.array("q"), list[Any]()  # lines, digests, or (with a second policy) pairs
     try:
         for event_ms, _seq, digest, line in merged_events(
             paths, dead.append, options, counter, keep_raw=True, reduce=reduce_here

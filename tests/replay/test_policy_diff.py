@@ -102,3 +102,22 @@ def test_a_replay_under_a_file_of_versions_judges_each_period_by_its_own(
     }
     before = {(a["alert_id"], a["status"]) for a in alerts if a["event_time"] < boundary}
     assert before <= single  # before the boundary, the same findings as under the one-version file
+
+
+def test_the_diff_read_ahead_in_a_second_process_equals_the_diff_in_one(policies: Path) -> None:
+    from monitor.config import load_policy
+    from monitor.core.detector import Detector
+    from monitor.core.findings import SubjectHasher
+    from monitor.replay.diff import run_diff
+    from monitor.replay.sources import ReadOptions
+    from tests.conftest import TEST_KEY
+
+    def diff(read_ahead: bool) -> tuple[set[str], set[str], int]:
+        sides = [Detector(load_policy(str(policies / p)), SubjectHasher(TEST_KEY), 600_000)
+                 for p in ("policy.toml", "new.toml")]  # fmt: skip
+        result = run_diff([str(policies / "events.jsonl.gz")], *sides, lambda _letter: None,
+                          ReadOptions(600_000), read_ahead=read_ahead)  # fmt: skip
+        return {f.alert_id for f in result.added}, {f.alert_id for f in result.removed}, result.events
+
+    in_one, read_ahead = diff(False), diff(True)
+    assert in_one == read_ahead and in_one[0] and in_one[1] and in_one[2] > 6000
