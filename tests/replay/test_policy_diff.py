@@ -113,9 +113,9 @@ def test_the_diff_read_ahead_in_a_second_process_equals_the_diff_in_one(policies
     from tests.conftest import TEST_KEY
 
     def diff(read_ahead: bool) -> tuple[set[str], set[str], int]:
-        sides = [Detector(load_policy(str(policies / p)), SubjectHasher(TEST_KEY), 600_000)
-                 for p in ("policy.toml", "new.toml")]  # fmt: skip
-        result = run_diff([str(policies / "events.jsonl.gz")], *sides, lambda _letter: None,
+        old, new = (Detector(load_policy(str(policies / p)), SubjectHasher(TEST_KEY), 600_000)
+                    for p in ("policy.toml", "new.toml"))  # fmt: skip
+        result = run_diff([str(policies / "events.jsonl.gz")], old, new, lambda _letter: None,
                           ReadOptions(600_000), read_ahead=read_ahead)  # fmt: skip
         return {f.alert_id for f in result.added}, {f.alert_id for f in result.removed}, result.events
 
