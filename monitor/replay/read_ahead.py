@@ -80,6 +80,38 @@ def read_ahead_digests(
     process, receiving = _start(paths, options, reducer.policy, reducer.hasher, split, None)
     reduce = reducer.reduce
     position = 0
+    with contextlib.closing(_batches(process, receiving, on_invalid, counter)) as batches:  # closed with this one
+        for times, payload in batches:
+            for event_ms, item in zip(array.array("q", times), decode_batch(payload), strict=False):
+                yield event_ms, position, reduce(decode_accepted(item), event_ms) if isinstance(item, bytes) else item
+                position += 1
+
+
+def read_ahead_pairs(
+    paths: Iterable[str],
+    on_invalid: Callable[[DeadLetter], None],
+    options: ReadOptions,
+    first: Reducer,
+    second: Reducer,
+    counter: ByteCounter | None = None,
+) -> Generator[tuple[int, Digest, Digest], None, None]:
+    """The events of :func:`monitor.replay.sources.merged_events` decoded once in a second process and reduced
+    there under two policies (``dismon policy diff``): ``(event_ms, first's digest, second's digest)``."""
+    process, receiving = _start(paths, options, first.policy, first.hasher, "reader", second.policy)
+    with contextlib.closing(_batches(process, receiving, on_invalid, counter)) as batches:
+        for times, payload in batches:
+            for event_ms, (one, two) in zip(array.array("q", times), decode_pairs(payload), strict=False):
+                yield event_ms, one, two
+
+
+def _batches(
+    process: Any,
+    receiving: Connection,
+    on_invalid: Callable[[DeadLetter], None],
+    counter: ByteCounter | None,
+) -> Generator[tuple[bytes, bytes], None, None]:
+    """The reading process's batches as (event times, payload), its dead letters handed to ``on_invalid`` on
+    the way; the process stopped and the pipe closed at the end, or when the caller stops early."""
     # A thread takes batches off the pipe as they come, up to _DEPTH ahead, so the reading process never
     # waits while this one is busy with a batch; a send that blocks then means this process is behind.
     messages = prefetched(_received(receiving), _DEPTH)
@@ -96,9 +128,7 @@ def read_ahead_digests(
                 on_invalid(letter)
             if counter is not None:
                 counter.elsewhere = consumed
-            for event_ms, item in zip(array.array("q", times), decode_batch(payload), strict=False):
-                yield event_ms, position, reduce(decode_accepted(item), event_ms) if isinstance(item, bytes) else item
-                position += 1
+            yield times, payload
     except EOFError:
         process.join(5)
         raise InputError(f"the reading process ended unexpectedly (exit code {process.exitcode})") from None
@@ -107,44 +137,6 @@ def read_ahead_digests(
             process.terminate()  # the replay stopped early (an error, ^C, a closed generator)
         process.join()
         messages.close()  # the pipe is at its end now, so the receiving thread has stopped
-        receiving.close()
-
-
-def read_ahead_pairs(
-    paths: Iterable[str],
-    on_invalid: Callable[[DeadLetter], None],
-    options: ReadOptions,
-    first: Reducer,
-    second: Reducer,
-    counter: ByteCounter | None = None,
-) -> Generator[tuple[int, Digest, Digest], None, None]:
-    """The events of :func:`monitor.replay.sources.merged_events` decoded once in a second process and reduced
-    there under two policies (``dismon policy diff``): ``(event_ms, first's digest, second's digest)``."""
-    process, receiving = _start(paths, options, first.policy, first.hasher, "reader", second.policy)
-    messages = prefetched(_received(receiving), _DEPTH)
-    try:
-        for data in messages:
-            message: _Batch | BaseException | None = pickle.loads(data)
-            if message is None:
-                process.join(5)
-                return
-            if isinstance(message, BaseException):
-                raise message
-            times, payload, dead, consumed = message
-            for letter in dead:
-                on_invalid(letter)
-            if counter is not None:
-                counter.elsewhere = consumed
-            for event_ms, (one, two) in zip(array.array("q", times), decode_pairs(payload), strict=False):
-                yield event_ms, one, two
-    except EOFError:
-        process.join(5)
-        raise InputError(f"the reading process ended unexpectedly (exit code {process.exitcode})") from None
-    finally:
-        if process.is_alive():
-            process.terminate()
-        process.join()
-        messages.close()
         receiving.close()
 
 
