@@ -1,10 +1,13 @@
-"""What the commands share: exit codes, the log, and ``$DISMON_*`` settings."""
+"""What the commands share: exit codes, the log, ``$DISMON_*`` settings, and files read and written whole."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
+from pathlib import Path
+
+from monitor.errors import UsageError
 
 EXIT_OK, EXIT_ALERTS, EXIT_USAGE = 0, 1, 2
 
@@ -24,3 +27,19 @@ def env(name: str, default: str | None = None) -> str | None:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def read_file(path: str) -> bytes:
+    """A whole input file; one that cannot be read is a usage error naming it."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def write_file(path: str, data: bytes) -> None:
+    """A whole output file; one that cannot be written is a usage error naming it."""
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc

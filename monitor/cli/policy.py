@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from monitor.cli import arguments
-from monitor.cli.common import EXIT_ALERTS, EXIT_OK, now_ms
+from monitor.cli.common import EXIT_ALERTS, EXIT_OK, now_ms, write_file
 from monitor.config import load_policy, subject_hasher
 from monitor.core import explain
 from monitor.core.detector import DEFAULT_ALLOWED_LATENESS_MS
@@ -150,11 +150,7 @@ def _policy_test(args: argparse.Namespace) -> int:
     failed = sum(not r.passed for r in results)
     print(f"{len(results) - failed} passed, {failed} failed")
     if args.junit_xml:
-        try:
-            with open(args.junit_xml, "wb") as out:
-                out.write(junit_xml(results))
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.junit_xml}: {exc.strerror}") from exc
+        write_file(args.junit_xml, junit_xml(results))
     return EXIT_ALERTS if failed else EXIT_OK
 
 

@@ -6,13 +6,12 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from monitor.cli import arguments
-from monitor.cli.common import EXIT_OK, log
+from monitor.cli.common import EXIT_OK, log, read_file, write_file
 from monitor.cli.worker import add_kafka_options, kafka_settings
 from monitor.errors import UsageError
 
@@ -60,21 +59,22 @@ def add_report(commands: Any) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from monitor.outputs.audit_report import Audit, load_alerts, render
+    from monitor.outputs.alert_lines import load_alerts
+    from monitor.outputs.audit_report import Audit, render
 
     if (args.alerts is None) == (args.from_ms is None):
         raise UsageError("give --alerts (a replay's alerts) or --from (a time range of the alerts topic)")
     if args.alerts is not None:
-        lines = _read(args.alerts).splitlines()
+        lines = read_file(args.alerts).splitlines()
     else:
         from monitor.live.kafka import read_time_range
 
         kafka = kafka_settings(args)
         to_ms = args.to_ms if args.to_ms is not None else int(dt.datetime.now(dt.UTC).timestamp() * 1000)
         lines = asyncio.run(read_time_range(kafka, kafka.topic("alerts"), args.from_ms, to_ms))
-    summary = orjson.loads(_read(args.summary)) if args.summary else None
-    truth = orjson.loads(_read(args.truth)) if args.truth else None
-    audit = Audit(load_alerts(lines, orjson.loads), summary, truth)
+    summary = orjson.loads(read_file(args.summary)) if args.summary else None
+    truth = orjson.loads(read_file(args.truth)) if args.truth else None
+    audit = Audit(load_alerts(lines), summary, truth)
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     _write(args.out, render(audit, args.title, generated).encode())
     log.info("report of %d alerts written to %s", len(audit.alerts), args.out)
@@ -82,13 +82,13 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _incident(args: argparse.Namespace) -> int:
-    from monitor.outputs.audit_report import load_alerts
+    from monitor.outputs.alert_lines import load_alerts
     from monitor.outputs.incident import Selection, build, to_json, to_markdown
 
     if not args.alert_id and args.agreement is None:
         raise UsageError("name the incident: --alert-id ID ..., or --agreement A [--since T] [--until T]")
     selection = Selection(frozenset(args.alert_id), args.agreement, args.since, args.until)
-    report = build(load_alerts(_read(args.alerts).splitlines(), orjson.loads), selection)
+    report = build(load_alerts(read_file(args.alerts).splitlines()), selection)
     if report["alerts"] == 0:
         raise UsageError(f"no firing alert in {args.alerts} matches {selection.describe()}")
     _write(f"{args.out}.md", to_markdown(report).encode())
@@ -97,18 +97,12 @@ def _incident(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
-
-
 def _write(path: str, data: bytes) -> None:
+    """``data`` to ``path``, its directory made if missing."""
+    directory = os.path.dirname(path)
     try:
-        directory = os.path.dirname(path)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        Path(path).write_bytes(data)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
+    write_file(path, data)

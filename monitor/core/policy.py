@@ -486,8 +486,7 @@ def _check_versions(
 
     def fail(index: int, key: str, reason: str) -> PolicyError:
         start = _nth_header(lines, "[[agreement]]", index, 0)
-        line = next((n for n in range(start, len(lines)) if lines[n].split("=")[0].strip() == key), start)
-        return PolicyError(path, f"line {line + 1}: agreement[{index}] ({agreement_id}).{key}", reason)
+        return _Reader(path, lines, {}, f"agreement[{index}] ({agreement_id})", start).fail(key, reason)
 
     if len(versions) == 1:
         return [versions[0][1]]

@@ -20,11 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from monitor.core.canary import CANARY_FINDINGS, probe
-from monitor.errors import UsageError
-from monitor.live.kafka import KafkaSettings, broker_errors
+from monitor.live.kafka import KafkaSettings, assign_all, broker_errors
 from monitor.outputs.metrics import CanaryMetrics
 
 log = logging.getLogger("dismon.canary")
@@ -115,11 +114,7 @@ async def alerts_from_now(kafka: KafkaSettings) -> AIOKafkaConsumer:
     consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)
-        if not partitions:
-            raise UsageError(f"topic {topic} does not exist: start the worker first (it creates its topics)")
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
+        assigned = await assign_all(consumer, topic, ": start the worker first (it creates its topics)")
         await consumer.seek_to_end(*assigned)
         for partition in assigned:
             await consumer.position(partition)

@@ -313,6 +313,17 @@ async def _partition_counts(admin: Any) -> dict[str, list[int]]:
     return {t["topic"]: [p["partition"] for p in t["partitions"]] for t in metadata if not t.get("error_code")}
 
 
+async def assign_all(consumer: AIOKafkaConsumer, topic: str, hint: str = "") -> list[TopicPartition]:
+    """Assign ``consumer`` (started, in no group) every partition of ``topic``, from fresh metadata; a topic
+    that does not exist is a :class:`UsageError` (``hint`` says what to do about it)."""
+    partitions = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)
+    if not partitions:
+        raise UsageError(f"topic {topic} does not exist{hint}")
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    return tps
+
+
 @broker_errors
 async def read_time_range(kafka: KafkaSettings, topic: str, from_ms: int, to_ms: int) -> list[bytes]:
     """The values of every partition of ``topic`` whose record timestamp (when the broker got it, for the
@@ -320,11 +331,7 @@ async def read_time_range(kafka: KafkaSettings, topic: str, from_ms: int, to_ms:
     consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)
-        if not partitions:
-            raise UsageError(f"topic {topic} does not exist")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
+        tps = await assign_all(consumer, topic)
         ends = await consumer.end_offsets(tps)
         starts = await consumer.offsets_for_times(dict.fromkeys(tps, from_ms))
         remaining = {}

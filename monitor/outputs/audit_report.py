@@ -12,7 +12,7 @@ import datetime as dt
 import html
 import io
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,15 +22,9 @@ matplotlib.use("Agg")  # no display: drawn to SVG
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 
-from monitor.core.canary import CANARY_AGREEMENT
-from monitor.core.rules import DISCLOSURE_RULES, DUPLICATE, ORPHAN
 from monitor.core.timeutil import parse_time_ms
+from monitor.outputs.alert_lines import WINDOWED, about_a_disclosure
 
-#: Findings about what a response disclosed; a critical one makes the disclosure improper (as the join marks it).
-DISCLOSURE_RULE_IDS = frozenset(rule.rule_id for rule in DISCLOSURE_RULES) | {ORPHAN.rule_id, DUPLICATE.rule_id}
-#: unauthorized_party's findings about the request alone, not about what was disclosed.
-REQUEST_PROBLEMS = frozenset(("requester_not_party", "signatory_not_authorized", "signatory_missing"))
-WINDOWED = ("daily_cap_exceeded", "oversized_batch", "disclosure_rate_spike", "disclosure_ratio_drift")
 PROPER_COLOR, PALETTE = "#b8c4d6", ("#c0392b", "#e67e22", "#8e44ad", "#16a085", "#2c3e50", "#d35400", "#7f8c8d")
 plt.rcParams.update(
     {"svg.fonttype": "none", "font.size": 9, "font.family": "sans-serif", "date.epoch": "1970-01-01T00:00:00"}
@@ -94,18 +88,6 @@ class Audit:
             if a.get("request_id") in self.improper_ids and a["rule"] != "disposal_overdue"
         ]
         return min(times, default=None)
-
-
-def about_a_disclosure(alert: Mapping[str, Any]) -> bool:
-    """Whether a finding is about what a response disclosed (not about a request alone, nor a window)."""
-    if alert["rule"] not in DISCLOSURE_RULE_IDS:
-        return False
-    return (alert.get("details") or {}).get("problem") not in REQUEST_PROBLEMS
-
-
-def load_alerts(lines: Iterable[bytes], loads: Any) -> list[dict[str, Any]]:
-    """Alert lines (JSON) without the canary's probes."""
-    return [a for a in (loads(line) for line in lines if line.strip()) if a.get("agreement_id") != CANARY_AGREEMENT]
 
 
 def render(audit: Audit, title: str, generated: str) -> str:

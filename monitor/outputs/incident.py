@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from monitor.core.timeutil import format_ms, parse_time_ms
-from monitor.outputs.audit_report import about_a_disclosure
+from monitor.outputs.alert_lines import about_a_disclosure
 
 BLANK = "[TO BE COMPLETED: {what}]"
 #: What only people know: (key, what to write).
