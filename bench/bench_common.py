@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import socket
@@ -88,6 +89,12 @@ def dismon(*args: str) -> tuple[float, str]:
     if result.returncode != 0:
         raise RuntimeError(f"dismon {args[0]} exited with {result.returncode}: {result.stderr[-2000:]}")
     return time.perf_counter() - started, result.stdout
+
+
+def add_log_options(parser: argparse.ArgumentParser) -> None:
+    """--events and --cache: the irs-ice-2025 log the replay, report and policy-diff benchmarks share."""
+    parser.add_argument("--events", type=int, default=1_280_000, help="events in the log (default 1,280,000)")
+    parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="where the generated log is kept")
 
 
 def irs_ice_log(cache: str, events: int) -> str:

@@ -31,6 +31,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from bench_common import add_log_options  # noqa: E402
+
 MEASURE = r"""
 import gc, json, os, resource, sys, time
 mode, paths, policy = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
@@ -84,8 +86,7 @@ def measure(mode: str, paths: list[str], policy: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=1_280_000, help="log size in events (default 1,280,000)")
-    parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="where the generated log is kept")
+    add_log_options(parser)
     parser.add_argument(
         "--splits",
         action="store_true",

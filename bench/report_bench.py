@@ -14,15 +14,12 @@ import argparse
 import os
 import sys
 
-from bench_common import dismon, irs_ice_log
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from bench_common import add_log_options, dismon, irs_ice_log
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=1_280_000, help="events in the log (default 1,280,000)")
-    parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="where the generated log is kept")
+    add_log_options(parser)
     args = parser.parse_args()
     directory = irs_ice_log(args.cache, args.events)
     files = {name: os.path.join(directory, name) for name in ("alerts.jsonl", "summary.json", "truth.json")}
