@@ -14,6 +14,7 @@ import io
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import matplotlib
@@ -69,15 +70,17 @@ class Audit:
         self.improper_ids = set(first_rule)
         self.units = Counter(unit_of.values())
 
-    @property
+    @cached_property
     def firing(self) -> list[dict[str, Any]]:
         return [a for a in self.alerts if a.get("status") != "resolved"]
 
+    @cached_property
     def disclosures_by_day(self) -> dict[str, tuple[int, int]]:
         if self.summary is None:
             return {}
         return {day: (total, improper) for day, total, improper in self.summary.get("disclosures_by_day", [])}
 
+    @cached_property
     def first_alert(self) -> dict[str, Any] | None:
         return min(self.firing, key=lambda a: parse_time_ms(a["event_time"]), default=None)
 
@@ -113,7 +116,7 @@ def render(audit: Audit, title: str, generated: str) -> str:
 
 
 def _headline(audit: Audit) -> str:
-    first, improper_ms = audit.first_alert(), audit.first_improper_ms()
+    first, improper_ms = audit.first_alert, audit.first_improper_ms()
     items = []
     if first is not None:
         items.append(
@@ -140,7 +143,7 @@ def _totals(audit: Audit) -> str:
             ("Events", f"{sum(events.values()):,} ({', '.join(f'{k} {v:,}' for k, v in sorted(events.items()))})"),
             ("Event time", f"{summary.get('first_event') or '-'} .. {summary.get('last_event') or '-'}"),
             ("Invalid events (dead-lettered)", f"{sum(summary.get('invalid', {}).values()):,}"),
-            ("Disclosing responses", f"{sum(t for t, _ in audit.disclosures_by_day().values()):,}"),
+            ("Disclosing responses", f"{sum(t for t, _ in audit.disclosures_by_day.values()):,}"),
         ]
     rows += [
         ("Improper disclosures (request ids with a critical finding)", f"{len(audit.improper_ids):,}"),
@@ -152,8 +155,8 @@ def _totals(audit: Audit) -> str:
 
 
 def _timeline_svg(audit: Audit) -> str:
-    days = sorted(set(audit.disclosures_by_day()) | set(audit.improper_day))
-    first = audit.first_alert()
+    days = sorted(set(audit.disclosures_by_day) | set(audit.improper_day))
+    first = audit.first_alert
     if first is not None:
         days = sorted(set(days) | {first["event_time"][:10]})
     if audit.summary and audit.summary.get("first_event"):
@@ -165,7 +168,7 @@ def _timeline_svg(audit: Audit) -> str:
     start, end = min(dates), max(dates)
     axis = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     x = [_day_number(day) for day in axis]
-    totals = audit.disclosures_by_day()
+    totals = audit.disclosures_by_day
     rules = sorted({rule for counts in audit.improper_day.values() for rule in counts})
     figure, ax = plt.subplots(figsize=(9.5, 3.2))
     bottom = [0.0] * len(axis)
@@ -200,7 +203,7 @@ def _timeline_note(audit: Audit) -> str:
         return "<p>Proper disclosures need the replay's summary (<code>dismon replay --summary-out</code>).</p>"
     rows = "".join(
         f"<tr><td>{_e(day)}</td><td>{total:,}</td><td>{improper:,}</td></tr>"
-        for day, (total, improper) in sorted(audit.disclosures_by_day().items())
+        for day, (total, improper) in sorted(audit.disclosures_by_day.items())
     )
     return f'<table id="days"><tr><th>Day</th><th>Disclosures</th><th>Improper</th></tr>{rows}</table>'
 

@@ -70,10 +70,9 @@ def run_diff(
     """Every event of ``paths`` through both detectors; the findings each has that the other has not. With
     ``read_ahead`` a second process decodes each event once and reduces it under both policies, so that this
     one only joins and judges (files only, not stdin)."""
-    found: tuple[dict[Key, Finding], dict[Key, Finding]] = ({}, {})
+    by_old: dict[Key, Finding] = {}
+    by_new: dict[Key, Finding] = {}
     diff = PolicyDiff()
-    sides = ((old, found[0]), (new, found[1]))
-    keep_old, keep_new = found
     stream: Iterable[tuple[int, Digest, Digest]]
     if read_ahead:
         stream = read_ahead_pairs(paths, on_dead_letter, read, old.reducer, new.reducer)
@@ -84,15 +83,19 @@ def run_diff(
         )
     for event_ms, one, two in stream:
         diff.events += 1
-        for finding in old.apply(one, event_ms):
-            keep_old.setdefault((finding.alert_id, finding.status), finding)
-        for finding in new.apply(two, event_ms):
-            keep_new.setdefault((finding.alert_id, finding.status), finding)
+        if found := old.apply(one, event_ms):  # most events find nothing: no call then
+            _keep(by_old, found)
+        if found := new.apply(two, event_ms):
+            _keep(by_new, found)
     if until_ms is not None:
-        for detector, keep in sides:
-            for finding in detector.advance_to(until_ms):
-                keep.setdefault((finding.alert_id, finding.status), finding)
-    diff.old, diff.new = len(found[0]), len(found[1])
-    diff.added = [f for key, f in found[1].items() if key not in found[0]]
-    diff.removed = [f for key, f in found[0].items() if key not in found[1]]
+        _keep(by_old, old.advance_to(until_ms))
+        _keep(by_new, new.advance_to(until_ms))
+    diff.old, diff.new = len(by_old), len(by_new)
+    diff.added = [f for key, f in by_new.items() if key not in by_old]
+    diff.removed = [f for key, f in by_old.items() if key not in by_new]
     return diff
+
+
+def _keep(into: dict[Key, Finding], findings: Iterable[Finding]) -> None:
+    for finding in findings:
+        into.setdefault((finding.alert_id, finding.status), finding)
