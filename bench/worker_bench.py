@@ -11,7 +11,9 @@ measures, each in its own process, the rate at which these get through all of it
 * worker:    ``dismon worker`` (decode, join state in the changelog-backed table, rules, alerts),
              timed from its first event to its last through /metrics;
 * worker x2: two workers in one group on the same partitions, timed once both are ready (after the
-             rebalance that let the second one in).
+             rebalance that let the second one in);
+* + shadow:  one worker that also judges every event under a candidate policy (``--shadow-policy``, here
+             the same file: the whole cost of a second judgement).
 
 and then detection latency at a fixed offered rate (``--latency-rate``, default 2,000 events/s for 20 s;
 0 to skip), through bench/latency_bench.py on fresh topics, so that one run prints every figure.
@@ -101,7 +103,7 @@ def _ready(port: int) -> bool:
         return False
 
 
-def _workers_rate(boot: str, prefix: str, policy: str, total: int, count: int) -> float:
+def _workers_rate(boot: str, prefix: str, policy: str, total: int, count: int, extra: tuple[str, ...] = ()) -> float:
     group = f"bench-{uuid.uuid4().hex[:6]}"
     ports = [free_port() for _ in range(count)]
     processes = [
@@ -123,6 +125,7 @@ def _workers_rate(boot: str, prefix: str, policy: str, total: int, count: int) -
                 str(port),
                 "--idle-after",
                 "off",
+                *extra,
             ],
             cwd=ROOT,
             env=BENCH_ENV,
@@ -222,6 +225,10 @@ def main() -> None:
                 rows.append((name, float(handle.read())))
         rows.append(("dismon worker", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 1)))
         rows.append(("dismon worker x2 (one group)", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 2)))
+        shadow = ("--shadow-policy", f"{work}/policy.toml")  # judged twice: the whole cost of a candidate
+        rows.append(
+            ("dismon worker + shadow policy", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 1, shadow))
+        )
     for name, rate in rows:
         print(f"{name:<32} {rate:>10,.0f} events/s")
     if args.latency_rate:

@@ -295,11 +295,26 @@ def pipeline() -> Dashboard:
         )
         .with_panel(
             series(
+                "Findings: policy in force vs shadow candidate",
+                "short",
+                query(
+                    f'sum by (rule) (increase(dismon_findings_total{{status="firing", {CANARY}}}[$__interval]))',
+                    "live {{rule}}",
+                ),
+                query(
+                    'sum by (rule) (increase(dismon_shadow_findings_total{status="firing"}[$__interval]))',
+                    "shadow {{rule}}",
+                ),
+                description="dismon worker --shadow-policy: what the candidate would raise, never paged; "
+                "the shadow series is empty without a candidate",
+            )
+        )
+        .with_panel(
+            series(
                 "Alertmanager pushes",
                 "ops",
                 query("sum(rate(dismon_alertmanager_alerts_pushed_total[$__rate_interval]))", "pushed"),
                 query("sum(rate(dismon_alertmanager_push_failures_total[$__rate_interval]))", "failed pushes"),
-                width=24,
             )
         )
     )

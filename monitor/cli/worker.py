@@ -172,6 +172,14 @@ def add_worker(commands: Any) -> None:
         metavar="URL",
         help="prefix of the runbook link in pushed alerts: <base><rule>.md (default docs/runbooks/)",
     )
+    parser.add_argument(
+        "--shadow-policy",
+        default=env("SHADOW_POLICY"),
+        metavar="FILE",
+        help="also judge the stream under this candidate policy: its findings go to <prefix>.shadow-alerts and "
+        "dismon_shadow_findings_total, never to the alerts topic or Alertmanager; SIGHUP reloads it too "
+        "($DISMON_SHADOW_POLICY; see docs/policy.md)",
+    )
     add_kafka_options(parser)
     parser.set_defaults(run=_worker)
 
@@ -181,6 +189,7 @@ def _worker(args: argparse.Namespace) -> int:
     from monitor.live.settings import WorkerSettings
 
     policy = load_policy(args.policy)  # a broken policy stops us here, before anything starts
+    shadow = None if args.shadow_policy is None else load_policy(args.shadow_policy)
     settings = WorkerSettings(
         kafka=kafka_settings(args),
         partitions=args.partitions,
@@ -196,4 +205,4 @@ def _worker(args: argparse.Namespace) -> int:
         dead_letter_payload=args.dead_letter_payload,
         changelog_segment_ms=args.changelog_segment,
     )
-    return worker.run(settings, policy, subject_hasher())
+    return worker.run(settings, policy, subject_hasher(), shadow)

@@ -25,7 +25,7 @@ from monitor.core.windows.stage import WindowStage
 DEFAULT_ALLOWED_LATENESS_MS = 10 * 60_000
 _NO_FINDINGS: Sequence[Finding] = ()
 
-__all__ = ["DEFAULT_ALLOWED_LATENESS_MS", "DEFAULT_MAX_JOIN_ENTRIES", "Detector"]
+__all__ = ["DEFAULT_ALLOWED_LATENESS_MS", "DEFAULT_MAX_JOIN_ENTRIES", "Detector", "count_windows"]
 
 
 class Detector:
@@ -101,26 +101,8 @@ class Detector:
         return self._counted(self.joiner.advance_to(watermark_ms))
 
     def _counted(self, out: Sequence[Output]) -> list[Finding]:
-        """The join's findings with its window facts counted by the stage in the order they arose, then what
-        the windows the watermark has passed give."""
-        windows, stats = self.windows, self.joiner.stats
-        windows.max_event_ms = self.joiner.max_event_ms
-        findings: list[Finding] = []
-        apply = windows.apply
-        for item in out:
-            if type(item) is Finding:
-                findings.append(item)
-            else:
-                windowed = apply(item)  # type: ignore[arg-type]  # not a Finding: a window fact
-                if windowed:
-                    findings += windowed
-                    _count(stats, windowed)
-        watermark = self.joiner.watermark_ms
-        if windows.due_ms is not None and watermark is not None and windows.due_ms <= watermark:
-            windowed = list(windows.advance_to(watermark))
-            findings += windowed
-            _count(stats, windowed)
-        return findings
+        joiner = self.joiner
+        return count_windows(self.windows, out, joiner.watermark_ms, joiner.max_event_ms, joiner.stats)
 
     def restore(self, request_id: str, entry: JoinEntry) -> None:
         """Take over an entry recovered from a durable store: re-arm its timers."""
@@ -129,6 +111,34 @@ class Detector:
     def pending(self) -> dict[str, int]:
         """Join state sizes, for metrics and the replay summary."""
         return self.joiner.pending()
+
+
+def count_windows(
+    windows: WindowStage,
+    out: Sequence[Output],
+    watermark_ms: int | None,
+    max_event_ms: int | None,
+    stats: DetectorStats,
+) -> list[Finding]:
+    """A join's output with an inline window stage: its findings, with its window facts counted by
+    ``windows`` in the order they arose, then what the windows ``watermark_ms`` has passed give (counted in
+    ``stats``)."""
+    windows.max_event_ms = max_event_ms
+    findings: list[Finding] = []
+    apply = windows.apply
+    for item in out:
+        if type(item) is Finding:
+            findings.append(item)
+        else:
+            windowed = apply(item)  # type: ignore[arg-type]  # not a Finding: a window fact
+            if windowed:
+                findings += windowed
+                _count(stats, windowed)
+    if windows.due_ms is not None and watermark_ms is not None and windows.due_ms <= watermark_ms:
+        windowed = list(windows.advance_to(watermark_ms))
+        findings += windowed
+        _count(stats, windowed)
+    return findings
 
 
 def _count(stats: DetectorStats, windowed: Sequence[Finding]) -> None:

@@ -109,7 +109,7 @@ class Agreement:
     disposal_deadline_ms: int | None
     max_disclosures_per_day: int | None
     max_batch_size: int | None
-    rate_spike: RateSpikeConfig | None  # None: rule off for this agreement
+    rate_spike: RateSpikeConfig | None  # None: rule off for this agreement (on unless it says false)
     ratio_drift: RatioDriftConfig | None
     authorized_signatories: frozenset[str] | None
     placeholder_values: frozenset[str]  # normalised
@@ -298,14 +298,24 @@ def _subtable(outer: _Reader, key: str, allowed: frozenset[str]) -> _Reader | No
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise outer.fail(key, 'must be a table such as { window = "1h" } ({} for the defaults)')
+        raise outer.fail(key, 'must be a table such as { window = "1h" } ({} for the defaults; false turns a rule off)')
     inner = _Reader(outer.path, outer.lines, value, f"{outer.where}.{key}", outer.start_line)
     inner.check_keys(allowed)
     return inner
 
 
+def _switched(outer: _Reader, key: str, allowed: frozenset[str]) -> _Reader | None:
+    """An anomaly rule's table: on with its defaults unless the agreement says ``key = false``."""
+    value = outer.table.get(key, True)
+    if value is False:
+        return None
+    if value is True:
+        return _Reader(outer.path, outer.lines, {}, f"{outer.where}.{key}", outer.start_line)
+    return _subtable(outer, key, allowed)
+
+
 def _read_rate_spike(outer: _Reader) -> RateSpikeConfig | None:
-    reader = _subtable(outer, "rate_spike", _RATE_KEYS)
+    reader = _switched(outer, "rate_spike", _RATE_KEYS)
     if reader is None:
         return None
     default = RateSpikeConfig()
@@ -327,7 +337,7 @@ def _read_rate_spike(outer: _Reader) -> RateSpikeConfig | None:
 
 
 def _read_ratio_drift(outer: _Reader) -> RatioDriftConfig | None:
-    reader = _subtable(outer, "ratio_drift", _RATIO_KEYS)
+    reader = _switched(outer, "ratio_drift", _RATIO_KEYS)
     if reader is None:
         return None
     default = RatioDriftConfig()

@@ -165,10 +165,13 @@ async def watch_broker(kafka: KafkaSettings, on_change: Callable[[bool], None], 
 
 
 @broker_errors
-async def ensure_topics(kafka: KafkaSettings, partitions: int, group_topics: bool = True) -> dict[str, int]:
-    """Create missing topics, and with ``group_topics`` the consumer group's own; returns the input topics'
-    partition counts. Input topics that exist already must be co-partitioned (:class:`UsageError`, before
-    anything is created); missing ones get their partition count, else ``partitions``."""
+async def ensure_topics(
+    kafka: KafkaSettings, partitions: int, group_topics: bool = True, shadow: bool = False
+) -> dict[str, int]:
+    """Create missing topics, and with ``group_topics`` the consumer group's own (with ``shadow`` the
+    shadow-alerts topic too); returns the input topics' partition counts. Input topics that exist already
+    must be co-partitioned (:class:`UsageError`, before anything is created); missing ones get their
+    partition count, else ``partitions``."""
     admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=15_000)
     await admin.start()
     try:
@@ -182,7 +185,8 @@ async def ensure_topics(kafka: KafkaSettings, partitions: int, group_topics: boo
         count = next(iter(inputs.values()), partitions)
         if inputs and count != partitions:
             log.warning("input topics have %d partitions already: missing ones get as many, not %d", count, partitions)
-        wanted = [kafka.topic(kind) for kind in (*TOPIC_KINDS, "alerts", "deadletter")]
+        outputs = ("alerts", "deadletter", "shadow-alerts") if shadow else ("alerts", "deadletter")
+        wanted = [kafka.topic(kind) for kind in (*TOPIC_KINDS, *outputs)]
         missing = [t for t in wanted if t not in existing]
         created = [NewTopic(t, num_partitions=count, replication_factor=1) for t in missing]
         if group_topics and kafka.windows_topic not in existing:

@@ -43,6 +43,7 @@ from monitor.core.policy import Policy
 from monitor.live.clock import PartitionClock
 from monitor.live.relay import FactsOutbox, StageHost
 from monitor.live.settings import WorkerSettings
+from monitor.live.shadow import Shadow
 from monitor.live.tasks import Task, share_of
 from monitor.live.topic_writer import TopicWriter
 from monitor.outputs.alerts import FindingSender, dead_letter_record
@@ -92,8 +93,10 @@ class Pipeline:
         metrics: Metrics,
         now_ms: Callable[[], int],
         on_fatal: Callable[[BaseException], None],
+        shadow: Shadow | None = None,
     ) -> None:
         self.settings = settings
+        self.shadow = shadow  # a candidate policy judging the same events (monitor/live/shadow.py)
         self.metrics = metrics
         self._writers = writers
         self._sender = sender
@@ -132,8 +135,9 @@ class Pipeline:
         async with self._turn:
             not_after_ms = self._now_ms() + FUTURE_TOLERANCE_MS
             findings: list[Finding] = []
+            shadowed: list[Finding] = []
             dead: list[tuple[bytes, bytes | None]] = []
-            reduce, tasks = self.reducer.reduce, self.tasks
+            reduce, tasks, shadow = self.reducer.reduce, self.tasks, self.shadow
             max_event_bytes = self.settings.max_event_bytes
             for message in messages:
                 if message.topic == self._facts_topic:
@@ -152,12 +156,17 @@ class Pipeline:
                 clock = task.clock
                 clock.observe(source, event_ms)
                 task.position = (f"{message.topic}:{partition}", message.offset)
-                out = task.joiner.apply(reduce(event, event_ms), event_ms, clock.watermark(), message.offset)
+                watermark = clock.watermark()
+                out = task.joiner.apply(reduce(event, event_ms), event_ms, watermark, message.offset)
                 if out:
                     self._route(out, task.position, findings)
+                if shadow is not None:
+                    shadowed += shadow.apply(partition, event, event_ms, watermark, message.offset)
             if dead:
                 await self._writers.deadletter.write(dead)
             await self._send_alerts(findings)
+            if shadow is not None:
+                await shadow.send(shadowed)
 
     def _dead_letter(self, reason: str, message: Message) -> tuple[bytes, bytes | None]:
         self.metrics.dead_letter(reason)
@@ -172,6 +181,9 @@ class Pipeline:
         full)."""
         async with self._turn:
             await self._send_alerts(self._advance())
+            if self.shadow is not None:
+                marks = {p: w for p, task in self.tasks.items() if (w := task.clock.watermark()) is not None}
+                await self.shadow.send(self.shadow.advance(marks))
         refused, (logged, at) = self.refused(), self._refused_logged
         now_s = self._now_ms() / 1000
         if refused > logged and now_s - at >= 60:
@@ -250,6 +262,8 @@ class Pipeline:
         for request_id, entry in recovered.items():  # moved into their tasks: one copy of the state
             by_partition.setdefault(partition_of.get(request_id, -1), {})[request_id] = entry
         recovered.clear()
+        if self.shadow is not None:
+            self.shadow.take_assignment(partitions, by_partition)
         for partition in sorted(partitions):
             entries = by_partition.get(partition, {})
             task = self.tasks.get(partition)

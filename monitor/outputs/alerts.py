@@ -29,16 +29,22 @@ class FindingSender:
         now_ms: Callable[[], int],
         metrics: Metrics | None = None,
         alertmanager: AlertmanagerSink | None = None,
+        shadow: bool = False,
     ) -> None:
+        """``shadow``: the findings of a candidate policy (``--shadow-policy``), counted as such and never pushed."""
         self._now_ms = now_ms
         self.metrics = metrics
-        self.alertmanager = alertmanager
+        self.alertmanager = None if shadow else alertmanager
+        self.shadow = shadow
 
     def encode(self, finding: Finding) -> bytes:
         """The finding as an alert (JSON, no newline), counted and pushed."""
         now_ms = self._now_ms()
         if self.metrics is not None:
-            self.metrics.finding(finding, now_ms)
+            if self.shadow:
+                self.metrics.shadow_finding(finding)
+            else:
+                self.metrics.finding(finding, now_ms)
         if self.alertmanager is not None:
             self.alertmanager.submit(finding, now_ms)
         return orjson.dumps(finding.to_alert(now_ms))

@@ -99,8 +99,14 @@ class Metrics:
         )
         self.findings = Counter(
             "dismon_findings",
-            "Findings emitted (status firing or resolved)",
-            ["rule", "severity", "status", "agreement", "requester_unit"],
+            "Findings emitted (status firing or resolved), by the agreement version that judged them",
+            ["rule", "severity", "status", "agreement", "requester_unit", "policy_version"],
+            registry=registry,
+        )
+        self.shadow_findings = Counter(
+            "dismon_shadow_findings",
+            "Findings of the candidate policy (--shadow-policy), sent to <prefix>.shadow-alerts only",
+            ["rule", "severity", "status", "agreement", "policy_version"],
             registry=registry,
         )
         self.join_latency = Histogram(
@@ -122,12 +128,21 @@ class Metrics:
     def set_policy(self, policy: Policy) -> None:
         """Label values follow the policy in force (agreements and requesters are bounded by it)."""
         self._agreements = frozenset((*policy.agreements, CANARY_AGREEMENT))
+        self._versions = frozenset({policy.version} | {a.version for a in policy.all_versions() if a.version})
         self.agency = BoundedLabel(
             MAX_UNITS, {a for ag in policy.agreements.values() for a in ag.requesters} | {CANARY_AGENCY}
         )
 
     def agreement(self, agreement_id: str) -> str:
         return agreement_id if agreement_id in self._agreements else UNKNOWN
+
+    def version(self, finding: Finding) -> str:
+        """The finding's ``details.policy_version``: one of the policy's version labels (bounded by the
+        file), ``other`` for one it no longer holds, empty when the rule names none."""
+        version = finding.details.get("policy_version") if finding.details else None
+        if not isinstance(version, str):
+            return ""
+        return version if version in self._versions else OTHER
 
     # -- Observer ------------------------------------------------------------------------------
 
@@ -159,10 +174,20 @@ class Metrics:
     def finding(self, finding: Finding, emitted_ms: int | None = None) -> None:
         unit = self.unit(finding.requester.get("unit") if finding.requester else None)
         self.findings.labels(
-            finding.rule, finding.severity, finding.status, self.agreement(finding.agreement_id), unit
+            finding.rule,
+            finding.severity,
+            finding.status,
+            self.agreement(finding.agreement_id),
+            unit,
+            self.version(finding),
         ).inc()
         if emitted_ms is not None and finding.status == "firing":
             self.detection_lag.labels(finding.severity).observe(max(emitted_ms - finding.event_time_ms, 0) / 1000)
+
+    def shadow_finding(self, finding: Finding) -> None:
+        self.shadow_findings.labels(
+            finding.rule, finding.severity, finding.status, self.agreement(finding.agreement_id), self.version(finding)
+        ).inc()
 
     def track_state(
         self,

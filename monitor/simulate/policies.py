@@ -75,4 +75,6 @@ join_window = "120d"
 orphan_grace = "1h"
 authorized_signatories = ["ICE Director"]
 {_caps(max_per_day, max_batch)}
+rate_spike = {{}}   # defaults: 2h windows every 15m, >= 10 disclosures, >= 4x baseline, p < 1e-7
+ratio_drift = {{}}  # defaults: 1h windows, CUSUM for a doubling of the disclosure share
 """

@@ -105,3 +105,15 @@ def test_unreadable_files(tmp_path: pytest.TempPathFactory) -> None:
     path.write_bytes(b"# caf\xe9\n")
     with pytest.raises(PolicyError, match="not valid UTF-8"):
         load_policy(str(path))
+
+
+def test_the_anomaly_rules_are_on_unless_an_agreement_turns_them_off() -> None:
+    on = parse_policy(f"[[agreement]]\n{MINIMAL}", "p.toml").agreements["x"]
+    assert on.rate_spike is not None and on.ratio_drift is not None  # defaults, without a word
+    tuned = parse_policy(f"[[agreement]]\n{MINIMAL}rate_spike = {{ factor = 6.0 }}\nratio_drift = true\n", "p.toml")
+    assert tuned.agreements["x"].rate_spike.factor == 6.0  # type: ignore[union-attr]
+    assert tuned.agreements["x"].ratio_drift is not None
+    off = parse_policy(f"[[agreement]]\n{MINIMAL}rate_spike = false\nratio_drift = false\n", "p.toml")
+    assert off.agreements["x"].rate_spike is None and off.agreements["x"].ratio_drift is None
+    error = _broken(f'[[agreement]]\n{MINIMAL}rate_spike = "off"\n')
+    assert error.where.endswith("rate_spike") and "false turns a rule off" in error.reason

@@ -25,12 +25,18 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from monitor.cli import main
 from monitor.core.timeutil import format_ms
 from monitor.replay.report import load_truth
-from tests.conftest import TEST_KEY, raw
+from tests.conftest import POLICY_TOML, TEST_KEY, raw
 from tests.services import free_port, metric_sum
 
 PARTITIONS = 4
 KINDS = ("requests", "responses", "disposals")
 WINDOWED = {"daily_cap_exceeded", "oversized_batch", "disclosure_rate_spike", "disclosure_ratio_drift"}
+#: The test policy without restrictions, and the same with the employer no longer permitted.
+BASE = POLICY_TOML.split("[[agreement.restriction]]")[0]
+NO_EMPLOYER = BASE.replace(
+    'permitted_fields = ["address", "name", "employer"]', 'permitted_fields = ["address", "name"]'
+)
+assert NO_EMPLOYER != BASE
 ENV = {**os.environ, "DISMON_SUBJECT_KEY": TEST_KEY.decode(), "PYTHONUNBUFFERED": "1"}
 
 
@@ -148,6 +154,20 @@ class Worker:
         return code
 
 
+def employer_pair(prefix: str, request_id: str, minute: int) -> list[tuple[str, int | None, bytes, bytes]]:
+    """A request and a response that discloses the employer (permitted under BASE, not under NO_EMPLOYER)."""
+    at = f"2025-06-02T10:{minute:02d}:00Z"
+    return [
+        (f"{prefix}.requests", None, request_id.encode(), raw("request", request_id=request_id, submitted_at=at)),
+        (
+            f"{prefix}.responses",
+            None,
+            request_id.encode(),
+            raw("response", request_id=request_id, responded_at=at, disclosed={"employer": "Acme"}),
+        ),
+    ]
+
+
 async def create_topics(bootstrap: str, prefix: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -228,15 +248,18 @@ def topics_and_expected(
 
 
 def replay_ids(
-    directory: Path, ticks: list[tuple[str, int, bytes, bytes]], capsys: pytest.CaptureFixture[str]
+    directory: Path,
+    ticks: list[tuple[str, int, bytes, bytes]],
+    capsys: pytest.CaptureFixture[str],
+    policy: Path | None = None,
 ) -> set[str]:
+    """The alert ids a replay of the scenario and ``ticks`` gives, under its own policy or ``policy``; its
+    alerts are left in replay-alerts.jsonl."""
     with_ticks = directory / "with-ticks.jsonl"
     with_ticks.write_bytes(gzip.open(directory / "events.jsonl.gz").read() + b"".join(v + b"\n" for *_r, v in ticks))
     alerts_file = directory / "replay-alerts.jsonl"
-    assert (
-        main(["replay", "--policy", str(directory / "policy.toml"), "--alerts-out", str(alerts_file), str(with_ticks)])
-        == 0
-    )
+    policy = policy or directory / "policy.toml"
+    assert main(["replay", "--policy", str(policy), "--alerts-out", str(alerts_file), str(with_ticks)]) == 0
     capsys.readouterr()
     return {orjson.loads(line)["alert_id"] for line in alerts_file.read_bytes().splitlines()}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from monitor.cli import main
-from tests.live.conftest import ENV, KINDS, STARTED, Worker, create_topics, produce, publish
+from tests.live.conftest import (
+    ENV,
+    KINDS,
+    STARTED,
+    Worker,
+    consume_all,
+    create_topics,
+    produce,
+    publish,
+    tight_daily_cap,
+)
 from tests.services import REPO, alertmanager, free_port, metric_sum, prometheus
 
 #: What Grafana substitutes in panel queries, at the scale of a test that lasts a minute.
@@ -72,6 +83,10 @@ def test_worker_prometheus_rules_alertmanager_and_every_dashboard_query(
         )
         == 0
     )
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    shutil.copy(tmp_path / "policy.toml", candidate / "policy.toml")
+    tight_daily_cap(candidate, cap=5)  # a shadow candidate with findings the policy in force has not
     prefix = f"obs{int(time.time() * 1000) % 10**9}"
     asyncio.run(create_topics(kafka_bootstrap, prefix))
     published = publish(tmp_path, kafka_bootstrap, prefix, capsys)
@@ -84,7 +99,7 @@ def test_worker_prometheus_rules_alertmanager_and_every_dashboard_query(
             prefix,
             tmp_path / "policy.toml",
             tmp_path / "worker.log",
-            extra=("--alertmanager-url", am_url),
+            extra=("--alertmanager-url", am_url, "--shadow-policy", str(candidate / "policy.toml")),
         )
         canary_port = free_port()
         canary_log = (tmp_path / "canary.log").open("wb")
@@ -127,19 +142,26 @@ def test_worker_prometheus_rules_alertmanager_and_every_dashboard_query(
             exposition = worker.metrics()
             emitted = metric_sum(exposition, "dismon_findings_total{", 'status="firing"')
             assert emitted > 0
-            _until(lambda: _alertmanager_findings(am_url) >= emitted, 30, "all findings in Alertmanager")
-            assert _alertmanager_findings(am_url) == emitted
+            _until(lambda: len(_alertmanager_findings(am_url)) >= emitted, 30, "all findings in Alertmanager")
+            assert len(_alertmanager_findings(am_url)) == emitted
         finally:
             canary.terminate()
             assert canary.wait(timeout=30) == 0
             canary_log.close()
             assert worker.stop() == 0
             STARTED.clear()
+        # The shadow candidate's findings went to their own topic and metric, and never to Alertmanager.
+        assert metric_sum(exposition, "dismon_shadow_findings_total{", 'rule="daily_cap_exceeded"') > 0
+        live = {a["alert_id"] for _, a in asyncio.run(consume_all(kafka_bootstrap, f"{prefix}.alerts"))}
+        shadow = {a["alert_id"] for _, a in asyncio.run(consume_all(kafka_bootstrap, f"{prefix}.shadow-alerts"))}
+        pushed = _alertmanager_findings(am_url)
+        assert shadow - live and not (shadow - live) & pushed
+        assert pushed <= live
 
 
-def _alertmanager_findings(url: str) -> int:
+def _alertmanager_findings(url: str) -> set[str]:
     alerts = _get(f"{url}/api/v2/alerts")
-    return len({a["labels"]["alert_id"] for a in alerts if a["labels"].get("alertname") == "DisclosureFinding"})
+    return {a["labels"]["alert_id"] for a in alerts if a["labels"].get("alertname") == "DisclosureFinding"}
 
 
 def _empty_panels(prom: str) -> list[str]:

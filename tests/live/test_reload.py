@@ -12,14 +12,8 @@ from pathlib import Path
 from monitor.core.detector import Detector
 from monitor.core.findings import SubjectHasher
 from monitor.core.policy import parse_policy
-from tests.conftest import POLICY_TOML, TEST_KEY, raw, request, response, rules_of, run
-from tests.live.conftest import Worker, consume_all, create_topics, produce
-
-BASE = POLICY_TOML.split("[[agreement.restriction]]")[0]
-NO_EMPLOYER = BASE.replace(
-    'permitted_fields = ["address", "name", "employer"]', 'permitted_fields = ["address", "name"]'
-)
-assert NO_EMPLOYER != BASE
+from tests.conftest import TEST_KEY, request, response, rules_of, run
+from tests.live.conftest import BASE, NO_EMPLOYER, Worker, consume_all, create_topics, employer_pair, produce
 
 
 def test_detector_judges_by_the_new_policy_after_set_policy() -> None:
@@ -30,19 +24,6 @@ def test_detector_judges_by_the_new_policy_after_set_policy() -> None:
     after = run(detector, [request(request_id="b"), response(request_id="b", disclosed={"employer": "Acme"})])
     assert after == []
     assert detector.pending()["entries"] == 2  # join state carried over
-
-
-def _pair(prefix: str, request_id: str, minute: int) -> list[tuple[str, int | None, bytes, bytes]]:
-    at = f"2025-06-02T10:{minute:02d}:00Z"
-    return [
-        (f"{prefix}.requests", None, request_id.encode(), raw("request", request_id=request_id, submitted_at=at)),
-        (
-            f"{prefix}.responses",
-            None,
-            request_id.encode(),
-            raw("response", request_id=request_id, responded_at=at, disclosed={"employer": "Acme"}),
-        ),
-    ]
 
 
 def test_worker_reloads_the_policy_on_sighup_and_refuses_a_broken_one(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -63,13 +44,13 @@ def test_worker_reloads_the_policy_on_sighup_and_refuses_a_broken_one(kafka_boot
         worker._wait(lambda: expect in log.read_text(), 30, f"logging {expect!r}")
 
     try:
-        asyncio.run(produce(kafka_bootstrap, _pair(prefix, "under-a", 1)))
+        asyncio.run(produce(kafka_bootstrap, employer_pair(prefix, "under-a", 1)))
         worker.wait_for_events(2)
         reload(BASE, "policy reloaded from")
-        asyncio.run(produce(kafka_bootstrap, _pair(prefix, "under-b", 2)))
+        asyncio.run(produce(kafka_bootstrap, employer_pair(prefix, "under-b", 2)))
         worker.wait_for_events(4)
         reload(BASE + "\n[[agreement]]\nid = 7\n", "policy reload refused")
-        asyncio.run(produce(kafka_bootstrap, _pair(prefix, "after-broken", 3)))
+        asyncio.run(produce(kafka_bootstrap, employer_pair(prefix, "after-broken", 3)))
         worker.wait_for_events(6)
         time.sleep(1)
         assert worker.process.poll() is None  # a broken policy never stops a running worker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import random
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from monitor.cli import main
 from monitor.core.detector import Detector
-from monitor.core.findings import SubjectHasher
+from monitor.core.findings import Finding, SubjectHasher
 from monitor.core.policy import Policy
 from monitor.core.timeutil import parse_time_ms
 from monitor.outputs.metrics import MAX_UNITS, OTHER, UNKNOWN, BoundedLabel, Metrics
@@ -100,6 +101,7 @@ def test_late_events_and_scrape_time_state(policy: Policy, hasher: SubjectHasher
             status="firing",
             agreement="a1",
             requester_unit="ERO Atlanta",
+            policy_version=policy.version,  # the agreement has no version label of its own
         )
         == 1
     )
@@ -192,3 +194,22 @@ def test_replay_serves_the_same_metrics_while_it_runs(tmp_path: Path) -> None:
     finally:
         replay.terminate()
         replay.wait(timeout=30)
+
+
+def test_findings_are_counted_by_the_version_that_judged_them_with_bounded_labels(policy: Policy) -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, policy)
+    judged = Finding(
+        "a", "unpermitted_field", "critical", "a1", "r1", None, 0, 0, "s", None, {"policy_version": policy.version}
+    )
+    unknown = dataclasses.replace(judged, details={"policy_version": "from a file since replaced"})
+    for finding in (judged, unknown, dataclasses.replace(judged, details={})):
+        metrics.finding(finding)
+    counted = {
+        s.labels["policy_version"]: s.value
+        for m in registry.collect()
+        if m.name == "dismon_findings"
+        for s in m.samples
+        if s.name == "dismon_findings_total"
+    }
+    assert counted == {policy.version: 1, "other": 1, "": 1}

@@ -45,6 +45,8 @@ from monitor.live.kafka import (
 )
 from monitor.live.pipeline import Pipeline, Writers
 from monitor.live.settings import WorkerSettings
+from monitor.live.shadow import Shadow
+from monitor.live.tasks import share_of
 from monitor.live.topic_writer import TopicWriter
 from monitor.outputs import endpoints
 from monitor.outputs.alertmanager import AlertmanagerSink
@@ -243,6 +245,7 @@ def build_app(
     hasher: SubjectHasher,
     registry: CollectorRegistry,
     listener: socket.socket,
+    shadow_policy: Policy | None = None,
 ) -> faust.App:
     kafka = settings.kafka
     app = _app(settings)
@@ -273,6 +276,17 @@ def build_app(
         )
     )
     now_ms = lambda: time.time_ns() // 1_000_000  # noqa: E731  # the one wall clock, handed in
+    shadow = (
+        None
+        if shadow_policy is None
+        else Shadow(
+            shadow_policy,
+            hasher,
+            TopicWriter(producer, kafka.topic("shadow-alerts")),
+            FindingSender(now_ms, metrics, shadow=True).encode,
+            share_of(settings.max_join_entries, settings.partitions),
+        )
+    )
     pipeline = Pipeline(
         settings,
         policy,
@@ -282,6 +296,7 @@ def build_app(
         metrics,
         now_ms,
         fatal,
+        shadow,
     )
     health = Health()
     Gauge("dismon_broker_up", "1 while the Kafka cluster answers metadata requests", registry=registry).set_function(
@@ -382,17 +397,21 @@ def _connect(
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's signal types are too narrow
 
     def reload_policy() -> None:
-        """SIGHUP: load the policy file again; a broken one is refused and the one in force stays."""
-        path = pipeline.policy.path
-        try:
-            policy = load_policy(path)
-        except DismonError as exc:
-            log.error("policy reload refused, the policy in force (version %s) stays: %s", pipeline.policy.version, exc)
-            return
-        pipeline.set_policy(policy)
-        log.warning(
-            "policy reloaded from %s: version %s, %d agreement(s)", path, policy.version, len(policy.agreements)
-        )
+        """SIGHUP: load the policy file again, and the shadow policy's; a broken one is refused and the one in
+        force stays."""
+        for name, judge in (("policy", pipeline), ("shadow policy", pipeline.shadow)):
+            if judge is None:
+                continue
+            path = judge.policy.path
+            try:
+                policy = load_policy(path)
+            except DismonError as exc:
+                log.error("%s reload refused, the one in force (version %s) stays: %s", name, judge.policy.version, exc)
+                continue
+            judge.set_policy(policy)
+            log.warning(
+                "%s reloaded from %s: version %s, %d agreement(s)", name, path, policy.version, len(policy.agreements)
+            )
 
     @app.task
     async def serve_http() -> None:
@@ -438,23 +457,24 @@ class _Worker(faust.Worker):
         self.spinner = None
 
 
-async def _prepare(settings: WorkerSettings) -> dict[str, int]:
+async def _prepare(settings: WorkerSettings, shadow: bool) -> dict[str, int]:
     """Before joining the group: the topics exist and are co-partitioned, and the group is this pipeline's."""
-    counts = await ensure_topics(settings.kafka, settings.partitions)
+    counts = await ensure_topics(settings.kafka, settings.partitions, shadow=shadow)
     await check_group(settings.kafka)
     return counts
 
 
-def run(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher) -> int:
-    """Run the worker until SIGTERM/SIGINT; returns the exit code."""
+def run(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher, shadow_policy: Policy | None = None) -> int:
+    """Run the worker until SIGTERM/SIGINT; returns the exit code. ``shadow_policy``: a candidate judging the
+    same events, its findings to the shadow-alerts topic only."""
     listener = endpoints.listen(settings.metrics_host, settings.metrics_port)  # first: a port in use stops us here
     try:
-        counts = asyncio.run(_prepare(settings))
+        counts = asyncio.run(_prepare(settings, shadow_policy is not None))
     except BaseException:
         listener.close()
         raise
     settings = dataclasses.replace(settings, partitions=next(iter(counts.values())))
-    app = build_app(settings, policy, hasher, CollectorRegistry(), listener)
+    app = build_app(settings, policy, hasher, CollectorRegistry(), listener, shadow_policy)
     worker = _Worker(app, loglevel=os.environ.get("DISMON_LOG_LEVEL", "WARNING"), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
