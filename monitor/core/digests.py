@@ -160,3 +160,41 @@ class Reducer:
             matched_on=frozenset(match.matched_on or ()),
             name_key=self._disclosed_name_key(disclosed.get("name")) if "name" in fields else None,
         )
+
+
+def request_terms(agreement: Agreement | None) -> tuple[object, ...] | None:
+    """What of an agreement version a request's digest depends on (the required-field checks and the request
+    rules, :data:`~monitor.core.rules.REQUEST_RULES`): versions with equal terms give equal digests."""
+    if agreement is None:
+        return None
+    return (
+        agreement.identifying_fields,
+        agreement.legal_basis_fields,
+        agreement.placeholder_values,
+        agreement.address_forms,
+        agreement.requesters,
+        agreement.authorized_signatories,
+    )
+
+
+class PairReducer:
+    """Reduces each event under two policies (``dismon policy diff``), once where they cannot differ: a
+    response or a disposal is reduced without the policy, a request by the :func:`request_terms` of the
+    agreement version in force, so when both policies' versions have equal terms the first digest serves
+    both."""
+
+    def __init__(self, first: Reducer, second: Reducer) -> None:
+        self.first, self.second = first, second
+        self._equal: dict[tuple[int, int], bool] = {}  # (id of first's version, id of second's) -> equal
+
+    def reduce(self, event: Event, event_ms: int) -> tuple[Digest, Digest]:
+        one = self.first.reduce(event, event_ms)
+        if type(event) is not Request:
+            return one, one
+        mine = self.first.policy.agreement_at(event.agreement_id, event_ms)
+        theirs = self.second.policy.agreement_at(event.agreement_id, event_ms)
+        key = (id(mine), id(theirs))
+        equal = self._equal.get(key)
+        if equal is None:
+            equal = self._equal[key] = request_terms(mine) == request_terms(theirs)
+        return (one, one) if equal else (one, self.second.reduce(event, event_ms))

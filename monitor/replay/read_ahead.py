@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from monitor.core.digests import Digest, Reducer
+from monitor.core.digests import Digest, PairReducer, Reducer
 from monitor.core.events import Event, decode_accepted
 from monitor.core.findings import SubjectHasher
 from monitor.core.policy import Policy
@@ -62,7 +62,10 @@ Split = Literal["balanced", "reader", "replay"]
 _Batch = tuple[bytes, bytes, list[DeadLetter], int]
 encode_batch = msgspec.msgpack.Encoder().encode
 decode_batch = msgspec.msgpack.Decoder(list[bytes | Digest]).decode
-decode_pairs = msgspec.msgpack.Decoder(list[tuple[Digest, Digest]]).decode
+decode_digests = msgspec.msgpack.Decoder(list[Digest]).decode
+#: A batch of ``dismon policy diff``'s reading: the digests under the first policy and under the second, each
+#: encoded on its own (so that either can be handed on as it is).
+_decode_two = msgspec.msgpack.Decoder(tuple[bytes, bytes]).decode
 
 
 def read_ahead_digests(
@@ -87,21 +90,21 @@ def read_ahead_digests(
                 position += 1
 
 
-def read_ahead_pairs(
+def read_ahead_two(
     paths: Iterable[str],
     on_invalid: Callable[[DeadLetter], None],
     options: ReadOptions,
     first: Reducer,
     second: Reducer,
     counter: ByteCounter | None = None,
-) -> Generator[tuple[int, Digest, Digest], None, None]:
+) -> Generator[tuple[bytes, bytes, bytes], None, None]:
     """The events of :func:`monitor.replay.sources.merged_events` decoded once in a second process and reduced
-    there under two policies (``dismon policy diff``): ``(event_ms, first's digest, second's digest)``."""
+    there under two policies (``dismon policy diff``), by batch: ``(event times, first's digests, second's
+    digests)``, the times as int64 bytes and each list of digests MessagePack (:data:`decode_digests`)."""
     process, receiving = _start(paths, options, first.policy, first.hasher, "reader", second.policy)
     with contextlib.closing(_batches(process, receiving, on_invalid, counter)) as batches:
         for times, payload in batches:
-            for event_ms, (one, two) in zip(array.array("q", times), decode_pairs(payload), strict=False):
-                yield event_ms, one, two
+            yield (times, *_decode_two(payload))
 
 
 def _batches(
@@ -193,15 +196,15 @@ def _read(
     second: Policy | None = None,
 ) -> None:
     """The reading process: batches down the pipe, then None (or the error). With a ``second`` policy it
-    reduces every event under both and sends the pairs."""
+    reduces every event under both and sends each policy's digests apart (:func:`read_ahead_two`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C is the replay's to handle; it stops this process
     reduce = Reducer(policy, hasher).reduce
+    encode = encode_batch
     if second is not None:
-        reduce_second = Reducer(second, hasher).reduce
-        first_reduce = reduce
+        reduce = PairReducer(Reducer(policy, hasher), Reducer(second, hasher)).reduce  # type: ignore[assignment]
 
-        def reduce(event: Event, event_ms: int) -> Any:
-            return (first_reduce(event, event_ms), reduce_second(event, event_ms))
+        def encode(pairs: list[Any]) -> bytes:
+            return encode_batch((encode_batch([one for one, _ in pairs]), encode_batch([two for _, two in pairs])))
 
     share = {"reader": 1.0, "replay": 0.0}.get(split, 0.5)  # of the events, reduced here
     credit = 0.0
@@ -224,7 +227,7 @@ def _read(
             times.append(event_ms)
             items.append(line if digest is None else digest)
             if len(items) >= BATCH_EVENTS:
-                batch = (times.tobytes(), encode_batch(items), dead, counter.consumed())
+                batch = (times.tobytes(), encode(items), dead, counter.consumed())
                 started = time.perf_counter()
                 out.send(batch)
                 if split == "balanced":  # the replay has batches waiting already: reduce more here, else less
@@ -232,7 +235,7 @@ def _read(
                     share = min(1.0, share + _STEP) if waited else max(0.0, share - _STEP)
                 times, items = array.array("q"), []
                 dead.clear()  # in place: merged_events holds its append (send has pickled the batch)
-        out.send((times.tobytes(), encode_batch(items), dead, counter.consumed()))
+        out.send((times.tobytes(), encode(items), dead, counter.consumed()))
         out.send(None)
     except (BrokenPipeError, ConnectionResetError):
         return  # the replay stopped reading
