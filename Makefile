@@ -38,9 +38,14 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/dismon simulate --scenario irs-ice-2025 --requests $(DEMO_REQUESTS) --out $(DEMO_DIR)
+	rm -rf $(DEMO_DIR)/ledger
+	test -f $(DEMO_DIR)/ledger.key || $(BIN)/dismon ledger keygen --private $(DEMO_DIR)/ledger.key \
+	  --public $(DEMO_DIR)/ledger.pub
 	DISMON_SUBJECT_KEY=demo-key-not-a-secret-0001 $(BIN)/dismon replay --policy $(DEMO_DIR)/policy.toml \
 	  --alerts-out $(DEMO_DIR)/alerts.jsonl --summary-out $(DEMO_DIR)/summary.json \
+	  --ledger $(DEMO_DIR)/ledger --ledger-key $(DEMO_DIR)/ledger.key \
 	  --ground-truth $(DEMO_DIR)/truth.json $(DEMO_DIR)/events.jsonl.gz
+	$(BIN)/dismon ledger verify $(DEMO_DIR)/ledger --public-key $(DEMO_DIR)/ledger.pub
 	$(BIN)/dismon report --alerts $(DEMO_DIR)/alerts.jsonl --summary $(DEMO_DIR)/summary.json \
 	  --truth $(DEMO_DIR)/truth.json --out $(DEMO_DIR)/report.html
 	@echo "alerts: $(DEMO_DIR)/alerts.jsonl (first one below)"

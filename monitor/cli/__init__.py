@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from monitor import __version__
 from monitor.cli.canary import add_canary
 from monitor.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE
+from monitor.cli.ledger import add_ledger
 from monitor.cli.policy import add_policy
 from monitor.cli.replay import add_replay
 from monitor.cli.report import add_report
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_policy(commands)
     add_canary(commands)
     add_report(commands)
+    add_ledger(commands)
     return parser
 
 

@@ -8,12 +8,13 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
 from monitor.cli import arguments
-from monitor.cli.common import EXIT_ALERTS, EXIT_OK, log, now_ms
+from monitor.cli.common import EXIT_ALERTS, EXIT_OK, env, log, now_ms
 from monitor.cli.worker import add_kafka_options, kafka_settings
 from monitor.config import KEY_ENV, KEY_FILE_ENV, load_policy, subject_hasher
 from monitor.core.detector import DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_MAX_JOIN_ENTRIES, Detector
@@ -36,6 +37,9 @@ from monitor.replay.report import (
 )
 from monitor.replay.run import ReplayOptions, run_replay
 from monitor.replay.sources import ByteCounter, DeadLetter, ReadOptions
+
+if TYPE_CHECKING:
+    from monitor.outputs.ledger import LedgerWriter
 
 
 def add_replay(commands: Any) -> None:
@@ -149,6 +153,18 @@ def add_replay(commands: Any) -> None:
         help="keep serving metrics this long after the replay ends, for a last scrape (default: 0)",
     )
     parser.add_argument(
+        "--ledger",
+        metavar="DIR",
+        help="keep the accounting of disclosures: an entry for every disclosing response, in a Merkle-tree "
+        "ledger with signed checkpoints in DIR, appended to across runs (docs/ledger.md)",
+    )
+    parser.add_argument(
+        "--ledger-key",
+        default=env("LEDGER_KEY_FILE"),
+        metavar="FILE",
+        help="the Ed25519 key that signs the ledger's checkpoints, from dismon ledger keygen ($DISMON_LEDGER_KEY_FILE)",
+    )
+    parser.add_argument(
         "--to-kafka",
         action="store_true",
         help=(
@@ -210,12 +226,14 @@ def _replay(args: argparse.Namespace) -> int:
     until_ms = args.until if args.until is not None else (truth.until_ms if truth else None)
     metrics = _replay_metrics(args, policy)
     tally = DisclosureTally(metrics) if args.summary_out else None  # an observer costs per event: only if asked
+    ledger = _ledger(args)
     detector = Detector(
         policy,
         subject_hasher(),
         args.allowed_lateness,
         observer=tally or metrics,
         max_entries=args.max_join_entries,
+        accounting=None if ledger is None else ledger.append,
     )
     if metrics is not None:
         metrics.track_state(detector.pending, lambda: detector.watermark_ms, capacity=args.max_join_entries)
@@ -243,10 +261,18 @@ def _replay(args: argparse.Namespace) -> int:
         options = ReplayOptions(
             _read_options(args), until_ms, "balanced" if _read_ahead(args.read_ahead, args.files, total) else None
         )
-        summary = run_replay(args.files, detector, on_finding, on_dead_letter, options, progress, counter)
+        try:
+            summary = run_replay(args.files, detector, on_finding, on_dead_letter, options, progress, counter)
+        finally:
+            checkpoint = None if ledger is None else ledger.close()  # what was judged is accounted, even on ^C
         if summary_out is not None and tally is not None:
             summary_out.write(summary_document(summary, tally, args.files, args.policy))
     lines = summary_lines(summary)
+    if ledger is not None and checkpoint is not None:
+        lines.append(
+            f"ledger {args.ledger}: {ledger.appended:,} entries appended; checkpoint: {checkpoint.size:,} entries, "
+            f"root {checkpoint.root}, signed by key {checkpoint.key_id} at {checkpoint.time}"
+        )
     if until_ms is not None:
         lines.insert(1, f"clock advanced to {format_ms(until_ms)} after the last event")
     if truth is not None:
@@ -257,6 +283,17 @@ def _replay(args: argparse.Namespace) -> int:
     if args.fail_on and count_at_or_above(summary.alerts_by_severity, SEVERITY_RANK[args.fail_on], SEVERITY_RANK):
         return EXIT_ALERTS
     return EXIT_OK
+
+
+def _ledger(args: argparse.Namespace) -> LedgerWriter | None:
+    if args.ledger is None:
+        return None
+    from monitor.outputs.ledger import LedgerWriter, load_signing_key  # cryptography: only when asked for
+
+    if args.ledger_key is None:
+        raise UsageError("--ledger needs the checkpoints' signing key: --ledger-key FILE or $DISMON_LEDGER_KEY_FILE "
+                         "(dismon ledger keygen makes one)")  # fmt: skip
+    return LedgerWriter(Path(args.ledger), load_signing_key(args.ledger_key), now_ms)
 
 
 def _read_options(args: argparse.Namespace) -> ReadOptions:

@@ -11,13 +11,14 @@ thin shells around the same code, so they find exactly the same things.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from monitor.core.digests import Digest, Reducer
 from monitor.core.events import Event, event_time_ms
 from monitor.core.findings import Finding, SubjectHasher
 from monitor.core.join import JoinEntry, JoinStore, TimerWheel
 from monitor.core.joiner import DEFAULT_MAX_JOIN_ENTRIES, DetectorStats, Joiner, Output
+from monitor.core.ledger import AccountingEntry
 from monitor.core.observe import Observer
 from monitor.core.policy import Policy
 from monitor.core.windows.stage import WindowStage
@@ -42,12 +43,16 @@ class Detector:
         timers: TimerWheel | None = None,
         observer: Observer | None = None,
         max_entries: int | None = None,
+        accounting: Callable[[AccountingEntry], None] | None = None,
     ) -> None:
+        """``accounting``: gets the accounting entry of every disclosure judged (monitor/core/ledger.py)."""
         self.allowed_lateness_ms = allowed_lateness_ms
         self.reducer = Reducer(policy, hasher)
         self.windows = WindowStage(policy)
         # Only the facts some windowed rule of this policy counts (without a ratio rule, none per response).
-        self.joiner = Joiner(policy, store, timers, observer, max_entries, self.windows.counted_types())
+        self.joiner = Joiner(
+            policy, store, timers, observer, max_entries, self.windows.counted_types(), accounting=accounting
+        )
         self._join = self.joiner.apply
 
     @property

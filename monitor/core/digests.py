@@ -54,6 +54,18 @@ class DisposalDigest(msgspec.Struct, frozen=True, gc=False, array_like=True, tag
 Digest = RequestDigest | ResponseDigest | DisposalDigest
 
 
+def name_part(hasher: SubjectHasher, role: str, raw: str | None) -> int:
+    """32-bit keyed hash of a normalised name part (``role``: last or first; 0 when absent)."""
+    norm = normalize(raw) if raw else ""
+    return hasher.ref(role, norm) & _LOW32 if norm else 0
+
+
+def subject_ref(hasher: SubjectHasher, last: str | None, first: str | None, dob: str | None) -> int:
+    """A person's ``subject_ref`` as the reducer computes it for a request (``dismon ledger lookup``)."""
+    name_key = name_part(hasher, "last", last) << 32 | name_part(hasher, "first", first)
+    return hasher.ref(str(name_key), dob or "")
+
+
 class Reducer:
     """Makes digests for one policy and subject key; caches what repeats (names, contexts, checks)."""
 
@@ -62,6 +74,7 @@ class Reducer:
         self._contexts: BoundedCache[tuple[str, str, str | None], tuple[str, str, str | None]] = BoundedCache()
         self._last_names: BoundedCache[str, int] = BoundedCache()  # raw name part -> keyed hash of its normal form
         self._first_names: BoundedCache[str, int] = BoundedCache()
+        self._statutes: BoundedCache[str, str] = BoundedCache()
         self.set_policy(policy)
 
     def set_policy(self, policy: Policy) -> None:
@@ -106,6 +119,10 @@ class Reducer:
         name_key = self._name_part(self._last_names, "last", name.last) << 32 | self._name_part(
             self._first_names, "first", name.first
         )
+        basis = request.legal_basis
+        statute = basis.statute if basis is not None else None
+        if statute:
+            statute = self._statutes.get(statute) or self._statutes.put(statute, statute)  # a few, repeated
         return RequestFacts(
             context[0],
             context[1],
@@ -115,6 +132,8 @@ class Reducer:
             legal,
             self.hasher.ref(str(name_key), request.subject.dob or ""),
             name_key,
+            statute,
+            basis.case_id if basis is not None else None,
         )
 
     def _name_part(self, cache: BoundedCache[str, int], role: str, raw: str | None) -> int:
@@ -123,8 +142,7 @@ class Reducer:
             return 0
         part = cache.get(raw)
         if part is None:
-            norm = normalize(raw)
-            part = cache.put(raw, self.hasher.ref(role, norm) & _LOW32 if norm else 0)
+            part = cache.put(raw, name_part(self.hasher, role, raw))
         return part
 
     def _disclosed_name_key(self, raw: msgspec.Raw | None) -> int | None:

@@ -39,6 +39,8 @@ class RequestFacts(msgspec.Struct, frozen=True, gc=False):
     missing_legal: tuple[tuple[str, str], ...]
     subject_ref: int  # keyed hash of last|first|dob
     name_key: int  # keyed hash of last name << 32 | keyed hash of first name (0 when absent)
+    statute: str | None = None  # the legal basis, for the accounting of disclosures (monitor/core/ledger.py)
+    case_id: str | None = None
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ by event times. Any arrival order within the allowed lateness therefore gives th
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from monitor.core.digests import Digest, DisposalDigest, RequestDigest, ResponseDigest
@@ -29,6 +29,7 @@ from monitor.core.join import (
     RequestFacts,
     TimerWheel,
 )
+from monitor.core.ledger import AccountingEntry, entry_of
 from monitor.core.observe import Observer
 from monitor.core.policy import DEFAULT_JOIN_WINDOW, DEFAULT_ORPHAN_GRACE, Agreement, Policy
 from monitor.core.rules import DISCLOSURE_RULES, DISPOSAL, DUPLICATE, ORPHAN, SLA
@@ -70,8 +71,11 @@ class Joiner:
         observer: Observer | None = None,
         max_entries: int | None = None,
         fact_types: frozenset[type[Fact]] = frozenset(FACT_TYPES),
+        accounting: Callable[[AccountingEntry], None] | None = None,
     ) -> None:
         self.store: JoinStore = {} if store is None else store
+        # Where the accounting entry of each judged disclosure goes (monitor/core/ledger.py), if anywhere.
+        self.accounting = accounting
         self.timers = TimerWheel() if timers is None else timers
         self.stats = DetectorStats()
         self.max_event_ms: int | None = None
@@ -204,10 +208,13 @@ class Joiner:
         if disclosure is None:
             return
         agreement = self.policy.agreement_at(response.agreement_id, disclosure.responded_ms)
+        start = len(self._out)
         for rule in DISCLOSURE_RULES:
             if not rule.needs_request:
                 for violation in rule.check_disclosure(disclosure, None, agreement):
                     self._emit(violation, response.request_id, response.agreement_id, None)
+        if self.accounting is not None:
+            self._account(response.request_id, disclosure, None, start)
 
     def _on_disposal(self, disposal: DisposalDigest, event_ms: int) -> None:
         entry = self._entry(disposal.request_id, event_ms)
@@ -247,6 +254,7 @@ class Joiner:
         agreement = self.policy.agreement_at(disclosure.agreement_id, disclosure.responded_ms)
         facts = entry.request
         improper = False
+        start = len(self._out)
         if orphan:
             self._emit(ORPHAN.violation(disclosure, _grace_ms(agreement)), request_id, disclosure.agreement_id, None)
             improper = True
@@ -259,6 +267,8 @@ class Joiner:
         disclosure.resolved = True
         disclosure.orphaned = orphan
         disclosure.improper = improper
+        if self.accounting is not None:
+            self._account(request_id, disclosure, facts, start)
         if self.observer is not None:  # counted once joined (or orphaned), so the requester is known if it can be
             self.observer.disclosure(
                 disclosure.agreement_id,
@@ -269,6 +279,25 @@ class Joiner:
             )
         if agreement is not None and facts is not None and self._joins:
             self._out.append(JoinedFact(agreement.id, disclosure.responded_ms, facts.unit, paired))
+
+    def _account(self, request_id: str, disclosure: DisclosureFacts, facts: RequestFacts | None, start: int) -> None:
+        """The accounting entry of a disclosure just judged, with the findings made since ``start``."""
+        assert self.accounting is not None
+        findings = [item for item in self._out[start:] if type(item) is Finding]
+        self.accounting(
+            entry_of(
+                findings,
+                event_time_ms=disclosure.responded_ms,
+                agreement_id=disclosure.agreement_id,
+                request_id=request_id,
+                agency=facts.agency if facts else None,
+                unit=facts.unit if facts else None,
+                fields=disclosure.fields,
+                statute=facts.statute if facts else None,
+                case_id=facts.case_id if facts else None,
+                subject_ref=format_ref(facts.subject_ref) if facts else None,
+            )
+        )
 
     def _late_join(self, request_id: str, entry: JoinEntry, disclosure: DisclosureFacts) -> None:
         """A request that arrived after its response was declared an orphan: still check the pair."""
