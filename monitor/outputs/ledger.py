@@ -15,7 +15,7 @@ import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -136,45 +136,78 @@ class Frontier:
 # -- writing ------------------------------------------------------------------------------------------
 
 
+class LedgerLog:
+    """A ledger's tree and ids as its one writer holds them: entries become records at the next position,
+    an entry whose id it holds already adds nothing, and the tree as it is can be signed."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self.key = key
+        self.key_id = key_id(key.public_key())
+        self.frontier = Frontier()
+        self.ids: set[str] = set()
+
+    @property
+    def size(self) -> int:
+        return self.frontier.size
+
+    def load(self, line: bytes, where: str) -> None:
+        """A record the ledger holds already (read back at start)."""
+        try:
+            record = read_record(line)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise UsageError(f"{where}: not a ledger record ({exc}); run dismon ledger verify") from exc
+        self.ids.add(record.id)
+        self.frontier.append(merkle.leaf_hash(line))
+
+    def add(self, entry: AccountingEntry) -> bytes | None:
+        """The record to write for ``entry`` (the tree grows by it), or None if the ledger has it already (the
+        same disclosure judged again: a replay run twice, a response delivered twice, a worker's restart)."""
+        entry_id = entry.entry_id
+        if entry_id in self.ids:
+            return None
+        self.ids.add(entry_id)
+        line = record_bytes(self.frontier.size, entry)
+        self.frontier.append(merkle.leaf_hash(line))
+        return line
+
+    def sign(self, now_ms: int) -> Checkpoint:
+        """A checkpoint of the tree as it is now."""
+        unsigned = Checkpoint(self.frontier.size, self.frontier.root().hex(), format_ms(now_ms), self.key_id)
+        signature = base64.b64encode(self.key.sign(unsigned.signed_bytes())).decode()
+        return msgspec.structs.replace(unsigned, signature=signature)
+
+
+def checkpoint_bytes(checkpoint: Checkpoint) -> bytes:
+    return _CANONICAL.encode(checkpoint)
+
+
 @dataclass
 class LedgerWriter:
     """Appends entries and signed checkpoints to a ledger directory; a run of the same pipeline appends to
-    what the last one left, and an entry whose id the ledger holds already adds nothing."""
+    what the last one left."""
 
     directory: Path
     key: Ed25519PrivateKey
     now_ms: Callable[[], int]
     every: int = 100_000  # entries between checkpoints (and one at close)
     appended: int = 0
-    frontier: Frontier = field(default_factory=Frontier)
-    _ids: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.log = LedgerLog(self.key)
         entries = self.directory / ENTRIES
         if entries.exists():
             for number, line in enumerate(entries.read_bytes().splitlines()):
-                try:
-                    record = read_record(line)
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    raise UsageError(
-                        f"{entries}:{number + 1}: not a ledger record ({exc}); run dismon ledger verify"
-                    ) from exc
-                self._ids.add(record.id)
-                self.frontier.append(merkle.leaf_hash(line))
+                self.log.load(line, f"{entries}:{number + 1}")
         self._entries = entries.open("ab")
         self._checkpoints = (self.directory / CHECKPOINTS).open("ab")
-        self._key_id = key_id(self.key.public_key())
         self._since = 0
 
     def append(self, entry: AccountingEntry) -> None:
-        entry_id = entry.entry_id
-        if entry_id in self._ids:
-            return  # the same disclosure judged again (a replay run twice, a redelivered response)
-        self._ids.add(entry_id)
-        line = record_bytes(self.frontier.size, entry)
+        line = self.log.add(entry)
+        if line is None:
+            return
         self._entries.write(line + b"\n")
-        self.frontier.append(merkle.leaf_hash(line))
         self.appended += 1
         self._since += 1
         if self._since >= self.every:
@@ -184,10 +217,8 @@ class LedgerWriter:
         """Sign the tree as it is now (after the entries reach the disk) and append the checkpoint."""
         self._entries.flush()
         os.fsync(self._entries.fileno())
-        unsigned = Checkpoint(self.frontier.size, self.frontier.root().hex(), format_ms(self.now_ms()), self._key_id)
-        signature = base64.b64encode(self.key.sign(unsigned.signed_bytes())).decode()
-        checkpoint = msgspec.structs.replace(unsigned, signature=signature)
-        self._checkpoints.write(_CANONICAL.encode(checkpoint) + b"\n")
+        checkpoint = self.log.sign(self.now_ms())
+        self._checkpoints.write(checkpoint_bytes(checkpoint) + b"\n")
         self._checkpoints.flush()
         self._since = 0
         return checkpoint
@@ -222,15 +253,22 @@ class Ledger:
 
 
 def verify(directory: str, public: Ed25519PublicKey, against: Checkpoint | None = None) -> Ledger:
-    """Recompute the tree of ``directory`` and check every entry, every checkpoint's signature and root, and
-    with ``against`` (a checkpoint kept from earlier) that the ledger is consistent with it; raises
-    :class:`Broken` naming the first thing that fails."""
+    """:func:`verify_lines` of a ledger directory."""
     path = Path(directory)
     if not (path / ENTRIES).exists():
         raise UsageError(f"{directory} holds no ledger ({ENTRIES} is missing)")
+    checkpoints = (path / CHECKPOINTS).read_bytes().splitlines() if (path / CHECKPOINTS).exists() else []
+    return verify_lines((path / ENTRIES).read_bytes().splitlines(), checkpoints, public, against)
+
+
+def verify_lines(
+    entries: list[bytes], checkpoint_lines: list[bytes], public: Ed25519PublicKey, against: Checkpoint | None = None
+) -> Ledger:
+    """Recompute the tree of ``entries`` and check every entry, every checkpoint's signature and root, and
+    with ``against`` (a checkpoint kept from earlier) that the ledger is consistent with it; raises
+    :class:`Broken` naming the first thing that fails."""
     checkpoints = []
-    lines = (path / CHECKPOINTS).read_bytes().splitlines() if (path / CHECKPOINTS).exists() else []
-    for number, line in enumerate(lines):
+    for number, line in enumerate(checkpoint_lines):
         try:
             checkpoints.append(read_checkpoint(line))
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -243,7 +281,7 @@ def verify(directory: str, public: Ed25519PublicKey, against: Checkpoint | None 
     while pending is not None and pending[1].size == 0:
         covered = _check(pending[0], pending[1], public, frontier.root(), covered)
         pending = next(due, None)
-    for seq, line in enumerate((path / ENTRIES).read_bytes().splitlines()):
+    for seq, line in enumerate(entries):
         record = _record(seq, line)
         records.append(record)
         leaf = merkle.leaf_hash(line)
