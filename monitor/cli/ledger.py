@@ -12,6 +12,7 @@ import orjson
 
 from monitor.cli import arguments
 from monitor.cli.common import EXIT_OK, env
+from monitor.cli.worker import add_kafka_options, kafka_settings
 from monitor.errors import UsageError
 
 EXIT_BROKEN = 1
@@ -40,7 +41,13 @@ def add_ledger(commands: Any) -> None:
                             "checkpoint's signature and root, and with --against that the ledger still extends a "
                             "checkpoint kept from earlier. Exit 0: intact; 1: names the first entry or checkpoint "
                             "that does not verify; 2: usage error.")  # fmt: skip
-    verify.add_argument("directory", metavar="DIR")
+    verify.add_argument("directory", metavar="DIR", nargs="?", help="a ledger directory (replay --ledger)")
+    verify.add_argument(
+        "--kafka",
+        action="store_true",
+        help="read <prefix>.ledger and <prefix>.ledger-checkpoints instead (worker --ledger-key)",
+    )
+    add_kafka_options(verify)
     verify.add_argument("--public-key", default=env("LEDGER_PUBLIC_KEY_FILE"), metavar="FILE", help=_PUBLIC_HELP)
     verify.add_argument("--against", metavar="CHECKPOINT",
                         help="a checkpoint (one line of checkpoints.jsonl) kept from earlier")  # fmt: skip
@@ -52,7 +59,13 @@ def add_ledger(commands: Any) -> None:
                             "those end up in shell history and process lists), compute their subject_ref with the "
                             "subject key, and print their entries as JSON lines, each with its inclusion proof "
                             "checked against the latest checkpoint. Nothing is logged.")  # fmt: skip
-    lookup.add_argument("directory", metavar="DIR")
+    lookup.add_argument("directory", metavar="DIR", nargs="?", help="a ledger directory (replay --ledger)")
+    lookup.add_argument(
+        "--kafka",
+        action="store_true",
+        help="read <prefix>.ledger and <prefix>.ledger-checkpoints instead (worker --ledger-key)",
+    )
+    add_kafka_options(lookup)
     lookup.add_argument("--public-key", default=env("LEDGER_PUBLIC_KEY_FILE"), metavar="FILE", help=_PUBLIC_HELP)
     lookup.set_defaults(run=_lookup)
 
@@ -60,7 +73,13 @@ def add_ledger(commands: Any) -> None:
                             description="The accounting of disclosures made in [--from, --to): counts by "
                             "agreement, recipient, purpose (statute) and verdict, and the entries themselves. The "
                             "ledger is verified first.")  # fmt: skip
-    export.add_argument("directory", metavar="DIR")
+    export.add_argument("directory", metavar="DIR", nargs="?", help="a ledger directory (replay --ledger)")
+    export.add_argument(
+        "--kafka",
+        action="store_true",
+        help="read <prefix>.ledger and <prefix>.ledger-checkpoints instead (worker --ledger-key)",
+    )
+    add_kafka_options(export)
     export.add_argument("--public-key", default=env("LEDGER_PUBLIC_KEY_FILE"), metavar="FILE", help=_PUBLIC_HELP)
     export.add_argument("--from", dest="from_ms", type=arguments.timestamp, metavar="TIME", help="first instant")
     export.add_argument("--to", dest="to_ms", type=arguments.timestamp, metavar="TIME", help="end (exclusive)")
@@ -82,18 +101,46 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _verified(args: argparse.Namespace, against: Any = None) -> Any:
-    """The ledger of ``args.directory``, verified; prints why and returns None when it does not verify."""
-    from monitor.outputs.ledger import Broken, load_public_key, verify
+    """The ledger of ``args.directory`` (or the topics, with --kafka), verified; prints why and returns None
+    when it does not verify."""
+    from monitor.outputs.ledger import Broken, load_public_key, verify, verify_lines
 
     if args.public_key is None:
         raise UsageError("the ledger's public key: --public-key FILE or $DISMON_LEDGER_PUBLIC_KEY_FILE")
+    if (args.directory is None) == (not args.kafka):
+        raise UsageError("name a ledger directory, or --kafka for the worker's ledger topics (not both)")
+    public = load_public_key(args.public_key)
     try:
-        return verify(args.directory, load_public_key(args.public_key), against)
+        if not args.kafka:
+            return verify(args.directory, public, against)
+        entries, checkpoints = _topics(args)
+        return verify_lines(entries, checkpoints, public, against)
     except Broken as exc:
-        print(f"ledger {args.directory} does NOT verify: {exc}")
+        print(f"ledger {_name(args)} does NOT verify: {exc}")
         return None
     except OSError as exc:
         raise UsageError(f"cannot read the ledger {args.directory}: {exc}") from exc
+
+
+def _name(args: argparse.Namespace) -> str:
+    return f"{args.topic_prefix}.ledger" if args.kafka else str(args.directory)
+
+
+def _topics(args: argparse.Namespace) -> tuple[list[bytes], list[bytes]]:
+    """The records of the worker's ledger topic and of its checkpoints topic, in order."""
+    import asyncio
+
+    from monitor.live.kafka import read_partitions
+
+    kafka = kafka_settings(args)
+    read: dict[str, list[bytes]] = {kafka.ledger_topic: [], kafka.ledger_checkpoints_topic: []}
+    for topic, values in read.items():
+
+        def keep(_partition: int, _key: bytes | None, value: bytes | None, into: list[bytes] = values) -> None:
+            into.append(value or b"")
+
+        asyncio.run(read_partitions(kafka, topic, [0], keep))
+    return read[kafka.ledger_topic], read[kafka.ledger_checkpoints_topic]
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -114,7 +161,7 @@ def _verify(args: argparse.Namespace) -> int:
     latest = ledger.latest
     head = "no checkpoint yet" if latest is None else f"latest checkpoint {latest.size:,} entries at {latest.time}"
     kept = "" if against is None else f"; consistent with the kept checkpoint of {against.size:,} entries"
-    print(f"ledger {args.directory} verifies: {len(ledger.records):,} entries, {len(ledger.checkpoints)} "
+    print(f"ledger {_name(args)} verifies: {len(ledger.records):,} entries, {len(ledger.checkpoints)} "
           f"checkpoint(s), {head}{kept}")  # fmt: skip
     return EXIT_OK
 

@@ -173,6 +173,21 @@ def add_worker(commands: Any) -> None:
         help="prefix of the runbook link in pushed alerts: <base><rule>.md (default docs/runbooks/)",
     )
     parser.add_argument(
+        "--ledger-key",
+        default=env("LEDGER_KEY_FILE"),
+        metavar="FILE",
+        help="keep the accounting of disclosures in <prefix>.ledger, its checkpoints signed with this Ed25519 key "
+        "from dismon ledger keygen ($DISMON_LEDGER_KEY_FILE; see docs/ledger.md)",
+    )
+    parser.add_argument(
+        "--ledger-checkpoint-interval",
+        type=arguments.duration,
+        default="1m",
+        metavar="DUR",
+        help="how often the ledger's tree is signed into <prefix>.ledger-checkpoints (default 1m; also when the "
+        "worker stops or gives the ledger up)",
+    )
+    parser.add_argument(
         "--shadow-policy",
         default=env("SHADOW_POLICY"),
         metavar="FILE",
@@ -190,6 +205,10 @@ def _worker(args: argparse.Namespace) -> int:
 
     policy = load_policy(args.policy)  # a broken policy stops us here, before anything starts
     shadow = None if args.shadow_policy is None else load_policy(args.shadow_policy)
+    if args.ledger_key is not None:
+        from monitor.outputs.ledger import load_signing_key
+
+        load_signing_key(args.ledger_key)  # a missing or wrong key stops us here, before anything starts
     settings = WorkerSettings(
         kafka=kafka_settings(args),
         partitions=args.partitions,
@@ -204,5 +223,7 @@ def _worker(args: argparse.Namespace) -> int:
         max_join_entries=args.max_join_entries,
         dead_letter_payload=args.dead_letter_payload,
         changelog_segment_ms=args.changelog_segment,
+        ledger_key_path=args.ledger_key,
+        ledger_interval_ms=args.ledger_checkpoint_interval,
     )
     return worker.run(settings, policy, subject_hasher(), shadow)

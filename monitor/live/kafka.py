@@ -15,6 +15,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
@@ -80,6 +81,15 @@ class KafkaSettings:
         """The consumer group's own topic for its windowed rules' state (beside Faust's changelog topic,
         ``<group>-join-state-changelog``): one partition, compacted, the last record is the state."""
         return f"{self.group}-window-state"
+
+    @property
+    def ledger_topic(self) -> str:
+        """The accounting of disclosures (monitor/live/ledger.py): one partition, kept forever."""
+        return self.topic("ledger")
+
+    @property
+    def ledger_checkpoints_topic(self) -> str:
+        return self.topic("ledger-checkpoints")
 
     @property
     def facts_topic(self) -> str:
@@ -166,7 +176,7 @@ async def watch_broker(kafka: KafkaSettings, on_change: Callable[[bool], None], 
 
 @broker_errors
 async def ensure_topics(
-    kafka: KafkaSettings, partitions: int, group_topics: bool = True, shadow: bool = False
+    kafka: KafkaSettings, partitions: int, group_topics: bool = True, shadow: bool = False, ledger: bool = False
 ) -> dict[str, int]:
     """Create missing topics, and with ``group_topics`` the consumer group's own (with ``shadow`` the
     shadow-alerts topic too); returns the input topics' partition counts. Input topics that exist already
@@ -197,6 +207,14 @@ async def ensure_topics(
             )
         if group_topics and kafka.facts_topic not in existing:
             created.append(NewTopic(kafka.facts_topic, num_partitions=1, replication_factor=1))
+        if ledger:
+            ledger_topics = (kafka.ledger_topic, kafka.ledger_checkpoints_topic)
+            await _check_ledger_topics(admin, [t for t in ledger_topics if t in existing], existing)
+            created += [
+                NewTopic(t, num_partitions=1, replication_factor=1, topic_configs=LEDGER_TOPIC_CONFIG)
+                for t in ledger_topics
+                if t not in existing
+            ]
         if created:
             await admin.create_topics(created)
             await _wait_for_leaders(admin, {topic.name for topic in created})
@@ -227,6 +245,35 @@ async def check_group(kafka: KafkaSettings) -> None:
             f"input ({inputs}): give each pipeline its own group (--group, $DISMON_GROUP; the default is "
             "dismon-<topic prefix>)"
         )
+
+
+#: The ledger's topics keep every record for good: a deleted entry would break the tree.
+LEDGER_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
+
+
+async def _check_ledger_topics(admin: Any, topics: list[str], existing: dict[str, int]) -> None:
+    """Ledger topics that exist already must have one partition and keep every record (:class:`UsageError`)."""
+    for topic in topics:
+        if existing[topic] != 1:
+            raise UsageError(f"{topic} has {existing[topic]} partitions: the ledger needs exactly one (one order)")
+    if not topics:
+        return
+    answers = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+    for answer in answers:
+        for _error, _message, _type, topic, entries, *_rest in answer.resources:
+            config = {entry[0]: entry[1] for entry in entries}
+            deletes = [
+                f"{name}={config.get(name)}"
+                for name in ("retention.ms", "retention.bytes")
+                if "delete" in str(config.get("cleanup.policy", "delete")) and config.get(name) not in ("-1", None)
+            ]
+            if "compact" in str(config.get("cleanup.policy", "")):
+                deletes.append(f"cleanup.policy={config['cleanup.policy']}")
+            if deletes:
+                raise UsageError(
+                    f"{topic} would delete ledger entries ({', '.join(deletes)}): set retention.ms=-1 and "
+                    "retention.bytes=-1 with cleanup.policy=delete (kafka-configs.sh --alter), or use another prefix"
+                )
 
 
 async def _retrying(call: Callable[[], Coroutine[Any, Any, R]], timeout_s: float = 30.0) -> R:

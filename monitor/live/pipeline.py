@@ -41,6 +41,7 @@ from monitor.core.join import JoinEntry
 from monitor.core.joiner import Output
 from monitor.core.policy import Policy
 from monitor.live.clock import PartitionClock
+from monitor.live.ledger import LedgerHost
 from monitor.live.relay import FactsOutbox, StageHost
 from monitor.live.settings import WorkerSettings
 from monitor.live.shadow import Shadow
@@ -94,8 +95,10 @@ class Pipeline:
         now_ms: Callable[[], int],
         on_fatal: Callable[[BaseException], None],
         shadow: Shadow | None = None,
+        ledger: LedgerHost | None = None,
     ) -> None:
         self.settings = settings
+        self.ledger = ledger  # the accounting of disclosures (monitor/live/ledger.py)
         self.shadow = shadow  # a candidate policy judging the same events (monitor/live/shadow.py)
         self.metrics = metrics
         self._writers = writers
@@ -112,6 +115,8 @@ class Pipeline:
         self.tasks: dict[int, Task] = {}  # input partition number -> its task
         self.outbox = FactsOutbox(writers.facts)
         self.stage = StageHost(policy, kafka, writers.windows, len(self.sources) * settings.partitions)
+        if ledger is not None:
+            self.stage.on_entries = ledger.add  # the entries travel with the window facts to the one writer
         # Batches, timer ticks and checkpoints take turns: a checkpoint writes state as of whole batches.
         self._turn = asyncio.Lock()
         self._refused_logged = (0, 0.0)  # (count, wall-clock seconds) of the last "join state full" log line
@@ -126,6 +131,7 @@ class Pipeline:
             PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, self._now_ms),
             self.metrics,
             share_of(settings.max_join_entries, settings.partitions),
+            None if self.ledger is None else self.outbox.add_entry,
         )
         return task
 
@@ -228,6 +234,8 @@ class Pipeline:
         async with self._turn:
             await self.outbox.send(self._marks(), [(f"{t}:{p}", offset) for (t, p), offset in self.offsets.items()])
             await self.stage.save()
+            if self.ledger is not None:
+                await self.ledger.save()
             encode = _ENTRY_ENCODER.encode
             records = [
                 (task.partition, key.encode(), None if value is None else encode(value))
@@ -276,6 +284,8 @@ class Pipeline:
             if partition not in partitions:
                 dropped += len(entries)
         await self.stage.take(owns_facts, self._on_fatal)
+        if self.ledger is not None:
+            await self.ledger.take(owns_facts, self._on_fatal)
         return dropped
 
     def set_policy(self, policy: Policy) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Callable
 import msgspec
 
 from monitor.core.findings import Finding
+from monitor.core.ledger import AccountingEntry
 from monitor.core.policy import Policy
 from monitor.core.windows.facts import Fact, JoinedFact
 from monitor.core.windows.stage import WindowStage
@@ -41,10 +42,10 @@ log = logging.getLogger("dismon.worker")
 
 FACTS_KEY = b"facts"
 WINDOWS_KEY = b"windows"
-#: The version of :class:`FactsRecord` written; 1 (without ``handled``) is read too, anything else is logged
-#: and skipped.
-FACTS_VERSION = 2
-_READ_VERSIONS = (1, 2)
+#: The version of :class:`FactsRecord` written; 1 (without ``handled``) and 2 (without ``entries``) are read
+#: too, anything else is logged and skipped.
+FACTS_VERSION = 3
+_READ_VERSIONS = (1, 2, 3)
 
 
 class FactsRecord(msgspec.Struct, array_like=True):
@@ -57,6 +58,8 @@ class FactsRecord(msgspec.Struct, array_like=True):
     marks: list[tuple[str, int]]
     facts: list[tuple[str, int, Fact]]
     handled: list[tuple[str, int]] = []
+    # The accounting entries of the disclosures judged (monitor/live/ledger.py): to the group's one ledger writer.
+    entries: list[AccountingEntry] = []
 
 
 class StageSnapshot(msgspec.Struct):
@@ -80,19 +83,23 @@ class FactsOutbox:
     def __init__(self, writer: TopicWriter) -> None:
         self._writer = writer
         self._facts: list[tuple[str, int, Fact]] = []
+        self._entries: list[AccountingEntry] = []
         self._marks_sent: list[tuple[str, int]] = []
 
     def add(self, source: str, offset: int, fact: Fact) -> None:
         self._facts.append((source, offset, fact))
 
+    def add_entry(self, entry: AccountingEntry) -> None:
+        self._entries.append(entry)
+
     async def send(self, marks: list[tuple[str, int]], handled: list[tuple[str, int]]) -> None:
         """The facts since the last checkpoint, with the watermark of each assigned input partition
         (``"topic:partition"``) and the offset handled up to in each; returns once the broker has them.
         Nothing is sent when there are no facts and no watermark has moved."""
-        if not self._facts and marks == self._marks_sent:
+        if not self._facts and not self._entries and marks == self._marks_sent:
             return
-        record = _ENCODER.encode(FactsRecord(FACTS_VERSION, marks, self._facts, handled))
-        self._facts, self._marks_sent = [], marks
+        record = _ENCODER.encode(FactsRecord(FACTS_VERSION, marks, self._facts, handled, self._entries))
+        self._facts, self._entries, self._marks_sent = [], [], marks
         await asyncio.gather(*await self._writer.write([(FACTS_KEY, record)]))
 
 
@@ -106,6 +113,7 @@ class StageHost:
         self._requests, self._responses = kafka.topic("requests"), kafka.topic("responses")
         self.policy = policy
         self.owned = False
+        self.on_entries: Callable[[list[AccountingEntry]], None] | None = None  # the ledger writer, if any
         self._fresh()
 
     def _fresh(self) -> None:
@@ -134,6 +142,8 @@ class StageHost:
             log.error("record of version %d on %s skipped (this worker reads %d)", record.version,
                       self._kafka.facts_topic, FACTS_VERSION)  # fmt: skip
             return []
+        if record.entries and self.on_entries is not None:
+            self.on_entries(record.entries)  # idempotent: the ledger drops entries it holds already
         found: list[Finding] = []
         counted, before = self.counted, dict(self.counted)
         apply, new_pair = self.stage.apply, self._new_pair

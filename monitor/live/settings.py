@@ -26,3 +26,5 @@ class WorkerSettings:
     max_join_entries: int | None = DEFAULT_MAX_JOIN_ENTRIES
     dead_letter_payload: bool = False  # keep the offending bytes (base64) in dead-letter records: personal data!
     changelog_segment_ms: int = DEFAULT_CHANGELOG_SEGMENT_MS  # see monitor.live.kafka.changelog_topic_config
+    ledger_key_path: str | None = None  # the accounting of disclosures on: its checkpoints' signing key
+    ledger_interval_ms: int = 60_000  # between signed checkpoints

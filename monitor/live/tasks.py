@@ -13,10 +13,11 @@ taken-over requests' timers (expiry, orphan grace) at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from monitor.core.join import JoinEntry
 from monitor.core.joiner import Joiner
+from monitor.core.ledger import AccountingEntry
 from monitor.core.observe import Observer
 from monitor.core.policy import Policy
 from monitor.live.clock import PartitionClock
@@ -35,10 +36,11 @@ class Task:
         clock: PartitionClock,
         observer: Observer | None,
         max_entries: int | None,
+        accounting: Callable[[AccountingEntry], None] | None = None,
     ) -> None:
         self.partition = partition
         self.join_state: WriteBack[JoinEntry] = WriteBack(entries)
-        self.joiner = Joiner(policy, self.join_state, observer=observer, max_entries=max_entries)
+        self.joiner = Joiner(policy, self.join_state, observer=observer, max_entries=max_entries, accounting=accounting)
         self.clock = clock
         clock.assign((topic, partition) for topic in topics)
         self.position = ("", -1)  # input partition and offset of the last event handled

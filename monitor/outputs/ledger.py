@@ -281,8 +281,12 @@ def verify_lines(
     while pending is not None and pending[1].size == 0:
         covered = _check(pending[0], pending[1], public, frontier.root(), covered)
         pending = next(due, None)
+    seen: dict[str, int] = {}
     for seq, line in enumerate(entries):
         record = _record(seq, line)
+        first = seen.setdefault(record.id, seq)
+        if first != seq:
+            raise Broken(f"entry {seq} (id {record.id}) repeats entry {first}: an entry is accounted once")
         records.append(record)
         leaf = merkle.leaf_hash(line)
         leaves.append(leaf)

@@ -304,3 +304,25 @@ class CanaryMetrics:
         )
         for outcome in ("sent", "returned", "lost"):
             self.probes.labels(outcome)
+
+
+class LedgerMetrics:
+    """The accounting of disclosures: entries appended and the last signed checkpoint (DismonLedgerStalled)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.entries = Counter(
+            "dismon_ledger_entries", "Accounting entries appended to the ledger (new ones only)", registry=registry
+        )
+        self.last_checkpoint = Gauge(
+            "dismon_ledger_last_checkpoint_timestamp_seconds",
+            "When the ledger writer last signed a checkpoint (0 until the first)",
+            registry=registry,
+        )
+        self.size = Gauge("dismon_ledger_checkpoint_size", "Entries covered by the last checkpoint", registry=registry)
+
+    def appended(self, count: int) -> None:
+        self.entries.inc(count)
+
+    def checkpointed(self, size: int, at_s: float) -> None:
+        self.size.set(size)
+        self.last_checkpoint.set(at_s)

@@ -18,10 +18,12 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from monitor.cli import main
+from monitor.core.ledger import read_record, record_bytes
 from monitor.live.kafka import KafkaSettings, read_partitions
 from monitor.replay.report import load_truth
 from tests.conftest import raw
 from tests.live.conftest import (
+    ENV,
     PARTITIONS,
     Worker,
     closing_ticks,
@@ -69,10 +71,17 @@ def test_worker_finds_exactly_what_replay_finds(
     assert all(key == a["alert_id"].encode() for key, a in alerts)
 
 
-def test_a_worker_killed_mid_stream_loses_no_finding(
-    kafka_bootstrap: str, scenario: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+def test_a_worker_killed_mid_stream_loses_no_finding_and_accounts_each_disclosure_once(
+    kafka_bootstrap: str,
+    scenario: tuple[Path, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     directory, prefix = scenario
+    monkeypatch.setenv("DISMON_SUBJECT_KEY", ENV["DISMON_SUBJECT_KEY"])  # the workers' key: the same subject_refs
+    keys = ("--private", str(directory / "ledger.key"), "--public", str(directory / "ledger.pub"))
+    assert main(["ledger", "keygen", *keys]) == 0
+    ledger = ("--ledger-key", str(directory / "ledger.key"), "--ledger-checkpoint-interval", "1s")
     asyncio.run(create_topics(kafka_bootstrap, prefix))
     truth = load_truth(str(directory / "truth.json"))
     ticks = closing_ticks(prefix, truth.until_ms)
@@ -105,18 +114,39 @@ def test_a_worker_killed_mid_stream_loses_no_finding(
         return int(capsys.readouterr().err.split("published ")[1].split(" events")[0].replace(",", ""))
 
     first = publish("first")
-    worker = Worker(kafka_bootstrap, prefix, policy, directory / "worker.log")
+    worker = Worker(kafka_bootstrap, prefix, policy, directory / "worker.log", extra=ledger)
     worker.wait_for_events(first)
     assert worker.stop(signal.SIGKILL) == -signal.SIGKILL  # no goodbye: state only in the changelog
     publish("second")
     asyncio.run(produce(kafka_bootstrap, ticks))
-    restarted = Worker(kafka_bootstrap, prefix, policy, directory / "restarted.log", env={"DISMON_LOG_LEVEL": "INFO"})
+    restarted = Worker(kafka_bootstrap, prefix, policy, directory / "restarted.log", extra=ledger,
+                       env={"DISMON_LOG_LEVEL": "INFO"})  # fmt: skip
     try:
         restarted.wait_caught_up(len(lines) - first + len(ticks))  # at least the rest (some may repeat)
     finally:
         restarted.stop()
     alerts = asyncio.run(consume_all(kafka_bootstrap, f"{prefix}.alerts"))
     assert {a["alert_id"] for _, a in alerts} == expected  # repeats allowed (same ids), nothing lost or new
+    # The ledger topic holds each disclosure once, the same entries a replay's ledger holds, and verifies.
+    assert main(["replay", "--policy", str(policy), "--alerts-out", str(directory / "a.jsonl"), "--ledger",
+                 str(directory / "ledger"), "--ledger-key", str(directory / "ledger.key"),
+                 str(directory / "with-ticks.jsonl")]) == 0  # fmt: skip
+    replayed = [read_record(line).id for line in (directory / "ledger/entries.jsonl").read_bytes().splitlines()]
+    written: list[bytes] = []
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix)
+    asyncio.run(read_partitions(kafka, f"{prefix}.ledger", [0], lambda _p, _k, value: written.append(value or b"")))
+    live = [read_record(value).id for value in written]
+    assert len(live) == len(set(live)) and set(live) == set(replayed) and replayed
+    capsys.readouterr()
+    verify = ["ledger", "verify", "--kafka", "--bootstrap-servers", kafka_bootstrap, "--topic-prefix", prefix,
+              "--public-key", str(directory / "ledger.pub")]  # fmt: skip
+    assert main(verify) == 0
+    assert f"{len(live):,} entries" in capsys.readouterr().out  # the checkpoint at the stop covers them all
+    # A record appended behind the writer's back (a copy of an entry) is caught and named.
+    asyncio.run(produce(kafka_bootstrap, [(f"{prefix}.ledger", 0, b"forged", record_bytes(len(live),
+                                                                                        read_record(written[0]).entry))]))  # fmt: skip
+    assert main(verify) == 1
+    assert f"entry {len(live)} (id {live[0]}) repeats entry 0" in capsys.readouterr().out
     # The join state came back through the worker's own bulk read, leaving Faust's recovery nothing to do.
     log = (directory / "restarted.log").read_text()
     read = re.search(r"join state: read (\d+) changelog records of partitions \[0, 1, 2, 3\]", log)

@@ -43,6 +43,7 @@ from monitor.live.kafka import (
     read_partitions,
     watch_broker,
 )
+from monitor.live.ledger import LedgerHost
 from monitor.live.pipeline import Pipeline, Writers
 from monitor.live.settings import WorkerSettings
 from monitor.live.shadow import Shadow
@@ -51,7 +52,8 @@ from monitor.live.topic_writer import TopicWriter
 from monitor.outputs import endpoints
 from monitor.outputs.alertmanager import AlertmanagerSink
 from monitor.outputs.alerts import FindingSender
-from monitor.outputs.metrics import Metrics
+from monitor.outputs.ledger import load_signing_key
+from monitor.outputs.metrics import LedgerMetrics, Metrics
 
 log = logging.getLogger("dismon.worker")
 
@@ -287,6 +289,17 @@ def build_app(
             share_of(settings.max_join_entries, settings.partitions),
         )
     )
+    ledger = None
+    if settings.ledger_key_path is not None:
+        ledger = LedgerHost(
+            kafka,
+            load_signing_key(settings.ledger_key_path),
+            TopicWriter(producer, kafka.ledger_topic, fatal),
+            TopicWriter(producer, kafka.ledger_checkpoints_topic, fatal),
+            settings.ledger_interval_ms,
+            now_ms,
+            LedgerMetrics(registry),
+        )
     pipeline = Pipeline(
         settings,
         policy,
@@ -297,6 +310,7 @@ def build_app(
         now_ms,
         fatal,
         shadow,
+        ledger,
     )
     health = Health()
     Gauge("dismon_broker_up", "1 while the Kafka cluster answers metadata requests", registry=registry).set_function(
@@ -392,6 +406,8 @@ def _connect(
         # A tick cut short by the rebalance may have left changes: into the changelog before another
         # worker recovers from it.
         await pipeline.checkpoint()
+        if pipeline.ledger is not None:
+            await pipeline.ledger.checkpoint()  # signed as the ledger is, before another worker writes on
         await app.producer.flush()
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's signal types are too narrow
@@ -459,7 +475,8 @@ class _Worker(faust.Worker):
 
 async def _prepare(settings: WorkerSettings, shadow: bool) -> dict[str, int]:
     """Before joining the group: the topics exist and are co-partitioned, and the group is this pipeline's."""
-    counts = await ensure_topics(settings.kafka, settings.partitions, shadow=shadow)
+    ledger = settings.ledger_key_path is not None
+    counts = await ensure_topics(settings.kafka, settings.partitions, shadow=shadow, ledger=ledger)
     await check_group(settings.kafka)
     return counts
 
