@@ -52,7 +52,6 @@ class LedgerHost:
         self.owned = False
         self.log: LedgerLog | None = None
         self._pending: list[tuple[bytes, bytes]] = []  # (entry id, record) not written yet
-        self._signed_size = -1  # the tree size of the last checkpoint written
         self._signed_ms = 0
 
     def add(self, entries: list[AccountingEntry]) -> None:
@@ -78,14 +77,15 @@ class LedgerHost:
             await self.checkpoint()
 
     async def checkpoint(self) -> None:
-        """A signed checkpoint of the tree as written, unless one of that size is the last already."""
+        """A signed checkpoint of the tree as written. One is signed at every interval even when nothing was
+        appended, as Certificate Transparency logs do: a fresh signature says the writer is alive and the
+        ledger unchanged, and DismonLedgerStalled fires when they stop."""
         ledger = self.log
-        if ledger is None or self._pending or ledger.size == self._signed_size:
-            self._signed_ms = self._now_ms()
+        if ledger is None or self._pending:
             return
         checkpoint = ledger.sign(self._now_ms())
         await asyncio.gather(*await self._checkpoints.write_to([(0, b"checkpoint", checkpoint_bytes(checkpoint))]))
-        self._signed_size, self._signed_ms = checkpoint.size, self._now_ms()
+        self._signed_ms = self._now_ms()
         self.metrics.checkpointed(checkpoint.size, self._signed_ms / 1000)
 
     async def take(self, owned: bool, on_fatal: Callable[[BaseException], None]) -> None:
@@ -114,5 +114,4 @@ class LedgerHost:
             on_fatal(exc)
             return
         self.log = ledger
-        self._signed_size = -1
         log.info("ledger taken back: %d entries", ledger.size)

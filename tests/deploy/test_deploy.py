@@ -28,7 +28,7 @@ def _run(*argv: str, cwd: Path = REPO) -> str:
 def test_prometheus_config_and_rules_pass_promtool() -> None:
     promtool = tool("promtool")
     _run(promtool, "check", "config", str(DEPLOY / "prometheus/prometheus.yml"))
-    assert "SUCCESS: 11 rules found" in _run(
+    assert "SUCCESS: 12 rules found" in _run(
         promtool, "check", "rules", str(DEPLOY / "prometheus/rules/dismon.rules.yml")
     )
 

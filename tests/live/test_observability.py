@@ -122,7 +122,7 @@ def test_worker_prometheus_rules_alertmanager_and_every_dashboard_query(
                     "evaluating every rule",
                 )
                 groups = _get(f"{prom}/api/v1/rules")["data"]["groups"]
-                assert sum(len(g["rules"]) for g in groups) == 11
+                assert sum(len(g["rules"]) for g in groups) == 12
                 # A backfilled scenario with critical findings makes the findings rule fire in Prometheus.
                 _until(
                     lambda: any(
