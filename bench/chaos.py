@@ -13,10 +13,12 @@ Each run, on the local broker (deploy/local/kafka.sh, started if needed), with i
    broker stopped for a few seconds and started again with its data, a SIGHUP (policy reload);
 4. closes every input partition with an event at the scenario's end time, waits for the workers, and
    compares the ``(alert_id, status)`` pairs on the alerts topic with those of ``dismon replay`` of exactly
-   what was published (duplicates and closing events included), for every rule.
+   what was published (duplicates and closing events included), for every rule, and the accounting ledger
+   the workers wrote (``--ledger-key``) with the replay's ledger: the same entries, each once, verified.
 
-It prints one line per run (publisher, faults, findings expected, missing, extra, wall time) and a total,
-and exits 1 if any run missed or invented a finding. A run is reproducible from its seed (``--seed S``
+It prints one line per run (publisher, faults, findings expected, missing, extra, the ledger's entries
+missing, extra and repeated, wall time) and a total, and exits 1 if any run missed or invented a finding or
+an entry. A run is reproducible from its seed (``--seed S``
 makes runs S, S+1, ...), up to the timing of the faults against the workers' progress.
 """
 
@@ -43,7 +45,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench_common import BENCH_ENV, KINDS, ROOT, dismon, free_port, http_status, metric_sums, start_broker
 
+from monitor.core.ledger import read_record
 from monitor.core.timeutil import format_ms
+from monitor.live.kafka import KafkaSettings, read_partitions
 from monitor.replay.report import load_truth
 
 PARTITIONS = 4
@@ -65,13 +69,26 @@ class Outcome:
     missing: list[tuple[str, str]] = field(default_factory=list)
     extra: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    # The accounting ledger: entries a replay's ledger has; of those, not on the topic; on the topic and not in
+    # the replay's; appended more than once; and whether `dismon ledger verify --kafka` passed.
+    entries: int = 0
+    entries_missing: int = 0
+    entries_extra: int = 0
+    entries_repeated: int = 0
+    verified: bool = False
+
+    @property
+    def failed(self) -> bool:
+        ledger = self.entries_missing or self.entries_extra or self.entries_repeated or not self.verified
+        return bool(self.missing or self.extra or ledger)
 
     def line(self) -> str:
         faults = ", ".join(f"{name} {count}" for name, count in sorted(self.faults.items())) or "none"
         return (
             f"seed {self.seed}: {self.publisher}, {self.records:,} records ({self.duplicates} sent twice); "
             f"faults: {faults}; expected {self.expected}, missing {len(self.missing)}, extra {len(self.extra)}; "
-            f"{self.seconds:.0f} s"
+            f"ledger {self.entries} entries, missing {self.entries_missing}, extra {self.entries_extra}, repeated "
+            f"{self.entries_repeated}, {'verified' if self.verified else 'NOT verified'}; {self.seconds:.0f} s"
         )
 
 
@@ -81,9 +98,11 @@ class Worker:
     def __init__(self, boot: str, prefix: str, policy: Path, log: Path) -> None:
         self.port = free_port()
         self.log = log.open("ab")
+        key = policy.parent / "ledger.key"
         argv = [sys.executable, "-m", "monitor.cli", "worker", "--policy", str(policy), "--bootstrap-servers", boot,
                 "--topic-prefix", prefix, "--metrics-port", str(self.port), "--idle-after", "off",
-                "--session-timeout", "6s", "--partitions", str(PARTITIONS)]  # fmt: skip
+                "--session-timeout", "6s", "--partitions", str(PARTITIONS), "--ledger-key", str(key),
+                "--ledger-checkpoint-interval", "1s"]  # fmt: skip
         self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=BENCH_ENV, cwd=ROOT)
 
     def wait_ready(self, seconds: float = 90) -> None:
@@ -115,6 +134,7 @@ class Run:
         self._started = 0
         dismon("simulate", "--out", str(workdir), "--requests", str(requests), "--fault", "all", "--fault",
                 "all-windowed", "--fault-rate", "0.03", "--seed", str(seed))  # fmt: skip
+        dismon("ledger", "keygen", "--private", str(workdir / "ledger.key"), "--public", str(workdir / "ledger.pub"))
 
     def start_worker(self) -> None:
         self._started += 1
@@ -215,12 +235,31 @@ def chaos_run(boot: str, seed: int, requests: int, workdir: Path) -> Outcome:
         run.wait_caught_up()
         found = asyncio.run(_alerts(boot, f"{run.prefix}.alerts"))
     finally:
-        run.stop()
+        run.stop()  # SIGTERM: the ledger writer signs its last checkpoint
     expected = replayed(workdir)
     outcome.expected = len(expected)
     outcome.missing, outcome.extra = sorted(expected - found), sorted(found - expected)
+    _compare_ledgers(boot, run.prefix, workdir, outcome)
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def _compare_ledgers(boot: str, prefix: str, workdir: Path, outcome: Outcome) -> None:
+    """The ledger topic against the ledger of a replay of what was published, and verified."""
+    written: list[bytes] = []
+    kafka = KafkaSettings(bootstrap_servers=boot, topic_prefix=prefix)
+    asyncio.run(read_partitions(kafka, kafka.ledger_topic, [0], lambda _p, _k, value: written.append(value or b"")))
+    live = [read_record(value).id for value in written]
+    replay = {read_record(line).id for line in (workdir / "ledger" / "entries.jsonl").read_bytes().splitlines()}
+    outcome.entries = len(replay)
+    outcome.entries_missing, outcome.entries_extra = len(replay - set(live)), len(set(live) - replay)
+    outcome.entries_repeated = len(live) - len(set(live))
+    try:
+        dismon("ledger", "verify", "--kafka", "--bootstrap-servers", boot, "--topic-prefix", prefix,
+               "--public-key", str(workdir / "ledger.pub"))  # fmt: skip
+        outcome.verified = True
+    except RuntimeError:
+        outcome.verified = False
 
 
 def publish(boot: str, publisher: str, records: list[tuple[str, bytes, bytes]]) -> None:
@@ -265,8 +304,9 @@ async def _alerts(boot: str, topic: str, quiet_ms: int = 3000) -> set[tuple[str,
 
 def replayed(workdir: Path) -> set[tuple[str, str]]:
     alerts = workdir / "replay-alerts.jsonl"
-    dismon("replay", "--policy", str(workdir / "policy.toml"), "--alerts-out", str(alerts),
-            str(workdir / "published.jsonl"))  # fmt: skip
+    dismon("replay", "--policy", str(workdir / "policy.toml"), "--alerts-out", str(alerts), "--ledger",
+           str(workdir / "ledger"), "--ledger-key", str(workdir / "ledger.key"),
+           str(workdir / "published.jsonl"))  # fmt: skip
     return {(a["alert_id"], a["status"]) for a in map(orjson.loads, alerts.read_bytes().splitlines())}
 
 
@@ -293,8 +333,8 @@ def main() -> int:
         expected += outcome.expected
         missing += len(outcome.missing)
         extra += len(outcome.extra)
-        failed += bool(outcome.missing or outcome.extra)
-        if args.keep is None and not (outcome.missing or outcome.extra):
+        failed += outcome.failed
+        if args.keep is None and not outcome.failed:
             shutil.rmtree(workdir, ignore_errors=True)
     faults = ", ".join(f"{name} {count}" for name, count in sorted(total.items()))
     print(f"total: {args.runs} runs, {failed} with differences; faults: {faults}; expected {expected}, "

@@ -13,7 +13,8 @@ measures, each in its own process, the rate at which these get through all of it
 * worker x2: two workers in one group on the same partitions, timed once both are ready (after the
              rebalance that let the second one in);
 * + shadow:  one worker that also judges every event under a candidate policy (``--shadow-policy``, here
-             the same file: the whole cost of a second judgement).
+             the same file: the whole cost of a second judgement);
+* + ledger:  one worker that keeps the accounting of disclosures (``--ledger-key``).
 
 and then detection latency at a fixed offered rate (``--latency-rate``, default 2,000 events/s for 20 s;
 0 to skip), through bench/latency_bench.py on fresh topics, so that one run prints every figure.
@@ -229,6 +230,11 @@ def main() -> None:
         rows.append(
             ("dismon worker + shadow policy", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 1, shadow))
         )
+        key = os.path.join(work, "ledger.key")
+        subprocess.run([sys.executable, "-m", "monitor.cli", "ledger", "keygen", "--private", key, "--public",
+                        os.path.join(work, "ledger.pub")], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+        ledger = ("--ledger-key", key)  # the accounting of every disclosure, to <prefix>.ledger
+        rows.append(("dismon worker + ledger", _workers_rate(boot, prefix, f"{work}/policy.toml", total, 1, ledger)))
     for name, rate in rows:
         print(f"{name:<32} {rate:>10,.0f} events/s")
     if args.latency_rate:

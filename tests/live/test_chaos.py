@@ -1,7 +1,7 @@
 """The chaos harness, CI-sized: two runs of bench/chaos.py with fixed seeds whose schedules between them
 apply every kind of fault (SIGKILL and SIGTERM restarts, a second worker joining and leaving, a broker stop
 and start, a SIGHUP reload), publishing with kcat in one and aiokafka in the other. Every run's alerts must
-equal a replay's of what was published."""
+equal a replay's of what was published, and so must the ledger of disclosures the workers kept."""
 
 from __future__ import annotations
 
@@ -28,5 +28,7 @@ def test_live_workers_under_every_fault_find_what_a_replay_finds(kafka_bootstrap
         lines.append(result.stdout.splitlines()[0])
     runs = "\n".join(lines)
     assert all(re.search(r"expected [1-9]\d*, missing 0, extra 0", line) for line in lines), runs
+    ledger = r"ledger [1-9]\d* entries, missing 0, extra 0, repeated 0, verified"
+    assert all(re.search(ledger, line) for line in lines), runs  # each disclosure accounted once, as a replay
     for fault in ("sigkill", "sigterm", "join", "leave", "broker", "sighup", "kcat", "aiokafka"):
         assert fault in runs, f"no {fault} in:\n{runs}"

@@ -67,3 +67,46 @@ def test_a_worker_starts_on_a_brand_new_cluster(
         assert worker.stop() == 0
     finally:
         subprocess.run(["bash", str(KAFKA_SH), "stop"], env=env, capture_output=True, timeout=120)
+
+
+def test_ledger_topics_are_created_to_keep_everything_and_refused_when_they_would_delete(kafka_bootstrap: str) -> None:
+    import pytest
+
+    from monitor.errors import UsageError
+    from monitor.live.kafka import LEDGER_TOPIC_CONFIG, KafkaSettings, ensure_topics
+
+    async def configs(topic: str) -> dict[str, str]:
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            (answer,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            return {entry[0]: entry[1] for entry in answer.resources[0][4]}
+        finally:
+            await admin.close()
+
+    async def create(topic: str, partitions: int, config: dict[str, str]) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=config)])
+        finally:
+            await admin.close()
+
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}")
+    asyncio.run(ensure_topics(kafka, 2, ledger=True))
+    for topic in (kafka.ledger_topic, kafka.ledger_checkpoints_topic):
+        kept = asyncio.run(configs(topic))
+        assert {name: kept[name] for name in LEDGER_TOPIC_CONFIG} == LEDGER_TOPIC_CONFIG
+    asyncio.run(ensure_topics(kafka, 2, ledger=True))  # as created: accepted again
+
+    for partitions, config, named in (
+        (1, {"retention.ms": "604800000"}, "retention.ms=604800000"),
+        (1, {"cleanup.policy": "compact"}, "cleanup.policy=compact"),
+        (2, {"retention.ms": "-1", "retention.bytes": "-1"}, "2 partitions"),
+    ):
+        other = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}")
+        asyncio.run(create(other.ledger_topic, partitions, config))
+        with pytest.raises(UsageError, match=named):
+            asyncio.run(ensure_topics(other, 2, ledger=True))

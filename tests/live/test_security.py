@@ -99,12 +99,13 @@ def test_hostile_input_through_the_worker_and_no_personal_data_anywhere(
 
     # Alertmanager configured but down: findings must still reach the alerts topic, failures counted.
     dead_alertmanager = f"http://127.0.0.1:{free_port()}"
+    assert main(["ledger", "keygen", "--private", str(tmp_path / "key"), "--public", str(tmp_path / "pub")]) == 0
     worker = Worker(
         kafka_bootstrap,
         prefix,
         tmp_path / "policy.toml",
         tmp_path / "worker.log",
-        extra=("--alertmanager-url", dead_alertmanager),
+        extra=("--alertmanager-url", dead_alertmanager, "--ledger-key", str(tmp_path / "key")),
         env={"DISMON_LOG_LEVEL": "INFO"},
     )
     try:
@@ -140,7 +141,10 @@ def test_hostile_input_through_the_worker_and_no_personal_data_anywhere(
     # No personal data in any output: alerts and dead letters (topic and files), logs, metrics, summaries.
     values = personal_values(tmp_path / "events.jsonl.gz")
     assert len(values) > 100
+    ledger = [asyncio.run(consume_all(kafka_bootstrap, f"{prefix}.{t}")) for t in ("ledger", "ledger-checkpoints")]
+    assert ledger[0] and ledger[1]  # the accounting was kept: there was something to scan
     outputs: dict[str, Any] = {
+        "ledger topics": b"\n".join(orjson.dumps(r) for records in ledger for _, r in records).decode(),
         "alerts topic": b"\n".join(orjson.dumps(a) for _, a in alerts).decode(),
         "dead-letter topic": b"\n".join(orjson.dumps(r) for _, r in dead).decode(),
         "worker log": (tmp_path / "worker.log").read_text(errors="replace"),
