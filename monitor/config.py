@@ -52,3 +52,21 @@ def subject_hasher(environ: Mapping[str, str] = os.environ) -> SubjectHasher:
         KEY_FILE_ENV,
     )
     return SubjectHasher(secrets.token_bytes(32))
+
+
+LEDGER_KEY_ENV = "DISMON_LEDGER_KEY"
+LEDGER_PUBLIC_KEY_ENV = "DISMON_LEDGER_PUBLIC_KEY"
+
+
+def ledger_key_pem(path: str | None, public: bool = False, environ: Mapping[str, str] = os.environ) -> bytes | None:
+    """The PEM of the ledger's signing key (or with ``public`` its public key): the file ``path`` (a flag or
+    ``$DISMON_LEDGER_KEY_FILE``), else the PEM text in ``$DISMON_LEDGER_KEY`` (``$DISMON_LEDGER_PUBLIC_KEY``);
+    None when neither is given."""
+    if path:
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read the ledger key file {path}: {exc.strerror}") from exc
+    text = environ.get(LEDGER_PUBLIC_KEY_ENV if public else LEDGER_KEY_ENV)
+    return text.encode() if text else None

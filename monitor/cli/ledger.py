@@ -16,7 +16,10 @@ from monitor.cli.worker import add_kafka_options, kafka_settings
 from monitor.errors import UsageError
 
 EXIT_BROKEN = 1
-_PUBLIC_HELP = "the ledger's public key, from dismon ledger keygen ($DISMON_LEDGER_PUBLIC_KEY_FILE)"
+_PUBLIC_HELP = (
+    "the ledger's public key, from dismon ledger keygen ($DISMON_LEDGER_PUBLIC_KEY_FILE, or the PEM itself in "
+    "$DISMON_LEDGER_PUBLIC_KEY)"
+)
 
 
 def add_ledger(commands: Any) -> None:
@@ -103,13 +106,17 @@ def _keygen(args: argparse.Namespace) -> int:
 def _verified(args: argparse.Namespace, against: Any = None) -> Any:
     """The ledger of ``args.directory`` (or the topics, with --kafka), verified; prints why and returns None
     when it does not verify."""
+    from monitor.config import ledger_key_pem
     from monitor.outputs.ledger import Broken, load_public_key, verify, verify_lines
 
-    if args.public_key is None:
-        raise UsageError("the ledger's public key: --public-key FILE or $DISMON_LEDGER_PUBLIC_KEY_FILE")
+    pem = ledger_key_pem(args.public_key, public=True)
+    if pem is None:
+        raise UsageError(
+            "the ledger's public key: --public-key FILE, $DISMON_LEDGER_PUBLIC_KEY_FILE or $DISMON_LEDGER_PUBLIC_KEY"
+        )
     if (args.directory is None) == (not args.kafka):
         raise UsageError("name a ledger directory, or --kafka for the worker's ledger topics (not both)")
-    public = load_public_key(args.public_key)
+    public = load_public_key(pem, args.public_key or "$DISMON_LEDGER_PUBLIC_KEY")
     try:
         if not args.kafka:
             return verify(args.directory, public, against)

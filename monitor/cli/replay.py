@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from monitor.cli import arguments
 from monitor.cli.common import EXIT_ALERTS, EXIT_OK, env, log, now_ms
 from monitor.cli.worker import add_kafka_options, kafka_settings
-from monitor.config import KEY_ENV, KEY_FILE_ENV, load_policy, subject_hasher
+from monitor.config import KEY_ENV, KEY_FILE_ENV, ledger_key_pem, load_policy, subject_hasher
 from monitor.core.detector import DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_MAX_JOIN_ENTRIES, Detector
 from monitor.core.events import FUTURE_TOLERANCE_MS
 from monitor.core.findings import SEVERITY_RANK, Finding
@@ -290,10 +290,11 @@ def _ledger(args: argparse.Namespace) -> LedgerWriter | None:
         return None
     from monitor.outputs.ledger import LedgerWriter, load_signing_key  # cryptography: only when asked for
 
-    if args.ledger_key is None:
-        raise UsageError("--ledger needs the checkpoints' signing key: --ledger-key FILE or $DISMON_LEDGER_KEY_FILE "
-                         "(dismon ledger keygen makes one)")  # fmt: skip
-    return LedgerWriter(Path(args.ledger), load_signing_key(args.ledger_key), now_ms)
+    pem = ledger_key_pem(args.ledger_key)
+    if pem is None:
+        raise UsageError("--ledger needs the checkpoints' signing key: --ledger-key FILE, $DISMON_LEDGER_KEY_FILE or "
+                         "$DISMON_LEDGER_KEY (dismon ledger keygen makes one)")  # fmt: skip
+    return LedgerWriter(Path(args.ledger), load_signing_key(pem, args.ledger_key or "$DISMON_LEDGER_KEY"), now_ms)
 
 
 def _read_options(args: argparse.Namespace) -> ReadOptions:

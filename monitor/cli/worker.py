@@ -7,7 +7,7 @@ from typing import Any
 
 from monitor.cli import arguments
 from monitor.cli.common import env
-from monitor.config import load_policy, subject_hasher
+from monitor.config import ledger_key_pem, load_policy, subject_hasher
 from monitor.core.detector import DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_MAX_JOIN_ENTRIES
 
 
@@ -177,7 +177,8 @@ def add_worker(commands: Any) -> None:
         default=env("LEDGER_KEY_FILE"),
         metavar="FILE",
         help="keep the accounting of disclosures in <prefix>.ledger, its checkpoints signed with this Ed25519 key "
-        "from dismon ledger keygen ($DISMON_LEDGER_KEY_FILE; see docs/ledger.md)",
+        "from dismon ledger keygen ($DISMON_LEDGER_KEY_FILE, or the PEM itself in $DISMON_LEDGER_KEY; see "
+        "docs/ledger.md)",
     )
     parser.add_argument(
         "--ledger-checkpoint-interval",
@@ -205,10 +206,11 @@ def _worker(args: argparse.Namespace) -> int:
 
     policy = load_policy(args.policy)  # a broken policy stops us here, before anything starts
     shadow = None if args.shadow_policy is None else load_policy(args.shadow_policy)
-    if args.ledger_key is not None:
+    ledger_key = ledger_key_pem(args.ledger_key)
+    if ledger_key is not None:
         from monitor.outputs.ledger import load_signing_key
 
-        load_signing_key(args.ledger_key)  # a missing or wrong key stops us here, before anything starts
+        load_signing_key(ledger_key, args.ledger_key or "$DISMON_LEDGER_KEY")  # a wrong key stops us here
     settings = WorkerSettings(
         kafka=kafka_settings(args),
         partitions=args.partitions,
@@ -223,7 +225,7 @@ def _worker(args: argparse.Namespace) -> int:
         max_join_entries=args.max_join_entries,
         dead_letter_payload=args.dead_letter_payload,
         changelog_segment_ms=args.changelog_segment,
-        ledger_key_path=args.ledger_key,
+        ledger_key=ledger_key,
         ledger_interval_ms=args.ledger_checkpoint_interval,
     )
     return worker.run(settings, policy, subject_hasher(), shadow)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from monitor.core.events import DEFAULT_MAX_EVENT_BYTES
 from monitor.core.joiner import DEFAULT_MAX_JOIN_ENTRIES
@@ -26,5 +26,6 @@ class WorkerSettings:
     max_join_entries: int | None = DEFAULT_MAX_JOIN_ENTRIES
     dead_letter_payload: bool = False  # keep the offending bytes (base64) in dead-letter records: personal data!
     changelog_segment_ms: int = DEFAULT_CHANGELOG_SEGMENT_MS  # see monitor.live.kafka.changelog_topic_config
-    ledger_key_path: str | None = None  # the accounting of disclosures on: its checkpoints' signing key
+    # The accounting of disclosures on: its checkpoints' signing key (PEM), never in a repr or a log line.
+    ledger_key: bytes | None = field(default=None, repr=False)
     ledger_interval_ms: int = 60_000  # between signed checkpoints

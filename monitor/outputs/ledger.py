@@ -73,23 +73,24 @@ def key_id(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def load_signing_key(path: str) -> Ed25519PrivateKey:
+def load_signing_key(pem: bytes, where: str) -> Ed25519PrivateKey:
+    """The signing key of PEM ``pem`` (``where``: the file or variable it came from, for errors)."""
     try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
-        raise UsageError(f"cannot read the ledger signing key {path}: {exc}") from exc
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"cannot read the ledger signing key from {where}: {exc}") from exc
     if not isinstance(key, Ed25519PrivateKey):
-        raise UsageError(f"the ledger signing key {path} is not an Ed25519 key (dismon ledger keygen makes one)")
+        raise UsageError(f"the ledger signing key from {where} is not an Ed25519 key (dismon ledger keygen makes one)")
     return key
 
 
-def load_public_key(path: str) -> Ed25519PublicKey:
+def load_public_key(pem: bytes, where: str) -> Ed25519PublicKey:
     try:
-        key = serialization.load_pem_public_key(Path(path).read_bytes())
-    except (OSError, ValueError, TypeError) as exc:
-        raise UsageError(f"cannot read the ledger public key {path}: {exc}") from exc
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"cannot read the ledger public key from {where}: {exc}") from exc
     if not isinstance(key, Ed25519PublicKey):
-        raise UsageError(f"the ledger public key {path} is not an Ed25519 key")
+        raise UsageError(f"the ledger public key from {where} is not an Ed25519 key")
     return key
 
 

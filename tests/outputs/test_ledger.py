@@ -199,3 +199,25 @@ def test_the_frontier_root_is_the_rfc_root_at_every_size() -> None:
     for size, leaf in enumerate(leaves, start=1):
         frontier.append(leaf)
         assert frontier.root() == merkle.root(leaves[:size])
+
+
+def test_keys_come_from_files_or_the_environment_and_bad_ones_are_refused_clearly(
+    scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISMON_LEDGER_KEY", (scenario / "key").read_text())
+    monkeypatch.setenv("DISMON_LEDGER_PUBLIC_KEY", (scenario / "pub").read_text())
+    ledger = tmp_path / "ledger"
+    assert main(["replay", "--policy", str(scenario / "policy.toml"), "--alerts-out", str(tmp_path / "a"),
+                 "--ledger", str(ledger), str(scenario / "events.jsonl.gz")]) == 0  # fmt: skip
+    assert main(["ledger", "verify", str(ledger)]) == 0
+    capsys.readouterr()
+    # The public key where the signing key belongs, a key file that exists already, no key at all.
+    assert main(["replay", "--policy", str(scenario / "policy.toml"), "--alerts-out", str(tmp_path / "a"),
+                 "--ledger", str(ledger), "--ledger-key", str(scenario / "pub"), str(scenario / "events.jsonl.gz")]) == 2  # fmt: skip
+    assert f"cannot read the ledger signing key from {scenario / 'pub'}" in capsys.readouterr().err
+    assert main(["ledger", "keygen", "--private", str(scenario / "key"), "--public", str(tmp_path / "p")]) == 2
+    assert "is never overwritten" in capsys.readouterr().err
+    monkeypatch.delenv("DISMON_LEDGER_KEY")
+    assert main(["replay", "--policy", str(scenario / "policy.toml"), "--alerts-out", str(tmp_path / "a"),
+                 "--ledger", str(ledger), str(scenario / "events.jsonl.gz")]) == 2  # fmt: skip
+    assert "--ledger needs the checkpoints' signing key" in capsys.readouterr().err

@@ -290,10 +290,10 @@ def build_app(
         )
     )
     ledger = None
-    if settings.ledger_key_path is not None:
+    if settings.ledger_key is not None:
         ledger = LedgerHost(
             kafka,
-            load_signing_key(settings.ledger_key_path),
+            load_signing_key(settings.ledger_key, "the ledger key"),
             TopicWriter(producer, kafka.ledger_topic, fatal),
             TopicWriter(producer, kafka.ledger_checkpoints_topic, fatal),
             settings.ledger_interval_ms,
@@ -475,7 +475,7 @@ class _Worker(faust.Worker):
 
 async def _prepare(settings: WorkerSettings, shadow: bool) -> dict[str, int]:
     """Before joining the group: the topics exist and are co-partitioned, and the group is this pipeline's."""
-    ledger = settings.ledger_key_path is not None
+    ledger = settings.ledger_key is not None
     counts = await ensure_topics(settings.kafka, settings.partitions, shadow=shadow, ledger=ledger)
     await check_group(settings.kafka)
     return counts
