@@ -173,6 +173,14 @@ def add_worker(commands: Any) -> None:
         help="prefix of the runbook link in pushed alerts: <base><rule>.md (default docs/runbooks/)",
     )
     parser.add_argument(
+        "--instance-id",
+        default=env("INSTANCE_ID"),
+        metavar="ID",
+        help="a stable identity in the consumer group (static membership): restarted within the session timeout, "
+        "the worker takes its partitions back without a rebalance; another process with the same ID stops the "
+        "first; one per worker, e.g. a StatefulSet pod's name ($DISMON_INSTANCE_ID; default none)",
+    )
+    parser.add_argument(
         "--ledger-key",
         default=env("LEDGER_KEY_FILE"),
         metavar="FILE",
@@ -226,6 +234,7 @@ def _worker(args: argparse.Namespace) -> int:
         dead_letter_payload=args.dead_letter_payload,
         changelog_segment_ms=args.changelog_segment,
         ledger_key=ledger_key,
+        instance_id=args.instance_id or None,
         ledger_interval_ms=args.ledger_checkpoint_interval,
     )
     return worker.run(settings, policy, subject_hasher(), shadow)

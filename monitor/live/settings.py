@@ -29,3 +29,4 @@ class WorkerSettings:
     # The accounting of disclosures on: its checkpoints' signing key (PEM), never in a repr or a log line.
     ledger_key: bytes | None = field(default=None, repr=False)
     ledger_interval_ms: int = 60_000  # between signed checkpoints
+    instance_id: str | None = None  # static group membership (KIP-345): a restart keeps its partitions

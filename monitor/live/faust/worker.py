@@ -179,6 +179,32 @@ class _JoinTable(faust.Table[str, JoinEntry]):
         )
 
 
+class FencedError(Exception):
+    """Another process joined the group with this worker's --instance-id."""
+
+
+class _FencedFilter(logging.Filter):
+    """Static membership: when another process joins with this worker's instance id, the broker gives it this
+    worker's place, and this worker's next heartbeat finds its member id unknown. aiokafka (which predates
+    KIP-345's FENCED_INSTANCE_ID) logs that and then joins again, which would take the place back and start
+    the two taking turns. The filter raises in that log call instead, before the join: the heartbeat task
+    ends with the error, and ``on_fenced`` stops the worker."""
+
+    _MESSAGE = "local member_id was not recognized"
+
+    def __init__(self, on_fenced: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_fenced: Callable[[], None] | None = on_fenced
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._MESSAGE in record.getMessage():
+            if self._on_fenced is not None:
+                on_fenced, self._on_fenced = self._on_fenced, None
+                on_fenced()
+            raise FencedError(record.getMessage())  # out of the heartbeat, before it resets and joins again
+        return True
+
+
 class Health:
     """What /readyz reports: partitions assigned and their join state recovered, and the broker answering."""
 
@@ -214,6 +240,9 @@ def _app(settings: WorkerSettings) -> BatchApp:
         broker_heartbeat_interval=max(settings.session_timeout_s / 10, 0.5),
         broker_rebalance_timeout=settings.session_timeout_s * 2,
         broker_commit_interval=1.0,
+        # A stable member identity (--instance-id): a worker restarted within the session timeout gets its
+        # partitions back without a rebalance, and a second process with the same identity fences the first.
+        consumer_group_instance_id=settings.instance_id,
         producer_linger=0.01,
         producer_max_batch_size=512 * 1024,  # alerts by the hundred per batch; 16 KiB made each send wait
         broker_max_poll_records=1000,  # events in one batch
@@ -317,6 +346,17 @@ def build_app(
         lambda: float(health.broker_up)
     )
 
+    if settings.instance_id is not None:
+
+        def fenced() -> None:
+            log.critical(
+                "another worker joined the group with the same --instance-id %r and took this one's place: "
+                "stopping (two workers must never share an identity)",
+                settings.instance_id,
+            )
+            crashes.append(asyncio.ensure_future(app.crash(FencedError(settings.instance_id))))
+
+        logging.getLogger("aiokafka.consumer.group_coordinator").addFilter(_FencedFilter(fenced))
     _connect(app, table, pipeline, health, settings, registry, listener, now_ms)
     if alertmanager is not None:
         app.task(alertmanager.run)
