@@ -44,14 +44,7 @@ def add_ledger(commands: Any) -> None:
                             "checkpoint's signature and root, and with --against that the ledger still extends a "
                             "checkpoint kept from earlier. Exit 0: intact; 1: names the first entry or checkpoint "
                             "that does not verify; 2: usage error.")  # fmt: skip
-    verify.add_argument("directory", metavar="DIR", nargs="?", help="a ledger directory (replay --ledger)")
-    verify.add_argument(
-        "--kafka",
-        action="store_true",
-        help="read <prefix>.ledger and <prefix>.ledger-checkpoints instead (worker --ledger-key)",
-    )
-    add_kafka_options(verify)
-    verify.add_argument("--public-key", default=env("LEDGER_PUBLIC_KEY_FILE"), metavar="FILE", help=_PUBLIC_HELP)
+    _add_source(verify)
     verify.add_argument("--against", metavar="CHECKPOINT",
                         help="a checkpoint (one line of checkpoints.jsonl) kept from earlier")  # fmt: skip
     verify.set_defaults(run=_verify)
@@ -62,32 +55,27 @@ def add_ledger(commands: Any) -> None:
                             "those end up in shell history and process lists), compute their subject_ref with the "
                             "subject key, and print their entries as JSON lines, each with its inclusion proof "
                             "checked against the latest checkpoint. Nothing is logged.")  # fmt: skip
-    lookup.add_argument("directory", metavar="DIR", nargs="?", help="a ledger directory (replay --ledger)")
-    lookup.add_argument(
-        "--kafka",
-        action="store_true",
-        help="read <prefix>.ledger and <prefix>.ledger-checkpoints instead (worker --ledger-key)",
-    )
-    add_kafka_options(lookup)
-    lookup.add_argument("--public-key", default=env("LEDGER_PUBLIC_KEY_FILE"), metavar="FILE", help=_PUBLIC_HELP)
+    _add_source(lookup)
     lookup.set_defaults(run=_lookup)
 
     export = sub.add_parser("export", help="the accounting of a period: counts and entries",
                             description="The accounting of disclosures made in [--from, --to): counts by "
                             "agreement, recipient, purpose (statute) and verdict, and the entries themselves. The "
                             "ledger is verified first.")  # fmt: skip
-    export.add_argument("directory", metavar="DIR", nargs="?", help="a ledger directory (replay --ledger)")
-    export.add_argument(
-        "--kafka",
-        action="store_true",
-        help="read <prefix>.ledger and <prefix>.ledger-checkpoints instead (worker --ledger-key)",
-    )
-    add_kafka_options(export)
-    export.add_argument("--public-key", default=env("LEDGER_PUBLIC_KEY_FILE"), metavar="FILE", help=_PUBLIC_HELP)
+    _add_source(export)
     export.add_argument("--from", dest="from_ms", type=arguments.timestamp, metavar="TIME", help="first instant")
     export.add_argument("--to", dest="to_ms", type=arguments.timestamp, metavar="TIME", help="end (exclusive)")
     export.add_argument("--format", choices=["json", "csv"], default="json", help="default json")
     export.set_defaults(run=_export)
+
+
+def _add_source(parser: argparse.ArgumentParser) -> None:
+    """Where the ledger is (a directory, or the worker's topics) and the public key that verifies it."""
+    parser.add_argument("directory", metavar="DIR", nargs="?", help="a ledger directory (replay --ledger)")
+    kafka_help = "read <prefix>.ledger and <prefix>.ledger-checkpoints instead (worker --ledger-key)"
+    parser.add_argument("--kafka", action="store_true", help=kafka_help)
+    add_kafka_options(parser)
+    parser.add_argument("--public-key", default=env("LEDGER_PUBLIC_KEY_FILE"), metavar="FILE", help=_PUBLIC_HELP)
 
 
 def _keygen(args: argparse.Namespace) -> int:

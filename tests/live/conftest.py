@@ -168,6 +168,30 @@ def employer_pair(prefix: str, request_id: str, minute: int) -> list[tuple[str, 
     ]
 
 
+def reloads_between_pairs(
+    bootstrap: str, prefix: str, worker: Worker, path: Path, log: Path, good: str, broken: str, what: str
+) -> None:
+    """Employer pairs "under-a"; ``path`` rewritten to ``good`` and SIGHUP, "under-b"; rewritten to ``broken``
+    and SIGHUP, "after-broken": each reload waits for its log line ("<what> reloaded from", "<what> reload
+    refused"), and the worker must still run."""
+
+    def reload(text: str, expect: str) -> None:
+        path.write_text(text)
+        worker.process.send_signal(signal.SIGHUP)
+        worker._wait(lambda: expect in log.read_text(), 30, f"logging {expect!r}")
+
+    asyncio.run(produce(bootstrap, employer_pair(prefix, "under-a", 1)))
+    worker.wait_for_events(2)
+    reload(good, f"{what} reloaded from")
+    asyncio.run(produce(bootstrap, employer_pair(prefix, "under-b", 2)))
+    worker.wait_for_events(4)
+    reload(broken, f"{what} reload refused")
+    asyncio.run(produce(bootstrap, employer_pair(prefix, "after-broken", 3)))
+    worker.wait_for_events(6)
+    time.sleep(1)
+    assert worker.process.poll() is None  # a broken file never stops a running worker
+
+
 async def create_topics(bootstrap: str, prefix: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

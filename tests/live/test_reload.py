@@ -4,8 +4,6 @@ broken file, keeping the policy in force."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import time
 import uuid
 from pathlib import Path
 
@@ -13,7 +11,7 @@ from monitor.core.detector import Detector
 from monitor.core.findings import SubjectHasher
 from monitor.core.policy import parse_policy
 from tests.conftest import TEST_KEY, request, response, rules_of, run
-from tests.live.conftest import BASE, NO_EMPLOYER, Worker, consume_all, create_topics, employer_pair, produce
+from tests.live.conftest import BASE, NO_EMPLOYER, Worker, consume_all, create_topics, reloads_between_pairs
 
 
 def test_detector_judges_by_the_new_policy_after_set_policy() -> None:
@@ -38,22 +36,9 @@ def test_worker_reloads_the_policy_on_sighup_and_refuses_a_broken_one(kafka_boot
         alerts = asyncio.run(consume_all(kafka_bootstrap, f"{prefix}.alerts", quiet_ms=1500))
         return {a["request_id"] for _, a in alerts if a["rule"] == "unpermitted_field"}
 
-    def reload(text: str, expect: str) -> None:
-        policy.write_text(text)
-        worker.process.send_signal(signal.SIGHUP)
-        worker._wait(lambda: expect in log.read_text(), 30, f"logging {expect!r}")
-
     try:
-        asyncio.run(produce(kafka_bootstrap, employer_pair(prefix, "under-a", 1)))
-        worker.wait_for_events(2)
-        reload(BASE, "policy reloaded from")
-        asyncio.run(produce(kafka_bootstrap, employer_pair(prefix, "under-b", 2)))
-        worker.wait_for_events(4)
-        reload(BASE + "\n[[agreement]]\nid = 7\n", "policy reload refused")
-        asyncio.run(produce(kafka_bootstrap, employer_pair(prefix, "after-broken", 3)))
-        worker.wait_for_events(6)
-        time.sleep(1)
-        assert worker.process.poll() is None  # a broken policy never stops a running worker
+        reloads_between_pairs(kafka_bootstrap, prefix, worker, policy, log, BASE, BASE + "\n[[agreement]]\nid = 7\n",
+                              "policy")  # fmt: skip
     finally:
         assert worker.stop() == 0
     # Under A the employer was unpermitted; B permits it, and B stays in force after the broken reload.

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import signal
 import uuid
 from pathlib import Path
 
@@ -20,9 +19,9 @@ from tests.live.conftest import (
     Worker,
     consume_all,
     create_topics,
-    employer_pair,
     produce,
     publish,
+    reloads_between_pairs,
     replay_ids,
     tight_daily_cap,
     topics_and_expected,
@@ -81,21 +80,9 @@ def test_sighup_reloads_the_shadow_policy_and_refuses_a_broken_one(kafka_bootstr
     log = tmp_path / "worker.log"
     worker = Worker(kafka_bootstrap, prefix, policy, log, extra=("--shadow-policy", str(candidate)))
 
-    def reload(text: str, expect: str) -> None:
-        candidate.write_text(text)
-        worker.process.send_signal(signal.SIGHUP)
-        worker._wait(lambda: expect in log.read_text(), 30, f"logging {expect!r}")
-
     try:
-        asyncio.run(produce(kafka_bootstrap, employer_pair(prefix, "under-a", 1)))
-        worker.wait_for_events(2)
-        reload(BASE, "shadow policy reloaded from")
-        asyncio.run(produce(kafka_bootstrap, employer_pair(prefix, "under-b", 2)))
-        worker.wait_for_events(4)
-        reload(NO_EMPLOYER + "\n[[agreement]]\nid = 7\n", "shadow policy reload refused")
-        asyncio.run(produce(kafka_bootstrap, employer_pair(prefix, "after-broken", 3)))
-        worker.wait_for_events(6)
-        assert worker.process.poll() is None  # a broken candidate never stops a running worker
+        reloads_between_pairs(kafka_bootstrap, prefix, worker, candidate, log, BASE,
+                              NO_EMPLOYER + "\n[[agreement]]\nid = 7\n", "shadow policy")  # fmt: skip
     finally:
         assert worker.stop() == 0
         STARTED.clear()
