@@ -160,7 +160,8 @@ class Case:
 
 
 def measure(case: Case) -> list[tuple[float, float]]:
-    """(seconds to ready, seconds to new findings from every partition) for SIGTERM restart, SIGKILL restart, failover."""
+    """(seconds to ready, seconds to new findings from every partition) for a SIGTERM restart, a SIGKILL
+    restart and a failover."""
     first = case.worker("a")
     first.wait(lambda: first.ready() and metric_sums(first.port).get("dismon_events_total", 0) >= case.total)
     columns = []
