@@ -199,7 +199,9 @@ class PairReducer:
     """Reduces each event under two policies (``dismon policy diff``), once where they cannot differ: a
     response or a disposal is reduced without the policy, a request by the :func:`request_terms` of the
     agreement version in force, so when both policies' versions have equal terms the first digest serves
-    both."""
+    both. The two are then one object: fit for digests that are encoded and sent on (each side decodes its
+    own copy, as ``dismon policy diff``'s reading process does), not for two joins in one process, since a
+    join keeps parts of a digest and changes them."""
 
     def __init__(self, first: Reducer, second: Reducer) -> None:
         self.first, self.second = first, second

@@ -98,9 +98,10 @@ def entry_of(
     )
 
 
-def record_bytes(seq: int, entry: AccountingEntry) -> bytes:
-    """The ledger's line for ``entry`` at position ``seq`` (canonical JSON, keys sorted, no newline)."""
-    return _CANONICAL.encode(LedgerRecord(seq, entry.entry_id, entry))
+def record_bytes(seq: int, entry_id: str, entry: AccountingEntry) -> bytes:
+    """The ledger's line for ``entry`` (whose :attr:`~AccountingEntry.entry_id` the caller has) at position
+    ``seq`` (canonical JSON, keys sorted, no newline)."""
+    return _CANONICAL.encode(LedgerRecord(seq, entry_id, entry))
 
 
 def read_record(line: bytes) -> LedgerRecord:

@@ -60,9 +60,10 @@ class LedgerHost:
         if ledger is None:
             return
         for entry in entries:
-            line = ledger.add(entry)
-            if line is not None:
-                self._pending.append((entry.entry_id.encode(), line))
+            added = ledger.add(entry)
+            if added is not None:
+                entry_id, line = added
+                self._pending.append((entry_id.encode(), line))
 
     async def save(self) -> None:
         """The new entries to the ledger topic, and a checkpoint when the interval has passed; returns once the

@@ -116,6 +116,3 @@ class Shadow:
         if findings:
             records = [(finding.alert_id.encode(), self._encode(finding)) for finding in findings]
             await asyncio.gather(*await self._writer.write(records))
-
-    def held(self) -> int:
-        return sum(len(joiner.store) for joiner in self.joiners.values())

@@ -160,16 +160,17 @@ class LedgerLog:
         self.ids.add(record.id)
         self.frontier.append(merkle.leaf_hash(line))
 
-    def add(self, entry: AccountingEntry) -> bytes | None:
-        """The record to write for ``entry`` (the tree grows by it), or None if the ledger has it already (the
-        same disclosure judged again: a replay run twice, a response delivered twice, a worker's restart)."""
+    def add(self, entry: AccountingEntry) -> tuple[str, bytes] | None:
+        """The entry's id and the record to write for it (the tree grows by it), or None if the ledger has it
+        already (the same disclosure judged again: a replay run twice, a response delivered twice, a worker's
+        restart)."""
         entry_id = entry.entry_id
         if entry_id in self.ids:
             return None
         self.ids.add(entry_id)
-        line = record_bytes(self.frontier.size, entry)
+        line = record_bytes(self.frontier.size, entry_id, entry)
         self.frontier.append(merkle.leaf_hash(line))
-        return line
+        return entry_id, line
 
     def sign(self, now_ms: int) -> Checkpoint:
         """A checkpoint of the tree as it is now."""
@@ -205,10 +206,10 @@ class LedgerWriter:
         self._since = 0
 
     def append(self, entry: AccountingEntry) -> None:
-        line = self.log.add(entry)
-        if line is None:
+        added = self.log.add(entry)
+        if added is None:
             return
-        self._entries.write(line + b"\n")
+        self._entries.write(added[1] + b"\n")
         self.appended += 1
         self._since += 1
         if self._since >= self.every:
@@ -247,6 +248,7 @@ class Ledger:
     records: list[LedgerRecord]
     leaves: list[bytes]
     checkpoints: list[Checkpoint]
+    root: bytes  # of the whole tree
 
     @property
     def latest(self) -> Checkpoint | None:
@@ -303,7 +305,7 @@ def verify_lines(
             f"checkpoint {number + 1} covers {checkpoint.size:,} entries but the ledger holds {frontier.size:,}: "
             f"entries {frontier.size}..{checkpoint.size - 1} were deleted"
         )
-    ledger = Ledger(records, leaves, checkpoints)
+    ledger = Ledger(records, leaves, checkpoints, frontier.root())
     if against is not None:
         _consistent(ledger, against, public)
     return ledger
@@ -318,7 +320,7 @@ def _record(seq: int, line: bytes) -> LedgerRecord:
         raise Broken(f"entry {seq} says it is entry {record.seq}: an entry was deleted, inserted or moved there")
     if record.id != record.entry.entry_id:
         raise Broken(f"entry {seq} (id {record.id}) does not match its content: it was edited")
-    if record_bytes(seq, record.entry) != line:
+    if record_bytes(seq, record.id, record.entry) != line:
         raise Broken(f"entry {seq} (id {record.id}) is not written as the ledger writes it: it was edited")
     return record
 
@@ -346,7 +348,7 @@ def _consistent(ledger: Ledger, against: Checkpoint, public: Ed25519PublicKey) -
         )
     proof = merkle.consistency_proof(against.size, ledger.leaves) if against.size else []
     if against.size and not merkle.verify_consistency(
-        against.size, size, bytes.fromhex(against.root), merkle.root(ledger.leaves), proof
+        against.size, size, bytes.fromhex(against.root), ledger.root, proof
     ):
         raise Broken(
             f"the ledger is not consistent with the kept checkpoint (size {against.size}): one of its first "

@@ -143,8 +143,8 @@ def test_a_worker_killed_mid_stream_loses_no_finding_and_accounts_each_disclosur
     assert main(verify) == 0
     assert f"{len(live):,} entries" in capsys.readouterr().out  # the checkpoint at the stop covers them all
     # A record appended behind the writer's back (a copy of an entry) is caught and named.
-    asyncio.run(produce(kafka_bootstrap, [(f"{prefix}.ledger", 0, b"forged", record_bytes(len(live),
-                                                                                        read_record(written[0]).entry))]))  # fmt: skip
+    forged = record_bytes(len(live), live[0], read_record(written[0]).entry)
+    asyncio.run(produce(kafka_bootstrap, [(f"{prefix}.ledger", 0, b"forged", forged)]))
     assert main(verify) == 1
     assert f"entry {len(live)} (id {live[0]}) repeats entry 0" in capsys.readouterr().out
     # The join state came back through the worker's own bulk read, leaving Faust's recovery nothing to do.

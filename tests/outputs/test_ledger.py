@@ -101,7 +101,7 @@ def _edit(line: bytes, recompute: bool) -> bytes:
     from monitor.core.ledger import AccountingEntry
 
     entry = msgspec.convert(record["entry"], AccountingEntry)
-    return record_bytes(record["seq"], entry)
+    return record_bytes(record["seq"], entry.entry_id, entry)
 
 
 def test_editing_deleting_or_reordering_an_entry_fails_verify_naming_it(
