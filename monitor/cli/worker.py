@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from typing import Any
 
 from monitor.cli import arguments
 from monitor.cli.common import env
 from monitor.config import ledger_key_pem, load_policy, subject_hasher
 from monitor.core.detector import DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_MAX_JOIN_ENTRIES
+
+DEFAULT_STATE_DIR = os.path.join(tempfile.gettempdir(), "dismon-state")
 
 
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:
@@ -181,6 +185,15 @@ def add_worker(commands: Any) -> None:
         "first; one per worker, e.g. a StatefulSet pod's name ($DISMON_INSTANCE_ID; default none)",
     )
     parser.add_argument(
+        "--state-dir",
+        default=env("STATE_DIR"),
+        metavar="DIR",
+        help="keep a copy of the join state on local disk here, so that a restart in place reads only the "
+        "changelog written since; give each worker its own, e.g. a StatefulSet volume; 'none' reads the whole "
+        f"changelog on every start ($DISMON_STATE_DIR; default {DEFAULT_STATE_DIR}, where the first worker on the "
+        "machine takes it and others run without; see docs/worker.md)",
+    )
+    parser.add_argument(
         "--ledger-key",
         default=env("LEDGER_KEY_FILE"),
         metavar="FILE",
@@ -235,6 +248,8 @@ def _worker(args: argparse.Namespace) -> int:
         changelog_segment_ms=args.changelog_segment,
         ledger_key=ledger_key,
         instance_id=args.instance_id or None,
+        state_dir=None if args.state_dir in ("none", "") else args.state_dir or DEFAULT_STATE_DIR,
+        state_dir_default=args.state_dir is None,
         ledger_interval_ms=args.ledger_checkpoint_interval,
     )
     return worker.run(settings, policy, subject_hasher(), shadow)

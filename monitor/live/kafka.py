@@ -9,7 +9,7 @@ import asyncio
 import functools
 import logging
 import ssl
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -331,19 +331,24 @@ async def read_partitions(
     topic: str,
     partitions: Iterable[int],
     on_record: Callable[[int, bytes | None, bytes | None], None],
+    starts: Mapping[int, int] | None = None,
 ) -> dict[int, int]:
-    """Read ``partitions`` of ``topic`` from their start to their end as of now, handing each record's
-    ``(partition, key, value)`` to ``on_record``; returns the offset of the last record read, by partition
-    (empty partitions left out)."""
+    """Read ``partitions`` of ``topic`` from their start (or the offset ``starts`` gives) to their end as of now,
+    handing each record's ``(partition, key, value)`` to ``on_record``; returns the offset of the last record
+    read, by partition (partitions with nothing to read left out)."""
+    starts = starts or {}
     consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, partition) for partition in partitions]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await consumer.seek_to_beginning(*(tp for tp in tps if tp.partition not in starts))
+        for tp in tps:
+            if tp.partition in starts:
+                consumer.seek(tp, starts[tp.partition])
         ends = await consumer.end_offsets(tps)
         last: dict[int, int] = {}
-        pending = [tp for tp in tps if ends[tp] > 0]
+        pending = [tp for tp in tps if ends[tp] > starts.get(tp.partition, 0)]
         idle = 0
         while pending and idle < 3:  # three empty fetches in a row: what is left is not there to read
             batch = await consumer.getmany(*pending, timeout_ms=1000)
@@ -355,6 +360,38 @@ async def read_partitions(
                         last[tp.partition] = record.offset
             pending = [tp for tp in pending if last.get(tp.partition, -1) < ends[tp] - 1]
         return last
+    finally:
+        await consumer.stop()
+
+
+async def records_at(
+    kafka: KafkaSettings, topic: str, offsets: Mapping[int, int]
+) -> dict[int, tuple[bytes | None, bytes | None]]:
+    """The ``(key, value)`` of the record at each partition's offset in ``offsets``; partitions where that offset
+    holds no record (compacted, deleted, not yet written) are left out."""
+    found: dict[int, tuple[bytes | None, bytes | None]] = {}
+    if not offsets:
+        return found
+    consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = {TopicPartition(topic, partition): offset for partition, offset in offsets.items()}
+        consumer.assign(list(tps))
+        starts = await consumer.beginning_offsets(list(tps))
+        ends = await consumer.end_offsets(list(tps))
+        pending = [tp for tp, offset in tps.items() if starts[tp] <= offset < ends[tp]]
+        for tp in pending:
+            consumer.seek(tp, tps[tp])
+        idle = 0
+        while pending and idle < 3:
+            batch = await consumer.getmany(*pending, timeout_ms=1000)
+            idle = 0 if batch else idle + 1
+            for tp, records in batch.items():
+                if records and records[0].offset == tps[tp]:
+                    found[tp.partition] = (records[0].key, records[0].value)
+                if records:
+                    pending.remove(tp)
+        return found
     finally:
         await consumer.stop()
 

@@ -26,6 +26,7 @@ findings may be sent twice with the same ``alert_id``; consumers de-duplicate on
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -42,6 +43,7 @@ from monitor.core.joiner import Output
 from monitor.core.policy import Policy
 from monitor.live.clock import PartitionClock
 from monitor.live.ledger import LedgerHost
+from monitor.live.local_state import LocalState
 from monitor.live.relay import FactsOutbox, StageHost
 from monitor.live.settings import WorkerSettings
 from monitor.live.shadow import Shadow
@@ -80,6 +82,11 @@ class Writers:
     windows: TopicWriter  # <group>-window-state
 
 
+def _keep_snapshot(local: LocalState, partition: int, encoded: bytes, delivered: asyncio.Future[object]) -> None:
+    if not delivered.cancelled() and delivered.exception() is None:
+        local.write_snapshot(partition, encoded)
+
+
 class Pipeline:
     """The worker's detection: reduce, join per input partition, window facts, and the writes that make it
     durable."""
@@ -96,8 +103,10 @@ class Pipeline:
         on_fatal: Callable[[BaseException], None],
         shadow: Shadow | None = None,
         ledger: LedgerHost | None = None,
+        local: LocalState | None = None,
     ) -> None:
         self.settings = settings
+        self.local = local  # the join state's copy on local disk (monitor/live/local_state.py)
         self.ledger = ledger  # the accounting of disclosures (monitor/live/ledger.py)
         self.shadow = shadow  # a candidate policy judging the same events (monitor/live/shadow.py)
         self.metrics = metrics
@@ -236,14 +245,20 @@ class Pipeline:
             await self.stage.save()
             if self.ledger is not None:
                 await self.ledger.save()
-            encode = _ENTRY_ENCODER.encode
-            records = [
-                (task.partition, key.encode(), None if value is None else encode(value))
-                for task in self.tasks.values()
-                for key, value in task.join_state.flush().items()
-            ]
-            if records:
-                await self._writers.changelog.write_to(records)
+            encode, local = _ENTRY_ENCODER.encode, self.local
+            for partition, task in self.tasks.items():
+                changes = task.join_state.flush()
+                if not changes:
+                    continue
+                delivered = await self._writers.changelog.write_to(
+                    (partition, key.encode(), None if value is None else encode(value))
+                    for key, value in changes.items()
+                )
+                if local is not None and local.wants_snapshot(partition, len(task.join_state.table)):
+                    # The entries as of this write, kept once it is confirmed (after its records are appended).
+                    delivered[-1].add_done_callback(
+                        functools.partial(_keep_snapshot, local, partition, local.encode(task.join_state.table))
+                    )
 
     def _marks(self) -> list[tuple[str, int]]:
         """Each assigned input partition with its task's watermark, for the window stage."""

@@ -22,14 +22,21 @@ from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
+Delivered = Callable[[int, int, list[tuple[bytes, bytes | None]]], None]  # partition, base offset, records
+
 
 class TopicWriter:
     def __init__(
-        self, producer: Callable[[], Any], topic: str, on_failure: Callable[[BaseException], None] | None = None
+        self,
+        producer: Callable[[], Any],
+        topic: str,
+        on_failure: Callable[[BaseException], None] | None = None,
+        on_delivered: Delivered | None = None,
     ) -> None:
         self._producer = producer  # the running aiokafka producer (Faust's)
         self.topic = topic
         self._on_failure = on_failure  # for writes nobody awaits (see write())
+        self._on_delivered = on_delivered  # each batch the broker confirmed, with its records (the local state)
         self._partitioner = DefaultPartitioner()
         self._partitions: list[int] | None = None
 
@@ -51,28 +58,38 @@ class TopicWriter:
         """Hand ``(partition, key, value)`` records to aiokafka; returns the futures of their delivery.
         Delivery failures of futures nobody awaits go to ``on_failure``."""
         producer = self._producer()
-        batches: dict[int, Any] = {}
+        batches: dict[int, tuple[Any, list[tuple[bytes, bytes | None]]]] = {}
         sent: list[asyncio.Future[Any]] = []
         for partition, key, value in records:
-            batch = batches.get(partition)
+            batch, kept = batches.get(partition) or (None, [])
             if batch is None:
-                batch = batches[partition] = producer.create_batch()
+                batch, kept = batches[partition] = (producer.create_batch(), [])
             if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                sent.append(await self._send(producer, batch, partition))
-                batch = batches[partition] = producer.create_batch()
+                sent.append(await self._send(producer, batch, partition, kept))
+                batch, kept = batches[partition] = (producer.create_batch(), [])
                 batch.append(key=key, value=value, timestamp=None)
-        for partition, batch in batches.items():
-            sent.append(await self._send(producer, batch, partition))
+            if self._on_delivered is not None:
+                kept.append((key, value))
+        for partition, (batch, kept) in batches.items():
+            sent.append(await self._send(producer, batch, partition, kept))
         return sent
 
-    async def _send(self, producer: Any, batch: Any, partition: int) -> asyncio.Future[Any]:
+    async def _send(
+        self, producer: Any, batch: Any, partition: int, records: list[tuple[bytes, bytes | None]]
+    ) -> asyncio.Future[Any]:
         batch.close()  # complete: aiokafka sends it without waiting for its linger time
         delivered: asyncio.Future[Any] = await producer.send_batch(batch, self.topic, partition=partition)
-        if self._on_failure is not None:
-            delivered.add_done_callback(self._delivered)
+        if self._on_failure is not None or self._on_delivered is not None:
+            delivered.add_done_callback(lambda future: self._delivered(future, partition, records))
         return delivered
 
-    def _delivered(self, delivered: asyncio.Future[Any]) -> None:
-        if not delivered.cancelled() and (exc := delivered.exception()) is not None:
-            assert self._on_failure is not None
-            self._on_failure(exc)
+    def _delivered(
+        self, delivered: asyncio.Future[Any], partition: int, records: list[tuple[bytes, bytes | None]]
+    ) -> None:
+        if delivered.cancelled():
+            return
+        if (exc := delivered.exception()) is not None:
+            if self._on_failure is not None:
+                self._on_failure(exc)
+        elif self._on_delivered is not None:
+            self._on_delivered(partition, delivered.result().offset, records)

@@ -65,8 +65,11 @@ class Worker:
         extra: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         group: str | None = "",
+        state_dir: Path | None = None,
     ) -> None:
-        """``group``: "" for a group of the test's own (``<prefix>-group``), None for the worker's default."""
+        """``group``: "" for a group of the test's own (``<prefix>-group``), None for the worker's default;
+        ``state_dir``: the join state's local copy, by default one of the worker's own next to its log (a
+        worker started in another's place gets that one's to restart in place)."""
         self.port = free_port()
         group_options = [] if group is None else ["--group", group or f"{prefix}-group"]
         self.log = log.open("ab")
@@ -91,6 +94,8 @@ class Worker:
                 "6s",
                 "--partitions",
                 str(PARTITIONS),
+                "--state-dir",
+                str(state_dir or log.with_suffix(".state")),
                 *extra,
             ],
             stdout=self.log,

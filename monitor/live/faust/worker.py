@@ -19,6 +19,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 import faust
@@ -32,7 +33,7 @@ from monitor.config import load_policy
 from monitor.core.findings import SubjectHasher
 from monitor.core.join import JoinEntry
 from monitor.core.policy import Policy
-from monitor.errors import DismonError
+from monitor.errors import DismonError, UsageError
 from monitor.live.faust.batching import BatchApp, BatchConsumer
 from monitor.live.kafka import (
     TOPIC_KINDS,
@@ -41,9 +42,11 @@ from monitor.live.kafka import (
     check_group,
     ensure_topics,
     read_partitions,
+    records_at,
     watch_broker,
 )
 from monitor.live.ledger import LedgerHost
+from monitor.live.local_state import Loaded, LocalState, usable
 from monitor.live.pipeline import Pipeline, Writers
 from monitor.live.settings import WorkerSettings
 from monitor.live.shadow import Shadow
@@ -87,18 +90,20 @@ codecs.register("dismon-entry", _EntryCodec())
 
 
 class _JoinStore(MemoryStore[str, JoinEntry]):
-    """Faust's in-memory store, except that it reads newly assigned changelog partitions itself, in bulk.
+    """Faust's in-memory store, except that it recovers newly assigned changelog partitions itself.
 
-    Faust's recovery hands every changelog record through its event machinery (about 10,000 records/s,
-    so a restart took half a minute after a few minutes of traffic). Here each newly active partition is
-    read with one consumer and decoded with msgspec before Faust's recovery starts, and
-    :meth:`persisted_offset` tells the recovery to start where this read ended: it then has nothing,
-    or only what was written meanwhile, left to read. A partition kept through a rebalance is complete
-    in the store already (only this worker wrote to it, and it checkpoints before a rebalance), so the
-    recovery is told to start at its end too.
+    Faust's recovery hands every changelog record through its event machinery (about 10,000 records/s, so a
+    restart took half a minute after a few minutes of traffic). Here each newly active partition starts from
+    its local state (monitor/live/local_state.py) if it has one that matches the changelog, and the rest is
+    read with one consumer and decoded with msgspec before Faust's recovery starts: from the local state's
+    last offset on, or the whole partition. :meth:`persisted_offset` tells Faust's recovery to start where
+    this read ended: it then has nothing, or only what was written meanwhile, left to read. A partition kept
+    through a rebalance is complete in the store already (only this worker wrote to it, and it checkpoints
+    before a rebalance), so the recovery is told to start at its end too.
     """
 
     kafka: KafkaSettings | None = None  # set by the worker before the first rebalance
+    local: LocalState | None = None  # --state-dir
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,39 +118,97 @@ class _JoinStore(MemoryStore[str, JoinEntry]):
         changelog = self.table.changelog_topic.get_topic_name()
         actives = {tp for tp in self.app.assignor.assigned_actives() if tp.topic == changelog}
         self._complete &= actives - newly_assigned
+        if self.local is not None:
+            for partition in self.local.held() - {tp.partition for tp in actives}:
+                self.local.close(partition)
         if self.kafka is None or not actives:
             return
         ends = await self.app.consumer.highwaters(*actives)  # the next offset of each partition
         read_to = {tp: ends[tp] - 1 for tp in self._complete if ends.get(tp)}
-        todo = sorted(tp.partition for tp in actives - self._complete if ends.get(tp))
+        todo = {tp.partition: ends.get(tp) or 0 for tp in actives - self._complete}
         if todo:
-            started, records = time.monotonic(), 0
-            data, key_partition, decode = self.data, self._key_partition, _EntryCodec._decoder.decode
-
-            def apply(partition: int, key: bytes | None, value: bytes | None) -> None:
-                nonlocal records
-                records += 1
-                if key is None:
-                    return
-                request_id = key.decode()
-                if value is None:
-                    data.pop(request_id, None)
-                    key_partition.pop(request_id, None)
-                else:
-                    data[request_id] = decode(value)
-                    key_partition[request_id] = partition
-
-            last = await read_partitions(self.kafka, changelog, todo, apply)
-            read_to |= {TP(changelog, partition): offset for partition, offset in last.items()}
-            log.info(
-                "join state: read %d changelog records of partitions %s in %.1f s",
-                records,
-                todo,
-                time.monotonic() - started,
-            )
+            read_to |= {TP(changelog, p): offset for p, offset in (await self._recover(changelog, todo)).items()}
         self._read_to = read_to
         # Complete: what was empty, kept, or read to its end; Faust's recovery reads whatever is not.
         self._complete = {tp for tp in actives if read_to.get(tp, -1) >= ends.get(tp, 0) - 1}
+
+    async def _local(self, changelog: str, ends: dict[int, int]) -> dict[int, Loaded]:
+        """The partitions' local states that match the changelog; why the others are not used is logged."""
+        assert self.kafka is not None and self.local is not None
+        found: dict[int, Loaded] = {}
+        for partition, end in sorted(ends.items()):
+            loaded = self.local.load(partition)
+            if isinstance(loaded, Loaded):
+                found[partition] = loaded
+            elif end:
+                log.info("join state of partition %d: reading the whole changelog: %s", partition, loaded)
+        at = await records_at(
+            self.kafka, changelog, {p: state.offset for p, state in found.items() if 0 <= state.offset < ends[p]}
+        )
+        for partition, loaded in list(found.items()):
+            why = usable(loaded, ends[partition], at.get(partition))
+            if why is not None:
+                del found[partition]
+                if ends[partition] or loaded.offset >= 0:
+                    log.warning("join state of partition %d: reading the whole changelog: %s", partition, why)
+        return found
+
+    async def _recover(self, changelog: str, ends: dict[int, int]) -> dict[int, int]:
+        """Recover ``ends``' partitions (their changelog's next offset, by number) into the store; returns the
+        offset each is complete up to."""
+        assert self.kafka is not None
+        started, records = time.monotonic(), 0
+        data, key_partition, decode, local = self.data, self._key_partition, _EntryCodec._decoder.decode, self.local
+        loaded = {} if local is None else await self._local(changelog, ends)
+        for partition, state in loaded.items():
+            data.update(state.entries)
+            key_partition.update(dict.fromkeys(state.entries, partition))
+        # What is read, for the local state: the tail after a local state, the latest value of each key otherwise.
+        tails: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in loaded}
+        latest: dict[int, dict[str, bytes]] = {p: {} for p in ends if p not in loaded}
+        final: dict[int, tuple[bytes, bytes | None]] = {}
+
+        def apply(partition: int, key: bytes | None, value: bytes | None) -> None:
+            nonlocal records
+            records += 1
+            if key is None:
+                return
+            request_id = key.decode()
+            if value is None:
+                data.pop(request_id, None)
+                key_partition.pop(request_id, None)
+            else:
+                data[request_id] = decode(value)
+                key_partition[request_id] = partition
+            if local is None:
+                return
+            final[partition] = (key, value)
+            tail = tails.get(partition)
+            if tail is not None:
+                tail.append((key, value))
+            elif value is None:
+                latest[partition].pop(request_id, None)
+            else:
+                latest[partition][request_id] = value
+
+        todo = sorted(p for p, end in ends.items() if end > (loaded[p].offset + 1 if p in loaded else 0))
+        starts = {p: loaded[p].offset + 1 for p in todo if p in loaded}
+        last = await read_partitions(self.kafka, changelog, todo, apply, starts) if todo else {}
+        if local is not None:
+            for partition, state in loaded.items():
+                local.resume(partition, state)
+                local.append(partition, state.offset + 1, tails[partition])
+                last.setdefault(partition, state.offset)
+            for partition, values in latest.items():
+                local.start(partition, values, last.get(partition, -1), final.get(partition))
+        log.info(
+            "join state of partitions %s: local state up to changelog offsets %s; read %d changelog records in %.1f s",
+            sorted(ends),
+            {p: state.offset for p, state in sorted(loaded.items())},
+            records,
+            time.monotonic() - started,
+        )
+        return last
 
     @property
     def key_partition(self) -> dict[str, int]:
@@ -270,6 +333,18 @@ def _join_table(app: faust.App, settings: WorkerSettings) -> _JoinTable:
     return table
 
 
+def _local_state(settings: WorkerSettings, changelog: str) -> LocalState | None:
+    if settings.state_dir is None:
+        return None
+    try:
+        return LocalState(Path(settings.state_dir), changelog)
+    except UsageError as exc:
+        if not settings.state_dir_default:
+            raise
+        log.warning("%s; this worker keeps no local state, and a restart reads the whole changelog", exc)
+        return None
+
+
 def build_app(
     settings: WorkerSettings,
     policy: Policy,
@@ -288,10 +363,12 @@ def build_app(
         crashes.append(asyncio.ensure_future(app.crash(exc)))
 
     producer = lambda: app.producer._ensure_producer()  # type: ignore[attr-defined]  # noqa: E731
+    local = _local_state(settings, table.changelog_topic_name)
+    cast(_JoinStore, table.data).local = local
     writers = Writers(
         alerts=TopicWriter(producer, kafka.topic("alerts")),
         deadletter=TopicWriter(producer, kafka.topic("deadletter"), fatal),
-        changelog=TopicWriter(producer, table.changelog_topic_name, fatal),
+        changelog=TopicWriter(producer, table.changelog_topic_name, fatal, None if local is None else local.append),
         facts=TopicWriter(producer, kafka.facts_topic),
         windows=TopicWriter(producer, kafka.windows_topic),
     )
@@ -340,6 +417,7 @@ def build_app(
         fatal,
         shadow,
         ledger,
+        local,
     )
     health = Health()
     Gauge("dismon_broker_up", "1 while the Kafka cluster answers metadata requests", registry=registry).set_function(
@@ -387,7 +465,9 @@ def _connect(
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue
-            done = pipeline.offsets.get((tp.topic, tp.partition), -1) + 1
+            handled = pipeline.offsets.get((tp.topic, tp.partition))
+            # Nothing handled since the partition was assigned: it is where the group's commit left it.
+            done = handled + 1 if handled is not None else cast(Any, consumer)._committed_offset.get(tp) or 0
             lag[tp.topic] = lag.get(tp.topic, 0) + max(highwater - done, 0)
         return lag
 
