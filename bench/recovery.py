@@ -44,10 +44,13 @@ class Worker:
     def __init__(self, boot: str, prefix: str, policy: str, identity: str, session: str, log: Path) -> None:
         self.port = free_port()
         self.log = log.open("ab")
+        state = log.parent / f"{prefix}-{identity}.state"  # each identity's own, kept across its restarts
         argv = [sys.executable, "-m", "monitor.cli", "worker", "--policy", policy, "--bootstrap-servers", boot,
                 "--topic-prefix", prefix, "--metrics-port", str(self.port), "--idle-after", "off",
-                "--instance-id", identity, "--session-timeout", session, "--max-join-entries", "20000000"]  # fmt: skip
-        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=BENCH_ENV, cwd=ROOT)
+                "--instance-id", identity, "--session-timeout", session, "--max-join-entries", "20000000",
+                "--state-dir", str(state)]  # fmt: skip
+        env = {**BENCH_ENV, "DISMON_LOG_LEVEL": "INFO"}  # the recovery's log line says what it read
+        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
     def ready(self) -> bool:
         if self.process.poll() is not None:
