@@ -194,6 +194,14 @@ def add_worker(commands: Any) -> None:
         "machine takes it and others run without; see docs/worker.md)",
     )
     parser.add_argument(
+        "--standby",
+        action=argparse.BooleanOptionalAction,
+        default=env("STANDBY", "on") != "off",
+        help="follow the join state of the partitions other workers own, so that when one dies the worker that "
+        "takes its partitions over reads only what was written since; costs memory for their entries "
+        "($DISMON_STANDBY=on|off; default on)",
+    )
+    parser.add_argument(
         "--ledger-key",
         default=env("LEDGER_KEY_FILE"),
         metavar="FILE",
@@ -250,6 +258,7 @@ def _worker(args: argparse.Namespace) -> int:
         instance_id=args.instance_id or None,
         state_dir=None if args.state_dir in ("none", "") else args.state_dir or DEFAULT_STATE_DIR,
         state_dir_default=args.state_dir is None,
+        standby=args.standby,
         ledger_interval_ms=args.ledger_checkpoint_interval,
     )
     return worker.run(settings, policy, subject_hasher(), shadow)

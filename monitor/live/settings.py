@@ -31,4 +31,5 @@ class WorkerSettings:
     ledger_interval_ms: int = 60_000  # between signed checkpoints
     instance_id: str | None = None  # static group membership (KIP-345): a restart keeps its partitions
     state_dir: str | None = None  # the join state's local copy (monitor/live/local_state.py); None: none kept
+    standby: bool = True  # follow the other workers' changelog partitions for a warm failover
     state_dir_default: bool = False  # state_dir is the default: in use by another worker, run without one

@@ -200,7 +200,7 @@ def test_two_workers_split_partitions_and_one_takes_over_from_the_other(
     directory, prefix = scenario
     expected, ticks, lines, half = in_two_halves(kafka_bootstrap, directory, prefix, capsys)
     policy = directory / "policy.toml"
-    one = Worker(kafka_bootstrap, prefix, policy, directory / "one.log")
+    one = Worker(kafka_bootstrap, prefix, policy, directory / "one.log", env={"DISMON_LOG_LEVEL": "INFO"})
     two = Worker(kafka_bootstrap, prefix, policy, directory / "two.log")
     try:
         assert (
@@ -255,6 +255,9 @@ def test_two_workers_split_partitions_and_one_takes_over_from_the_other(
     windowed = windowed_outcome(a for _, a in alerts)
     assert windowed == replayed_windowed(directory)
     assert {rule for rule, *_ in windowed} >= {"daily_cap_exceeded"}
+    # The partitions taken over started from the standby copy the survivor kept of them, not from nothing.
+    took = re.findall(r"standby copies up to changelog offsets \{([^}]*)\}", (directory / "one.log").read_text())
+    assert took and any(int(offset) >= 0 for offset in re.findall(r": (-?\d+)", took[-1])), took
 
 
 def test_a_worker_that_gives_partitions_away_forgets_their_requests(

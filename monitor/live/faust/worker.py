@@ -41,12 +41,12 @@ from monitor.live.kafka import (
     changelog_topic_config,
     check_group,
     ensure_topics,
-    read_partitions,
-    records_at,
     watch_broker,
 )
 from monitor.live.ledger import LedgerHost
-from monitor.live.local_state import Loaded, LocalState, usable
+from monitor.live.local_state import LocalState
+from monitor.live.recovery import recover
+from monitor.live.standby import Standby
 from monitor.live.pipeline import Pipeline, Writers
 from monitor.live.settings import WorkerSettings
 from monitor.live.shadow import Shadow
@@ -104,6 +104,7 @@ class _JoinStore(MemoryStore[str, JoinEntry]):
 
     kafka: KafkaSettings | None = None  # set by the worker before the first rebalance
     local: LocalState | None = None  # --state-dir
+    standby: Standby | None = None  # --standby
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -118,97 +119,37 @@ class _JoinStore(MemoryStore[str, JoinEntry]):
         changelog = self.table.changelog_topic.get_topic_name()
         actives = {tp for tp in self.app.assignor.assigned_actives() if tp.topic == changelog}
         self._complete &= actives - newly_assigned
+        owned = {tp.partition for tp in actives}
         if self.local is not None:
-            for partition in self.local.held() - {tp.partition for tp in actives}:
+            for partition in self.local.held() - owned:
                 self.local.close(partition)
         if self.kafka is None or not actives:
+            if self.standby is not None:
+                self.standby.follow(set(range(self.table.partitions or 0)) - owned)
             return
         ends = await self.app.consumer.highwaters(*actives)  # the next offset of each partition
         read_to = {tp: ends[tp] - 1 for tp in self._complete if ends.get(tp)}
         todo = {tp.partition: ends.get(tp) or 0 for tp in actives - self._complete}
         if todo:
             read_to |= {TP(changelog, p): offset for p, offset in (await self._recover(changelog, todo)).items()}
+        if self.standby is not None:  # after the copies of what this worker now owns were taken
+            self.standby.follow(set(range(self.table.partitions or 0)) - owned)
         self._read_to = read_to
         # Complete: what was empty, kept, or read to its end; Faust's recovery reads whatever is not.
         self._complete = {tp for tp in actives if read_to.get(tp, -1) >= ends.get(tp, 0) - 1}
 
-    async def _local(self, changelog: str, ends: dict[int, int]) -> dict[int, Loaded]:
-        """The partitions' local states that match the changelog; why the others are not used is logged."""
-        assert self.kafka is not None and self.local is not None
-        found: dict[int, Loaded] = {}
-        for partition, end in sorted(ends.items()):
-            loaded = self.local.load(partition)
-            if isinstance(loaded, Loaded):
-                found[partition] = loaded
-            elif end:
-                log.info("join state of partition %d: reading the whole changelog: %s", partition, loaded)
-        at = await records_at(
-            self.kafka, changelog, {p: state.offset for p, state in found.items() if 0 <= state.offset < ends[p]}
-        )
-        for partition, loaded in list(found.items()):
-            why = usable(loaded, ends[partition], at.get(partition))
-            if why is not None:
-                del found[partition]
-                if ends[partition] or loaded.offset >= 0:
-                    log.warning("join state of partition %d: reading the whole changelog: %s", partition, why)
-        return found
-
     async def _recover(self, changelog: str, ends: dict[int, int]) -> dict[int, int]:
-        """Recover ``ends``' partitions (their changelog's next offset, by number) into the store; returns the
-        offset each is complete up to."""
         assert self.kafka is not None
-        started, records = time.monotonic(), 0
-        data, key_partition, decode, local = self.data, self._key_partition, _EntryCodec._decoder.decode, self.local
-        loaded = {} if local is None else await self._local(changelog, ends)
-        for partition, state in loaded.items():
-            data.update(state.entries)
-            key_partition.update(dict.fromkeys(state.entries, partition))
-        # What is read, for the local state: the tail after a local state, the latest value of each key otherwise.
-        tails: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in loaded}
-        latest: dict[int, dict[str, bytes]] = {p: {} for p in ends if p not in loaded}
-        final: dict[int, tuple[bytes, bytes | None]] = {}
-
-        def apply(partition: int, key: bytes | None, value: bytes | None) -> None:
-            nonlocal records
-            records += 1
-            if key is None:
-                return
-            request_id = key.decode()
-            if value is None:
-                data.pop(request_id, None)
-                key_partition.pop(request_id, None)
-            else:
-                data[request_id] = decode(value)
-                key_partition[request_id] = partition
-            if local is None:
-                return
-            final[partition] = (key, value)
-            tail = tails.get(partition)
-            if tail is not None:
-                tail.append((key, value))
-            elif value is None:
-                latest[partition].pop(request_id, None)
-            else:
-                latest[partition][request_id] = value
-
-        todo = sorted(p for p, end in ends.items() if end > (loaded[p].offset + 1 if p in loaded else 0))
-        starts = {p: loaded[p].offset + 1 for p in todo if p in loaded}
-        last = await read_partitions(self.kafka, changelog, todo, apply, starts) if todo else {}
-        if local is not None:
-            for partition, state in loaded.items():
-                local.resume(partition, state)
-                local.append(partition, state.offset + 1, tails[partition])
-                last.setdefault(partition, state.offset)
-            for partition, values in latest.items():
-                local.start(partition, values, last.get(partition, -1), final.get(partition))
-        log.info(
-            "join state of partitions %s: local state up to changelog offsets %s; read %d changelog records in %.1f s",
-            sorted(ends),
-            {p: state.offset for p, state in sorted(loaded.items())},
-            records,
-            time.monotonic() - started,
+        copies = {} if self.standby is None else {p: self.standby.take(p) for p in ends}
+        return await recover(
+            self.kafka,
+            changelog,
+            ends,
+            cast(dict[str, JoinEntry], self.data),
+            self.key_partition,
+            self.local,
+            {p: copy for p, copy in copies.items() if copy is not None},
         )
-        return last
 
     @property
     def key_partition(self) -> dict[str, int]:
@@ -364,7 +305,16 @@ def build_app(
 
     producer = lambda: app.producer._ensure_producer()  # type: ignore[attr-defined]  # noqa: E731
     local = _local_state(settings, table.changelog_topic_name)
-    cast(_JoinStore, table.data).local = local
+    store = cast(_JoinStore, table.data)
+    store.local = local
+    if settings.standby:
+        standby = store.standby = Standby(kafka, table.changelog_topic_name)
+        app.task(standby.run)
+        Gauge(
+            "dismon_standby_request_ids",
+            "Request ids held in the warm standby copies of the partitions other workers own",
+            registry=registry,
+        ).set_function(lambda: float(sum(standby.held().values())))
     writers = Writers(
         alerts=TopicWriter(producer, kafka.topic("alerts")),
         deadletter=TopicWriter(producer, kafka.topic("deadletter"), fatal),
