@@ -45,11 +45,11 @@ from monitor.live.kafka import (
 )
 from monitor.live.ledger import LedgerHost
 from monitor.live.local_state import LocalState
-from monitor.live.recovery import recover
-from monitor.live.standby import Standby
 from monitor.live.pipeline import Pipeline, Writers
+from monitor.live.recovery import recover
 from monitor.live.settings import WorkerSettings
 from monitor.live.shadow import Shadow
+from monitor.live.standby import Standby
 from monitor.live.tasks import share_of
 from monitor.live.topic_writer import TopicWriter
 from monitor.outputs import endpoints
