@@ -9,7 +9,8 @@ Each run, on the local broker (deploy/local/kafka.sh, started if needed), with i
 2. starts a ``dismon worker`` and publishes the scenario in bursts, with aiokafka (murmur2 partitioner) or
    kcat (librdkafka's default partitioner, CRC32), about 2 % of the records sent twice;
 3. after each burst but the last, while the workers are still at it, applies a fault drawn from: a SIGKILL
-   or a SIGTERM of a worker (and a new one started in its place), a second worker joining or leaving, the
+   or a SIGTERM of a worker (and a new one started in its place, on its local join state: ``--state-dir``),
+   a second worker joining or leaving (a worker that joins takes a state directory a stopped one left), the
    broker stopped for a few seconds and started again with its data, a SIGHUP (policy reload);
 4. closes every input partition with an event at the scenario's end time, waits for the workers, and
    compares the ``(alert_id, status)`` pairs on the alerts topic with those of ``dismon replay`` of exactly
@@ -95,14 +96,15 @@ class Outcome:
 class Worker:
     """One ``dismon worker`` process of the run's group."""
 
-    def __init__(self, boot: str, prefix: str, policy: Path, log: Path) -> None:
+    def __init__(self, boot: str, prefix: str, policy: Path, log: Path, state: Path) -> None:
         self.port = free_port()
         self.log = log.open("ab")
+        self.state = state
         key = policy.parent / "ledger.key"
         argv = [sys.executable, "-m", "monitor.cli", "worker", "--policy", str(policy), "--bootstrap-servers", boot,
                 "--topic-prefix", prefix, "--metrics-port", str(self.port), "--idle-after", "off",
                 "--session-timeout", "6s", "--partitions", str(PARTITIONS), "--ledger-key", str(key),
-                "--ledger-checkpoint-interval", "1s"]  # fmt: skip
+                "--ledger-checkpoint-interval", "1s", "--state-dir", str(state)]  # fmt: skip
         self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=BENCH_ENV, cwd=ROOT)
 
     def wait_ready(self, seconds: float = 90) -> None:
@@ -132,13 +134,16 @@ class Run:
         self.policy = workdir / "policy.toml"
         self.workers: list[Worker] = []
         self._started = 0
+        self._machines: list[Path] = []  # state directories no worker uses: a stopped worker's, for its successor
         dismon("simulate", "--out", str(workdir), "--requests", str(requests), "--fault", "all", "--fault",
                 "all-windowed", "--fault-rate", "0.03", "--seed", str(seed))  # fmt: skip
         dismon("ledger", "keygen", "--private", str(workdir / "ledger.key"), "--public", str(workdir / "ledger.pub"))
 
     def start_worker(self) -> None:
+        """A worker on the machine the last stopped one left (its local join state), or on a new one."""
         self._started += 1
-        worker = Worker(self.boot, self.prefix, self.policy, self.workdir / f"worker-{self._started}.log")
+        state = self._machines.pop() if self._machines else self.workdir / f"machine-{self._started}"
+        worker = Worker(self.boot, self.prefix, self.policy, self.workdir / f"worker-{self._started}.log", state)
         self.workers.append(worker)
         worker.wait_ready()
 
@@ -170,11 +175,14 @@ class Run:
         if fault in ("sigkill", "sigterm"):
             victim = self.workers.pop(rng.randrange(len(self.workers)))
             victim.stop(signal.SIGKILL if fault == "sigkill" else signal.SIGTERM)
-            self.start_worker()
+            self._machines.append(victim.state)
+            self.start_worker()  # restarted in place
         elif fault == "join":
             self.start_worker()
         elif fault == "leave":
-            self.workers.pop(rng.randrange(len(self.workers))).stop(signal.SIGTERM)
+            leaver = self.workers.pop(rng.randrange(len(self.workers)))
+            leaver.stop(signal.SIGTERM)
+            self._machines.append(leaver.state)
         elif fault == "broker":
             subprocess.run(["bash", KAFKA_SH, "stop"], check=True, capture_output=True)
             time.sleep(rng.uniform(1, 5))

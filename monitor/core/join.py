@@ -23,12 +23,14 @@ SLA_DONE = 1
 DUPLICATE_FIRED = 2
 
 
-class RequestFacts(msgspec.Struct, frozen=True, gc=False):
+class RequestFacts(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """All the detectors need of a request once it has been checked.
 
     A msgspec Struct rather than a dataclass: a million of these sit in the
     join state, and ``gc=False`` keeps them out of the cyclic collector's scans
     (they hold only strings, ints and tuples, so they can never form a cycle).
+    Encoded as an array (monitor/live/entries.py): the field order is the
+    changelog's format, so new fields go last, with a default.
     """
 
     agreement_id: str
@@ -63,10 +65,11 @@ class DisclosureFacts:
     position: int = -1  # the response's position in its input, as the caller numbers it (-1: none given)
 
 
-class JoinEntry(msgspec.Struct, gc=False):
+class JoinEntry(msgspec.Struct, gc=False, array_like=True):
     """Everything known about one request id; untracked by the cyclic GC like RequestFacts.
 
     The lists are created only when needed (most requests never see a disclosure or a disposal).
+    Encoded as an array, like RequestFacts: new fields go last, with a default.
     """
 
     first_ms: int  # earliest event time seen for this request id; expiry counts from here

@@ -350,6 +350,12 @@ class Joiner:
         entry.scheduled_ms = None
         self._schedule(request_id, entry)
 
+    def restore_all(self, entries: Mapping[str, JoinEntry]) -> None:
+        """:meth:`restore` for each of ``entries``, in one loop: a restart takes over a million of them."""
+        next_due, schedule = self._next_due, self.timers.schedule
+        for request_id, entry in entries.items():
+            entry.scheduled_ms = schedule(request_id, next_due(entry))
+
     def _schedule(self, request_id: str, entry: JoinEntry) -> None:
         due = self._next_due(entry)
         if entry.scheduled_ms is None or due < entry.scheduled_ms:

@@ -33,14 +33,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import msgspec
-
 from monitor.core.digests import Reducer
 from monitor.core.events import FUTURE_TOLERANCE_MS, Invalid, decode_timed
 from monitor.core.findings import Finding, SubjectHasher
 from monitor.core.join import JoinEntry
 from monitor.core.joiner import Output
 from monitor.core.policy import Policy
+from monitor.live import entries
 from monitor.live.clock import PartitionClock
 from monitor.live.ledger import LedgerHost
 from monitor.live.local_state import LocalState
@@ -53,7 +52,6 @@ from monitor.outputs.alerts import FindingSender, dead_letter_record
 from monitor.outputs.metrics import Metrics
 
 log = logging.getLogger("dismon.worker")
-_ENTRY_ENCODER = msgspec.msgpack.Encoder()
 
 
 class Message(Protocol):
@@ -130,13 +128,13 @@ class Pipeline:
         self._turn = asyncio.Lock()
         self._refused_logged = (0, 0.0)  # (count, wall-clock seconds) of the last "join state full" log line
 
-    def _task(self, partition: int, entries: dict[str, JoinEntry] | None = None) -> Task:
+    def _task(self, partition: int, recovered: dict[str, JoinEntry] | None = None) -> Task:
         settings = self.settings
         task = self.tasks[partition] = Task(
             partition,
             self._topics,
             self.policy,
-            {} if entries is None else entries,
+            {} if recovered is None else recovered,
             PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, self._now_ms),
             self.metrics,
             share_of(settings.max_join_entries, settings.partitions),
@@ -245,7 +243,7 @@ class Pipeline:
             await self.stage.save()
             if self.ledger is not None:
                 await self.ledger.save()
-            encode, local = _ENTRY_ENCODER.encode, self.local
+            encode, local = entries.encode, self.local
             for partition, task in self.tasks.items():
                 changes = task.join_state.flush()
                 if not changes:
@@ -270,34 +268,30 @@ class Pipeline:
         return marks
 
     async def take_assignment(
-        self, partitions: set[int], owns_facts: bool, recovered: dict[str, JoinEntry], partition_of: dict[str, int]
+        self, partitions: set[int], owns_facts: bool, by_partition: dict[int, dict[str, JoinEntry]]
     ) -> int:
         """After a rebalance: the input partition numbers now assigned, whether this worker now runs the window
-        stage, and the join entries recovered from the changelog (Faust's store, by partition). Tasks of
-        partitions given away are dropped, new ones start with their recovered entries; returns how many
+        stage, and the join entries recovered from the changelog, by partition (taken over, not copied). Tasks
+        of partitions given away are dropped, new ones start with their recovered entries; returns how many
         entries were dropped."""
         dropped = 0
         for partition in set(self.tasks) - partitions:
             dropped += len(self.tasks.pop(partition))
         for source in [source for source in self.offsets if source[1] not in partitions]:
             del self.offsets[source]  # what another worker handles now; the window stage has heard of it
-        by_partition: dict[int, dict[str, JoinEntry]] = {}
-        for request_id, entry in recovered.items():  # moved into their tasks: one copy of the state
-            by_partition.setdefault(partition_of.get(request_id, -1), {})[request_id] = entry
-        recovered.clear()
         if self.shadow is not None:
             self.shadow.take_assignment(partitions, by_partition)
         for partition in sorted(partitions):
-            entries = by_partition.get(partition, {})
+            recovered = by_partition.get(partition, {})
             task = self.tasks.get(partition)
             if task is None:
-                self._task(partition, entries)
+                self._task(partition, recovered)
             else:
-                for request_id, entry in entries.items():
+                for request_id, entry in recovered.items():
                     task.take(request_id, entry)
-        for partition, entries in by_partition.items():
+        for partition, recovered in by_partition.items():
             if partition not in partitions:
-                dropped += len(entries)
+                dropped += len(recovered)
         await self.stage.take(owns_facts, self._on_fatal)
         if self.ledger is not None:
             await self.ledger.take(owns_facts, self._on_fatal)

@@ -16,15 +16,13 @@ from __future__ import annotations
 import logging
 import time
 
-import msgspec
-
 from monitor.core.join import JoinEntry
+from monitor.live import entries
 from monitor.live.kafka import KafkaSettings, read_partitions, records_at
 from monitor.live.local_state import Loaded, LocalState, usable
 from monitor.live.standby import Copy
 
 log = logging.getLogger("dismon.worker")
-_DECODE = msgspec.msgpack.Decoder(JoinEntry).decode
 
 
 async def _local_states(
@@ -54,14 +52,12 @@ async def recover(
     kafka: KafkaSettings,
     changelog: str,
     ends: dict[int, int],
-    data: dict[str, JoinEntry],
-    partition_of: dict[str, int],
     local: LocalState | None,
     copies: dict[int, Copy],
-) -> dict[int, int]:
-    """Recover the partitions of ``ends`` (each changelog partition's next offset) into ``data``, noting each
-    key's partition in ``partition_of``, from the standby's ``copies``, the ``local`` state and the changelog;
-    returns the offset each partition is complete up to (partitions with nothing left out)."""
+) -> tuple[dict[int, int], dict[int, dict[str, JoinEntry]]]:
+    """Recover the partitions of ``ends`` (each changelog partition's next offset) from the standby's
+    ``copies``, the ``local`` state and the changelog; returns the offset each partition is complete up to
+    (partitions with nothing left out), and each partition's entries."""
     started, records = time.monotonic(), 0
     for partition, copy in list(copies.items()):
         if copy.next_offset > ends[partition]:  # the changelog was recreated under the standby
@@ -74,14 +70,15 @@ async def recover(
     latest: dict[int, dict[str, bytes]] = {p: {} for p in ends if p not in loaded}
     final: dict[int, tuple[bytes, bytes | None] | None] = {}
     starts: dict[int, int] = {}
+    tables: dict[int, dict[str, JoinEntry]] = {p: {} for p in ends}
     for partition, copy in copies.items():
-        for request_id, value in copy.values.items():
-            data[request_id] = _DECODE(value)
-            partition_of[request_id] = partition
+        values, table, decode = copy.values, tables[partition], entries.decode
+        for request_id, value in values.items():
+            table[request_id] = decode(value)
+            values[request_id] = entries.current(value)
         latest[partition], final[partition], starts[partition] = copy.values, copy.last, copy.next_offset
     for partition, state in loaded.items():
-        data.update(state.entries)
-        partition_of.update(dict.fromkeys(state.entries, partition))
+        tables[partition] = state.entries
         starts[partition] = state.offset + 1
 
     def apply(partition: int, key: bytes | None, value: bytes | None) -> None:
@@ -91,11 +88,10 @@ async def recover(
             return
         request_id = key.decode()
         if value is None:
-            data.pop(request_id, None)
-            partition_of.pop(request_id, None)
+            tables[partition].pop(request_id, None)
         else:
-            data[request_id] = _DECODE(value)
-            partition_of[request_id] = partition
+            tables[partition][request_id] = entries.decode(value)
+            value = entries.current(value)  # the local state holds this release's encoding only
         if local is None:
             return
         final[partition] = (key, value)
@@ -126,4 +122,4 @@ async def recover(
         records,
         time.monotonic() - started,
     )
-    return {p: offset for p, offset in last.items() if offset >= 0}
+    return {p: offset for p, offset in last.items() if offset >= 0}, tables

@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 
-import msgspec
-
 from monitor.core.detector import count_windows
 from monitor.core.digests import Reducer
 from monitor.core.events import Event
@@ -30,10 +28,8 @@ from monitor.core.join import JoinEntry
 from monitor.core.joiner import DetectorStats, Joiner, Output
 from monitor.core.policy import Policy
 from monitor.core.windows.stage import WindowStage
+from monitor.live import entries
 from monitor.live.topic_writer import TopicWriter
-
-_ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(JoinEntry)
 
 
 class Shadow:
@@ -100,7 +96,7 @@ class Shadow:
             store = joiner.store
             for request_id, entry in live_entries.get(partition, {}).items():
                 if request_id not in store:
-                    copy = store[request_id] = _DECODER.decode(_ENCODER.encode(entry))  # the live join changes its own
+                    copy = store[request_id] = entries.decode(entries.encode(entry))  # the live join changes its own
                     joiner.restore(request_id, copy)
 
     def set_policy(self, policy: Policy) -> None:

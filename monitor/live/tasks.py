@@ -44,8 +44,7 @@ class Task:
         self.clock = clock
         clock.assign((topic, partition) for topic in topics)
         self.position = ("", -1)  # input partition and offset of the last event handled
-        for request_id, entry in list(entries.items()):
-            self.joiner.restore(request_id, entry)  # recovered from the changelog: re-arm its timers
+        self.joiner.restore_all(entries)  # recovered from the changelog: re-arm their timers
 
     def take(self, request_id: str, entry: JoinEntry) -> None:
         """An entry recovered from the changelog after the task started (Faust's recovery of a partition)."""

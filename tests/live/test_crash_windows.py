@@ -110,7 +110,7 @@ async def _start(durable: _Durable) -> Pipeline:
     pipeline = _pipeline(durable)
     decode = msgspec.msgpack.Decoder(JoinEntry).decode
     recovered = {key.decode(): decode(value) for key, value in durable.changelog.items() if value is not None}
-    await pipeline.take_assignment({0}, False, recovered, dict.fromkeys(recovered, 0))
+    await pipeline.take_assignment({0}, False, {0: recovered})
     pipeline.stage.owned = True
     if durable.windows:
         pipeline.stage.restore(durable.windows[-1])

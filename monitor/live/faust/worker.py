@@ -18,14 +18,14 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, cast
 
 import faust
-import msgspec
 from faust.serializers import codecs
 from faust.stores.memory import Store as MemoryStore
+from faust.tables import TableManager
 from faust.types import TP
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -34,6 +34,7 @@ from monitor.core.findings import SubjectHasher
 from monitor.core.join import JoinEntry
 from monitor.core.policy import Policy
 from monitor.errors import DismonError, UsageError
+from monitor.live import entries
 from monitor.live.faust.batching import BatchApp, BatchConsumer
 from monitor.live.kafka import (
     TOPIC_KINDS,
@@ -76,14 +77,11 @@ def _faust_credentials(kafka: KafkaSettings) -> Any:
 class _EntryCodec(codecs.Codec):
     """Join entries in the changelog: msgpack via msgspec (compact, and typed on the way back)."""
 
-    _encoder = msgspec.msgpack.Encoder()
-    _decoder = msgspec.msgpack.Decoder(JoinEntry)
-
     def _dumps(self, obj: Any) -> bytes:
-        return self._encoder.encode(obj)
+        return entries.encode(obj)
 
     def _loads(self, s: bytes) -> Any:
-        return self._decoder.decode(s)
+        return entries.decode(s)
 
 
 codecs.register("dismon-entry", _EntryCodec())
@@ -108,6 +106,7 @@ class _JoinStore(MemoryStore[str, JoinEntry]):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.recovered: dict[int, dict[str, JoinEntry]] = {}  # by partition, until the pipeline takes them
         self._complete: set[TP] = set()  # active partitions whose whole changelog is in the store
         self._read_to: dict[TP, int] = {}  # this rebalance: the offset up to which the store is complete
 
@@ -141,21 +140,23 @@ class _JoinStore(MemoryStore[str, JoinEntry]):
     async def _recover(self, changelog: str, ends: dict[int, int]) -> dict[int, int]:
         assert self.kafka is not None
         copies = {} if self.standby is None else {p: self.standby.take(p) for p in ends}
-        return await recover(
-            self.kafka,
-            changelog,
-            ends,
-            cast(dict[str, JoinEntry], self.data),
-            self.key_partition,
-            self.local,
-            {p: copy for p, copy in copies.items() if copy is not None},
+        last, tables = await recover(
+            self.kafka, changelog, ends, self.local, {p: copy for p, copy in copies.items() if copy is not None}
         )
+        self.recovered |= tables
+        return last
 
-    @property
-    def key_partition(self) -> dict[str, int]:
-        """Each recovered key's changelog (and input) partition, filled by the bulk read and by Faust's recovery:
-        the pipeline moves each recovered entry into the task of that partition, then clears it."""
-        return cast(dict[str, int], self._key_partition)
+    def apply_changelog_batch(
+        self, batch: Iterable[Any], to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]
+    ) -> None:
+        """Faust's recovery of what was written after the worker's own read: into the same tables."""
+        for event in batch:
+            table = self.recovered.setdefault(event.message.partition, {})
+            key = to_key(event.key)
+            if event.message.value is None:
+                table.pop(key, None)
+            else:
+                table[key] = to_value(event.value)
 
     def persisted_offset(self, tp: TP) -> int | None:
         return self._read_to.get(tp)
@@ -183,29 +184,44 @@ class _JoinTable(faust.Table[str, JoinEntry]):
         )
 
 
+class _TableManager(TableManager):
+    """Faust's table manager without the second it sleeps before it starts (for tables added late; the worker
+    adds its one table before the app starts): a restarted worker joins its group a second sooner."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
+
 class FencedError(Exception):
     """Another process joined the group with this worker's --instance-id."""
 
 
 class _FencedFilter(logging.Filter):
     """Static membership: when another process joins with this worker's instance id, the broker gives it this
-    worker's place, and this worker's next heartbeat finds its member id unknown. aiokafka (which predates
-    KIP-345's FENCED_INSTANCE_ID) logs that and then joins again, which would take the place back and start
-    the two taking turns. The filter raises in that log call instead, before the join: the heartbeat task
-    ends with the error, and ``on_fenced`` stops the worker."""
-
-    _MESSAGE = "local member_id was not recognized"
+    worker's place, and this worker's next heartbeat or offset commit finds its member id unknown. aiokafka
+    (which predates KIP-345's FENCED_INSTANCE_ID) logs that and then joins again, which would take the place
+    back and start the two taking turns. The filter raises in that log call instead, before the join: the
+    heartbeat or commit ends with the error, and ``on_fenced`` stops the worker."""
 
     def __init__(self, on_fenced: Callable[[], None]) -> None:
         super().__init__()
         self._on_fenced: Callable[[], None] | None = on_fenced
 
+    @staticmethod
+    def _unknown_member(message: str) -> bool:
+        return "local member_id was not recognized" in message or (
+            message.startswith("OffsetCommit failed") and "UnknownMemberIdError" in message
+        )
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._MESSAGE in record.getMessage():
+        message = record.getMessage()
+        if self._unknown_member(message):
             if self._on_fenced is not None:
                 on_fenced, self._on_fenced = self._on_fenced, None
                 on_fenced()
-            raise FencedError(record.getMessage())  # out of the heartbeat, before it resets and joins again
+            raise FencedError(message)  # out of the heartbeat or commit, before it resets and joins again
         return True
 
 
@@ -233,6 +249,7 @@ def _app(settings: WorkerSettings) -> BatchApp:
         broker=f"kafka://{kafka.bootstrap_servers}",
         broker_credentials=_faust_credentials(kafka),
         store="memory://",
+        TableManager=_TableManager,
         # Faust creates a data directory even for in-memory tables; keep it out of the working directory
         # (read-only in the container image).
         datadir=os.environ.get("DISMON_DATA_DIR", os.path.join(tempfile.gettempdir(), "dismon-faust")),
@@ -509,10 +526,9 @@ def _connect(
     async def take_assignment() -> list[tuple[str, int]]:
         now = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in pipeline.sources)
         owns_facts = any(tp.topic == kafka.facts_topic for tp in app.consumer.assignment())
-        # What the bulk read and Faust's recovery put into the table's store moves into the tasks, by partition.
-        recovered = cast(dict[str, JoinEntry], store.data)
-        forgotten = await pipeline.take_assignment({p for _t, p in now}, owns_facts, recovered, store.key_partition)
-        store.key_partition.clear()
+        # What the recovery put into the table's store moves into the tasks, by partition.
+        recovered, store.recovered = store.recovered, {}
+        forgotten = await pipeline.take_assignment({p for _t, p in now}, owns_facts, recovered)
         if forgotten:
             log.info("forgot %d join entries of partitions now owned by other workers", forgotten)
         assigned.set()
