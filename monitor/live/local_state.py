@@ -25,6 +25,7 @@ import fcntl
 import logging
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -135,6 +136,13 @@ class _Partition:
     log: IO[bytes] | None = field(default=None, repr=False)
 
 
+@dataclass(slots=True)
+class _Preload:
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Loaded | str | None = None
+    dropped: bool = False  # not wanted any more: not loaded, or let go
+
+
 class LocalState:
     """One changelog topic's local copy, per partition; appended as the worker's writes are delivered."""
 
@@ -142,6 +150,7 @@ class LocalState:
         self.root = root / topic
         self.topic = topic
         self._partitions: dict[int, _Partition] = {}
+        self._preloaded: dict[int, _Preload] = {}
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self._lock = (self.root / "lock").open("a+b")
@@ -158,8 +167,39 @@ class LocalState:
     def _dir(self, partition: int) -> Path:
         return self.root / str(partition)
 
+    def preload(self) -> None:
+        """Start loading every partition held here, in a thread, while the worker starts and joins its group
+        (most of which is waiting on the network): a restart in place usually gets the same partitions back.
+        :meth:`load` takes a partition's result when it is ready; :meth:`forget_preloaded` drops the rest."""
+        partitions = sorted(int(p.name) for p in self.root.iterdir() if p.name.isdigit())
+        self._preloaded = {partition: _Preload() for partition in partitions}
+        threading.Thread(
+            target=self._preload, args=(dict(self._preloaded),), name="dismon-preload", daemon=True
+        ).start()
+
+    def _preload(self, slots: dict[int, _Preload]) -> None:
+        for partition, slot in slots.items():
+            if not slot.dropped:
+                slot.result = self._load(partition)
+            slot.done.set()
+
+    def forget_preloaded(self) -> None:
+        """Drop what was preloaded and not taken (partitions another worker got)."""
+        for slot in self._preloaded.values():
+            slot.dropped = True
+            slot.result = None
+        self._preloaded = {}
+
     def load(self, partition: int) -> Loaded | str:
         """The partition's local state, or why there is none to use."""
+        slot = self._preloaded.pop(partition, None)
+        if slot is not None:
+            slot.done.wait()
+            if slot.result is not None:
+                return slot.result
+        return self._load(partition)
+
+    def _load(self, partition: int) -> Loaded | str:
         where = self._dir(partition)
         try:
             snapshot_bytes = (where / "snapshot").read_bytes()

@@ -65,6 +65,8 @@ async def recover(
             del copies[partition]
     rest = {p: end for p, end in ends.items() if p not in copies}
     loaded = {} if local is None else await _local_states(kafka, changelog, local, rest)
+    if local is not None:
+        local.forget_preloaded()
     # What is read goes to the local state: the tail after its own copy, the latest value of each key otherwise.
     tails: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in loaded}
     latest: dict[int, dict[str, bytes]] = {p: {} for p in ends if p not in loaded}

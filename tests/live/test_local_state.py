@@ -153,3 +153,17 @@ def test_what_loads_is_the_changelog_up_to_the_offset_it_claims(
             assert usable(loaded, len(changelog), changelog[loaded.offset]) is None
         if not torn:
             assert loaded.offset == len(changelog) - 1
+
+
+def test_preloaded_partitions_load_as_they_would_have(tmp_path: Path) -> None:
+    with LocalState(tmp_path, TOPIC) as local:
+        for partition in range(3):
+            local.start(partition, {f"r{partition}": entry(partition)}, 0, (f"r{partition}".encode(), entry(partition)))
+    with LocalState(tmp_path, TOPIC) as local:
+        local.preload()
+        first = local.load(0)
+        assert isinstance(first, Loaded) and first.entries == {"r0": JoinEntry(first_ms=0)}
+        local.forget_preloaded()  # partitions 1 and 2 went to another worker...
+        again = local.load(2)  # ...and come back later: read from disk then
+        assert isinstance(again, Loaded) and again.entries == {"r2": JoinEntry(first_ms=2)}
+        assert local.load(5) == "no local state"

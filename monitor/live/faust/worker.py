@@ -273,12 +273,15 @@ def _app(settings: WorkerSettings) -> BatchApp:
     )
 
 
+_TABLE = "join-state"  # its changelog: <group>-join-state-changelog
+
+
 def _join_table(app: faust.App, settings: WorkerSettings) -> _JoinTable:
     # Faust never writes this table: the pipeline writes its changelog, each task to its partition
     # (monitor/live/tasks.py). use_partitioner spares Faust's write path the need for a current event.
     table = _JoinTable(
         app,
-        name="join-state",
+        name=_TABLE,
         default=None,
         key_type=str,
         beacon=app.tables.beacon,
@@ -291,11 +294,11 @@ def _join_table(app: faust.App, settings: WorkerSettings) -> _JoinTable:
     return table
 
 
-def _local_state(settings: WorkerSettings, changelog: str) -> LocalState | None:
+def _local_state(settings: WorkerSettings) -> LocalState | None:
     if settings.state_dir is None:
         return None
     try:
-        return LocalState(Path(settings.state_dir), changelog)
+        return LocalState(Path(settings.state_dir), f"{settings.kafka.group}-{_TABLE}-changelog")
     except UsageError as exc:
         if not settings.state_dir_default:
             raise
@@ -310,6 +313,7 @@ def build_app(
     registry: CollectorRegistry,
     listener: socket.socket,
     shadow_policy: Policy | None = None,
+    local: LocalState | None = None,
 ) -> faust.App:
     kafka = settings.kafka
     app = _app(settings)
@@ -321,7 +325,8 @@ def build_app(
         crashes.append(asyncio.ensure_future(app.crash(exc)))
 
     producer = lambda: app.producer._ensure_producer()  # type: ignore[attr-defined]  # noqa: E731
-    local = _local_state(settings, table.changelog_topic_name)
+    if local is not None and local.topic != table.changelog_topic_name:
+        raise AssertionError(f"the local state is of {local.topic}, the join table's changelog is another")
     store = cast(_JoinStore, table.data)
     store.local = local
     if settings.standby:
@@ -571,13 +576,19 @@ def run(settings: WorkerSettings, policy: Policy, hasher: SubjectHasher, shadow_
     """Run the worker until SIGTERM/SIGINT; returns the exit code. ``shadow_policy``: a candidate judging the
     same events, its findings to the shadow-alerts topic only."""
     listener = endpoints.listen(settings.metrics_host, settings.metrics_port)  # first: a port in use stops us here
+    local = None
     try:
+        local = _local_state(settings)  # a directory in use by another worker stops us here too
+        if local is not None:
+            local.preload()  # while the topics are checked and the group joined
         counts = asyncio.run(_prepare(settings, shadow_policy is not None))
     except BaseException:
         listener.close()
+        if local is not None:
+            local.close_all()
         raise
     settings = dataclasses.replace(settings, partitions=next(iter(counts.values())))
-    app = build_app(settings, policy, hasher, CollectorRegistry(), listener, shadow_policy)
+    app = build_app(settings, policy, hasher, CollectorRegistry(), listener, shadow_policy, local)
     worker = _Worker(app, loglevel=os.environ.get("DISMON_LOG_LEVEL", "WARNING"), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
