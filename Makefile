@@ -20,7 +20,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 DEMO_REQUESTS ?= 100000
 DEMO_DIR ?= out/demo
 
-.PHONY: setup demo live test lint bench upgrade clean
+.PHONY: setup demo live test lint bench peer-bench upgrade clean
 
 $(UV): deploy/local/uv-requirements.txt
 	$(PYTHON) -m venv $(UV_HOME)
@@ -66,6 +66,10 @@ test: lint
 
 bench: setup
 	$(BIN)/python bench/replay_bench.py
+
+peer-bench: setup
+	$(UV) sync --quiet --locked --all-extras --group peer --python $(PYTHON)
+	$(BIN)/python bench/peer_bench.py
 
 upgrade: $(UV)
 	$(UV) lock --upgrade --python $(PYTHON)

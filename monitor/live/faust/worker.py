@@ -544,7 +544,7 @@ def _connect(
         """After the changelog was replayed into the table: its entries go to their tasks, timers re-armed."""
         now = await take_assignment()
         health.ready = True
-        log.info("assigned %s; %d join entries held", now, pipeline.pending().get("entries", 0))
+        log.info("assigned %s; %d join entries held", now, sum(len(task) for task in pipeline.tasks.values()))
 
     async def on_rebalance_complete(_app: Any, *_args: Any, **_kwargs: Any) -> None:
         # Sent on every rebalance, also when nothing had to be recovered (then on_recover is not called),
