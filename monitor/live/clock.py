@@ -32,17 +32,18 @@ class PartitionClock:
             if source not in self._assigned:
                 del self._newest[source], self._heard[source]
 
-    def observe(self, source: Hashable, event_ms: int) -> None:
-        now = self._wall_ms()
+    def observe(self, source: Hashable, event_ms: int, now_ms: int | None = None) -> None:
+        """An event of ``source``; ``now_ms``: the wall clock, if the caller has read it already (once a batch)."""
+        now = self._wall_ms() if now_ms is None else now_ms
         self._assigned.add(source)
         if event_ms > self._newest.get(source, event_ms - 1):
             self._newest[source] = event_ms
         self._heard[source] = now
         self._last_event_wall_ms = now
 
-    def watermark(self) -> int | None:
+    def watermark(self, now_ms: int | None = None) -> int | None:
         """The current watermark (never moves backwards), or None before any event."""
-        now = self._wall_ms()
+        now = self._wall_ms() if now_ms is None else now_ms
         idle = self.idle_ms
         active = [newest for source, newest in self._newest.items() if idle is None or now - self._heard[source] < idle]
         # An assigned partition not heard from yet holds the watermark, until the stream has been idle.

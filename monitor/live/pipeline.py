@@ -117,6 +117,7 @@ class Pipeline:
         self.sources = frozenset(self._topics)
         self._facts_topic = kafka.facts_topic
         self.offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset handled
+        self._source_names: dict[tuple[str, int], str] = {}  # (topic, partition) -> "topic:partition"
         self.policy = policy
         self.reducer = Reducer(policy, hasher)
         self.tasks: dict[int, Task] = {}  # input partition number -> its task
@@ -146,7 +147,9 @@ class Pipeline:
         """One fetched batch, in order: input events through their task's join one by one, window-facts records
         (on the worker that runs the stage) through the stage; then the findings to the alerts topic."""
         async with self._turn:
-            not_after_ms = self._now_ms() + FUTURE_TOLERANCE_MS
+            now_ms = self._now_ms()  # the wall clock once a batch: the batch arrived at once
+            not_after_ms = now_ms + FUTURE_TOLERANCE_MS
+            names = self._source_names
             findings: list[Finding] = []
             shadowed: list[Finding] = []
             dead: list[tuple[bytes, bytes | None]] = []
@@ -167,9 +170,12 @@ class Pipeline:
                 event_ms, event = decoded
                 task = tasks.get(partition) or self._task(partition)
                 clock = task.clock
-                clock.observe(source, event_ms)
-                task.position = (f"{message.topic}:{partition}", message.offset)
-                watermark = clock.watermark()
+                clock.observe(source, event_ms, now_ms)
+                name = names.get(source)
+                if name is None:
+                    name = names[source] = f"{message.topic}:{partition}"
+                task.position = (name, message.offset)
+                watermark = clock.watermark(now_ms)
                 out = task.joiner.apply(reduce(event, event_ms), event_ms, watermark, message.offset)
                 if out:
                     self._route(out, task.position, findings)

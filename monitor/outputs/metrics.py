@@ -127,6 +127,9 @@ class Metrics:
 
     def set_policy(self, policy: Policy) -> None:
         """Label values follow the policy in force (agreements and requesters are bounded by it)."""
+        # Each labelled child once per label values: ``labels()`` costs more than the count itself, per event.
+        self._event_children: dict[tuple[str, str], Counter] = {}
+        self._latency_children: dict[str, Histogram] = {}
         self._agreements = frozenset((*policy.agreements, CANARY_AGREEMENT))
         self._versions = frozenset({policy.version} | {a.version for a in policy.all_versions() if a.version})
         self.agency = BoundedLabel(
@@ -147,7 +150,11 @@ class Metrics:
     # -- Observer ------------------------------------------------------------------------------
 
     def event(self, kind: str, agreement_id: str) -> None:
-        self.events.labels(kind, self.agreement(agreement_id)).inc()
+        labels = (kind, agreement_id if agreement_id in self._agreements else UNKNOWN)
+        child = self._event_children.get(labels)
+        if child is None:
+            child = self._event_children[labels] = self.events.labels(*labels)
+        child.inc()
 
     def disclosure(
         self, agreement_id: str, requester_agency: str | None, fields: tuple[str, ...], at_ms: int, improper: bool
@@ -164,7 +171,11 @@ class Metrics:
         self.refused_events.inc()
 
     def joined(self, agreement_id: str, latency_ms: int) -> None:
-        self.join_latency.labels(self.agreement(agreement_id)).observe(max(latency_ms, 0) / 1000)
+        agreement = agreement_id if agreement_id in self._agreements else UNKNOWN
+        child = self._latency_children.get(agreement)
+        if child is None:
+            child = self._latency_children[agreement] = self.join_latency.labels(agreement)
+        child.observe(max(latency_ms, 0) / 1000)
 
     # -- the shells ----------------------------------------------------------------------------
 
