@@ -355,3 +355,11 @@ def publish(directory: Path, bootstrap: str, prefix: str, capsys: pytest.Capture
     )
     err = capsys.readouterr().err
     return int(err.split("published ")[1].split(" events")[0].replace(",", ""))
+
+
+def publish_lines(directory: Path, name: str, lines: list[bytes], boot: str, prefix: str) -> None:
+    """Event lines to the prefix's topics through ``dismon replay --to-kafka``, as ``<name>.jsonl.gz``."""
+    part = directory / f"{name}.jsonl.gz"
+    part.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    assert main(["replay", "--to-kafka", "--policy", str(directory / "policy.toml"), "--bootstrap-servers", boot,
+                 "--topic-prefix", prefix, str(part)]) == 0  # fmt: skip

@@ -18,16 +18,17 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from monitor.cli import main
 from monitor.replay.report import load_truth
-from tests.live.conftest import Worker, closing_ticks, consume_all, create_topics, produce, topics_and_expected
+from tests.live.conftest import (
+    Worker,
+    closing_ticks,
+    consume_all,
+    create_topics,
+    produce,
+    publish_lines,
+    topics_and_expected,
+)
 
 INFO = {"DISMON_LOG_LEVEL": "INFO"}
-
-
-def _publish(directory: Path, name: str, lines: list[bytes], boot: str, prefix: str) -> None:
-    part = directory / f"{name}.jsonl.gz"
-    part.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
-    assert main(["replay", "--to-kafka", "--policy", str(directory / "policy.toml"), "--bootstrap-servers", boot,
-                 "--topic-prefix", prefix, str(part)]) == 0  # fmt: skip
 
 
 def _recovered(log: Path) -> tuple[dict[int, int], int]:
@@ -53,7 +54,7 @@ def test_local_state_behind_deleted_or_corrupt_is_caught_up_or_read_whole(
     def worker(name: str) -> Worker:
         return Worker(kafka_bootstrap, prefix, policy, directory / f"{name}.log", env=INFO, state_dir=state)
 
-    _publish(directory, "q1", lines[:quarter], kafka_bootstrap, prefix)
+    publish_lines(directory, "q1", lines[:quarter], kafka_bootstrap, prefix)
     first = worker("first")
     first.wait_caught_up(quarter)  # and its join state on the broker, so that the local copy has some
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
@@ -61,12 +62,12 @@ def test_local_state_behind_deleted_or_corrupt_is_caught_up_or_read_whole(
     assert local == {}  # a fresh directory: nothing local to use
 
     # Another worker, with a state directory of its own, carries on: the changelog moves past the local state.
-    _publish(directory, "q2", lines[quarter : 2 * quarter], kafka_bootstrap, prefix)
+    publish_lines(directory, "q2", lines[quarter : 2 * quarter], kafka_bootstrap, prefix)
     other = Worker(kafka_bootstrap, prefix, policy, directory / "other.log", state_dir=directory / "b.state")
     other.wait_caught_up(quarter)
     assert other.stop() == 0
 
-    _publish(directory, "q3", lines[2 * quarter : 3 * quarter], kafka_bootstrap, prefix)
+    publish_lines(directory, "q3", lines[2 * quarter : 3 * quarter], kafka_bootstrap, prefix)
     behind = worker("behind")
     behind.wait_caught_up(quarter)
     assert behind.stop(signal.SIGKILL) == -signal.SIGKILL
@@ -77,7 +78,7 @@ def test_local_state_behind_deleted_or_corrupt_is_caught_up_or_read_whole(
     shutil.rmtree(next(state.glob("*-join-state-changelog")) / "1")
     snapshot = next(state.glob("*-join-state-changelog")) / "2" / "snapshot"
     snapshot.write_bytes(snapshot.read_bytes()[:-1] + b"\0")
-    _publish(directory, "q4", lines[3 * quarter :], kafka_bootstrap, prefix)
+    publish_lines(directory, "q4", lines[3 * quarter :], kafka_bootstrap, prefix)
     asyncio.run(produce(kafka_bootstrap, ticks))
     last = worker("last")
     try:
@@ -116,7 +117,7 @@ def test_local_state_ahead_of_a_recreated_changelog_is_not_used(
     half = len(lines) // 2
     policy, state = directory / "policy.toml", directory / "a.state"
     asyncio.run(create_topics(kafka_bootstrap, prefix))
-    _publish(directory, "first", lines[:half], kafka_bootstrap, prefix)
+    publish_lines(directory, "first", lines[:half], kafka_bootstrap, prefix)
     first = Worker(kafka_bootstrap, prefix, policy, directory / "first.log", state_dir=state)
     first.wait_caught_up(half)
     assert first.stop() == 0
@@ -126,7 +127,7 @@ def test_local_state_ahead_of_a_recreated_changelog_is_not_used(
     asyncio.run(_delete_group_topics(kafka_bootstrap, prefix, f"{prefix}-group"))
     asyncio.run(create_topics(kafka_bootstrap, prefix))
     again = [line for line in lines[:half] if b'"type":"response"' in line and orjson.loads(line).get("disclosed")]
-    _publish(directory, "again", again, kafka_bootstrap, prefix)
+    publish_lines(directory, "again", again, kafka_bootstrap, prefix)
     ticks = closing_ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
     asyncio.run(produce(kafka_bootstrap, ticks))
     (directory / "again.jsonl").write_bytes(b"".join(line + b"\n" for line in again + [v for *_r, v in ticks]))

@@ -12,17 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import main
-from tests.live.conftest import STARTED, Worker, consume_all, produce, topics_and_expected
+from tests.live.conftest import STARTED, Worker, consume_all, produce, publish_lines, topics_and_expected
 
 SESSION_TIMEOUT_S = 30
-
-
-def _publish(directory: Path, name: str, lines: list[bytes], boot: str, prefix: str) -> None:
-    part = directory / f"{name}.jsonl.gz"
-    part.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
-    assert main(["replay", "--to-kafka", "--policy", str(directory / "policy.toml"), "--bootstrap-servers", boot,
-                 "--topic-prefix", prefix, str(part)]) == 0  # fmt: skip
 
 
 def test_a_killed_worker_restarted_under_its_identity_is_back_before_the_session_timeout(
@@ -35,7 +27,7 @@ def test_a_killed_worker_restarted_under_its_identity_is_back_before_the_session
     identity = ("--instance-id", "worker-a", "--session-timeout", f"{SESSION_TIMEOUT_S}s")
     policy = directory / "policy.toml"
 
-    _publish(directory, "first", lines[:half], kafka_bootstrap, prefix)
+    publish_lines(directory, "first", lines[:half], kafka_bootstrap, prefix)
     first = Worker(kafka_bootstrap, prefix, policy, directory / "first.log", extra=identity)
     first.wait_for_events(half)
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL  # no goodbye: the broker still counts it a member
@@ -52,7 +44,7 @@ def test_a_killed_worker_restarted_under_its_identity_is_back_before_the_session
     fenced = (directory / "second.log").read_text()
     assert "another worker joined the group with the same --instance-id 'worker-a'" in fenced
     try:
-        _publish(directory, "second", lines[half:], kafka_bootstrap, prefix)
+        publish_lines(directory, "second", lines[half:], kafka_bootstrap, prefix)
         asyncio.run(produce(kafka_bootstrap, ticks))
         third.wait_caught_up(len(lines) - half + len(ticks))
     finally:
