@@ -97,7 +97,7 @@ class Standby:
             while True:
                 if self._changed.is_set():
                     self._changed.clear()
-                    self._assign(consumer)
+                    await self._assign(consumer)
                 if not self._copies:
                     await self._changed.wait()
                     continue
@@ -123,11 +123,15 @@ class Standby:
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
-    def _assign(self, consumer: AIOKafkaConsumer) -> None:
+    async def _assign(self, consumer: AIOKafkaConsumer) -> None:
         tps = [TopicPartition(self._topic, partition) for partition in sorted(self._copies)]
         if not tps:
             consumer.unsubscribe()
             return
         consumer.assign(tps)
+        fresh = [tp for tp in tps if self._copies[tp.partition].next_offset == 0]
         for tp in tps:
-            consumer.seek(tp, self._copies[tp.partition].next_offset)
+            if tp not in fresh:
+                consumer.seek(tp, self._copies[tp.partition].next_offset)
+        if fresh:
+            await consumer.seek_to_beginning(*fresh)  # the changelog's first offset: 0 unless deleted
