@@ -332,10 +332,11 @@ async def read_partitions(
     partitions: Iterable[int],
     on_record: Callable[[int, bytes | None, bytes | None], None],
     starts: Mapping[int, int] | None = None,
+    timestamps: dict[int, int] | None = None,
 ) -> dict[int, int]:
     """Read ``partitions`` of ``topic`` from their start (or the offset ``starts`` gives) to their end as of now,
     handing each record's ``(partition, key, value)`` to ``on_record``; returns the offset of the last record
-    read, by partition (partitions with nothing to read left out)."""
+    read, by partition (partitions with nothing to read left out), and puts its timestamp in ``timestamps``."""
     starts = starts or {}
     consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False)
     await consumer.start()
@@ -358,6 +359,8 @@ async def read_partitions(
                     if record.offset < ends[tp]:
                         on_record(tp.partition, record.key, record.value)
                         last[tp.partition] = record.offset
+                        if timestamps is not None:
+                            timestamps[tp.partition] = record.timestamp
             pending = [tp for tp in pending if last.get(tp.partition, -1) < ends[tp] - 1]
         return last
     finally:
@@ -366,10 +369,10 @@ async def read_partitions(
 
 async def records_at(
     kafka: KafkaSettings, topic: str, offsets: Mapping[int, int]
-) -> dict[int, tuple[bytes | None, bytes | None]]:
-    """The ``(key, value)`` of the record at each partition's offset in ``offsets``; partitions where that offset
-    holds no record (compacted, deleted, not yet written) are left out."""
-    found: dict[int, tuple[bytes | None, bytes | None]] = {}
+) -> dict[int, tuple[bytes | None, bytes | None, int]]:
+    """The ``(key, value, timestamp)`` of the record at each partition's offset in ``offsets``; partitions where
+    that offset holds no record (compacted, deleted, not yet written) are left out."""
+    found: dict[int, tuple[bytes | None, bytes | None, int]] = {}
     if not offsets:
         return found
     consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False)
@@ -388,7 +391,7 @@ async def records_at(
             idle = 0 if batch else idle + 1
             for tp, records in batch.items():
                 if records and records[0].offset == tps[tp]:
-                    found[tp.partition] = (records[0].key, records[0].value)
+                    found[tp.partition] = (records[0].key, records[0].value, records[0].timestamp)
                 if records:
                     pending.remove(tp)
         return found

@@ -41,13 +41,16 @@ log = logging.getLogger("dismon.worker")
 
 _HEADER = struct.Struct(">II")  # body length, CRC-32 of the body
 Record = tuple[bytes, bytes | None]  # a changelog record: key, value (None: a tombstone)
+#: What identifies a changelog record: its key, the CRC-32 of its value (0: a tombstone) and its timestamp in ms
+#: (-1: unknown). The timestamp tells a record apart from an identical one written again (a replayed input).
+Mark = tuple[str, int, int]
 
 
 class _Snapshot(msgspec.Struct, array_like=True):
     topic: str
     partition: int
     offset: int  # the last changelog offset the entries include; -1: none
-    last: tuple[str, int] | None  # the record at that offset: key, CRC-32 of its value (0: a tombstone)
+    last: Mark | None  # the record at that offset
     entries: dict[str, Any]  # JoinEntry, or its msgpack bytes as msgspec.Raw when written
 
 
@@ -55,19 +58,21 @@ class _LoadedSnapshot(msgspec.Struct, array_like=True):
     topic: str
     partition: int
     offset: int
-    last: tuple[str, int] | None
+    last: Mark | None
     entries: dict[str, JoinEntry]
 
 
 class _Frame(msgspec.Struct, array_like=True):
     base: int  # the changelog offset of the first record
     last: int  # CRC-32 of the last record's value (0: a tombstone)
+    timestamp: int  # of the last record, in ms (-1: unknown)
     records: list[tuple[str, Any]]  # (key, JoinEntry msgpack as msgspec.Raw, or None)
 
 
 class _LoadedFrame(msgspec.Struct, array_like=True):
     base: int
     last: int
+    timestamp: int
     records: list[tuple[str, JoinEntry | None]]
 
 
@@ -78,6 +83,10 @@ _FRAME = msgspec.msgpack.Decoder(_LoadedFrame)
 
 def _digest(value: bytes | None) -> int:
     return 0 if value is None else zlib.crc32(value) or 1
+
+
+def _mark(key: bytes | None, value: bytes | None, timestamp_ms: int) -> Mark:
+    return ((key or b"").decode(errors="replace"), _digest(value), timestamp_ms)
 
 
 def _frame(body: bytes) -> bytes:
@@ -104,15 +113,15 @@ class Loaded:
 
     entries: dict[str, JoinEntry]
     offset: int
-    last: tuple[str, int] | None
+    last: Mark | None
     frames: int  # log frames read after the snapshot
     logged: int  # records in them
     log_bytes: int  # the length of the log up to the last frame read (anything after it is cut off on resume)
 
 
-def usable(loaded: Loaded, end: int, record: tuple[bytes | None, bytes | None] | None) -> str | None:
+def usable(loaded: Loaded, end: int, record: tuple[bytes | None, bytes | None, int] | None) -> str | None:
     """Why ``loaded`` must not be used, given the changelog partition's end (next offset) and the record found at
-    ``loaded.offset`` (None: none there); None when it may."""
+    ``loaded.offset`` (key, value, timestamp; None: none there); None when it may."""
     if loaded.offset < 0:
         return "the local state holds no changelog record"
     if loaded.offset >= end:
@@ -122,8 +131,9 @@ def usable(loaded: Loaded, end: int, record: tuple[bytes | None, bytes | None] |
         )
     if record is None or loaded.last is None:
         return f"the changelog no longer holds offset {loaded.offset} (compacted or deleted)"
-    key, value = record
-    if ((key or b"").decode(errors="replace"), _digest(value)) != loaded.last:
+    key, value, timestamp_ms = record
+    found, held = _mark(key, value, timestamp_ms), loaded.last
+    if found[:2] != held[:2] or (found[2] >= 0 and held[2] >= 0 and found[2] != held[2]):
         return f"the changelog's record at offset {loaded.offset} is not the one the local state ends with"
     return None
 
@@ -131,7 +141,7 @@ def usable(loaded: Loaded, end: int, record: tuple[bytes | None, bytes | None] |
 @dataclass(slots=True)
 class _Partition:
     next_offset: int  # the offset the next frame must start at
-    last: tuple[str, int] | None
+    last: Mark | None
     logged: int  # records in the log since the snapshot
     log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -238,7 +248,7 @@ class LocalState:
                 else:
                     entries[key] = entry
             offset = end - 1
-            last = (frame.records[-1][0], frame.last)
+            last = (frame.records[-1][0], frame.last, frame.timestamp)
             frames += 1
             logged += len(frame.records)
         return Loaded(entries, offset, last, frames, logged, used)
@@ -253,13 +263,16 @@ class LocalState:
         self.close(partition)
         self._partitions[partition] = _Partition(loaded.offset + 1, loaded.last, loaded.logged, log_file)
 
-    def start(self, partition: int, entries: Mapping[str, bytes], offset: int, last: Record | None) -> None:
+    def start(
+        self, partition: int, entries: Mapping[str, bytes], offset: int, last: Record | None, timestamp_ms: int = -1
+    ) -> None:
         """The partition is now held complete up to changelog ``offset``, as ``entries`` (msgpack values): written
-        as its snapshot, and appends follow on from there."""
-        checked = None if last is None else (last[0].decode(errors="replace"), _digest(last[1]))
+        as its snapshot, and appends follow on from there. ``last``: the record at ``offset``, written at
+        ``timestamp_ms``."""
+        checked = None if last is None else _mark(*last, timestamp_ms)
         self._write(partition, {key: msgspec.Raw(value) for key, value in entries.items()}, offset, checked)
 
-    def _write(self, partition: int, entries: Any, offset: int, last: tuple[str, int] | None) -> None:
+    def _write(self, partition: int, entries: Any, offset: int, last: Mark | None) -> None:
         where = self._dir(partition)
         where.mkdir(parents=True, exist_ok=True)
         temporary = where / "snapshot.tmp"
@@ -270,8 +283,8 @@ class LocalState:
             state.log.close()
         self._partitions[partition] = _Partition(offset + 1, last, 0, (where / "log").open("wb"))
 
-    def append(self, partition: int, base: int, records: Sequence[Record]) -> None:
-        """Changelog records the broker has confirmed at offsets ``base`` onwards."""
+    def append(self, partition: int, base: int, records: Sequence[Record], timestamp_ms: int = -1) -> None:
+        """Changelog records the broker has confirmed at offsets ``base`` onwards, written at ``timestamp_ms``."""
         state = self._partitions.get(partition)
         if state is None or not records:
             return
@@ -287,13 +300,16 @@ class LocalState:
             state.log = None
         if state.log is not None:
             frame = _Frame(
-                base, _digest(value), [(k.decode(), None if v is None else msgspec.Raw(v)) for k, v in records]
+                base,
+                _digest(value),
+                timestamp_ms,
+                [(k.decode(), None if v is None else msgspec.Raw(v)) for k, v in records],
             )
             state.log.write(_frame(_ENCODER.encode(frame)))
             state.log.flush()
             state.logged += len(records)
         state.next_offset = base + len(records)
-        state.last = (key.decode(errors="replace"), _digest(value))
+        state.last = _mark(key, value, timestamp_ms)
 
     def wants_snapshot(self, partition: int, entries: int) -> bool:
         """Whether the partition's next write should carry a snapshot: its log has grown past half its entries

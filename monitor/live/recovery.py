@@ -71,6 +71,7 @@ async def recover(
     tails: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in loaded}
     latest: dict[int, dict[str, bytes]] = {p: {} for p in ends if p not in loaded}
     final: dict[int, tuple[bytes, bytes | None] | None] = {}
+    stamps: dict[int, int] = {}  # the final record's timestamp, by partition
     starts: dict[int, int] = {}
     tables: dict[int, dict[str, JoinEntry]] = {p: {} for p in ends}
     for partition, copy in copies.items():
@@ -79,6 +80,7 @@ async def recover(
             table[request_id] = decode(value)
             values[request_id] = entries.current(value)
         latest[partition], final[partition], starts[partition] = copy.values, copy.last, copy.next_offset
+        stamps[partition] = copy.last_timestamp
     for partition, state in loaded.items():
         tables[partition] = state.entries
         starts[partition] = state.offset + 1
@@ -106,15 +108,15 @@ async def recover(
             latest[partition][request_id] = value
 
     todo = sorted(p for p, end in ends.items() if end > starts.get(p, 0))
-    last = await read_partitions(kafka, changelog, todo, apply, starts) if todo else {}
+    last = await read_partitions(kafka, changelog, todo, apply, starts, stamps) if todo else {}
     for partition, start in starts.items():
         last.setdefault(partition, start - 1)
     if local is not None:
         for partition, state in loaded.items():
             local.resume(partition, state)
-            local.append(partition, state.offset + 1, tails[partition])
+            local.append(partition, state.offset + 1, tails[partition], stamps.get(partition, -1))
         for partition, values in latest.items():
-            local.start(partition, values, last.get(partition, -1), final.get(partition))
+            local.start(partition, values, last.get(partition, -1), final.get(partition), stamps.get(partition, -1))
     log.info(
         "join state of partitions %s: standby copies up to changelog offsets %s, local state up to changelog offsets "
         "%s; read %d changelog records in %.1f s",

@@ -33,14 +33,15 @@ class Copy:
     values: dict[str, bytes] = field(default_factory=dict)
     next_offset: int = 0
     last: tuple[bytes, bytes | None] | None = None
+    last_timestamp: int = -1  # of ``last``, in ms
 
-    def apply(self, offset: int, key: bytes | None, value: bytes | None) -> None:
+    def apply(self, offset: int, key: bytes | None, value: bytes | None, timestamp_ms: int) -> None:
         if key is not None:
             if value is None:
                 self.values.pop(key.decode(), None)
             else:
                 self.values[key.decode()] = value
-            self.last = (key, value)
+            self.last, self.last_timestamp = (key, value), timestamp_ms
         self.next_offset = offset + 1
 
 
@@ -117,7 +118,7 @@ class Standby:
                     if copy is None:
                         continue  # taken over meanwhile
                     for record in records:
-                        copy.apply(record.offset, record.key, record.value)
+                        copy.apply(record.offset, record.key, record.value, record.timestamp)
         finally:
             self._consumer = None
             with contextlib.suppress(Exception):

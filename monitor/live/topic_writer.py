@@ -17,12 +17,14 @@ commits an offset.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
-Delivered = Callable[[int, int, list[tuple[bytes, bytes | None]]], None]  # partition, base offset, records
+#: partition, base offset, records, their timestamp (ms)
+Delivered = Callable[[int, int, list[tuple[bytes, bytes | None]], int], None]
 
 
 class TopicWriter:
@@ -58,33 +60,44 @@ class TopicWriter:
         """Hand ``(partition, key, value)`` records to aiokafka; returns the futures of their delivery.
         Delivery failures of futures nobody awaits go to ``on_failure``."""
         producer = self._producer()
+        # Stamped here, not by aiokafka, when whoever is told of deliveries needs to know the stamp.
+        timestamp = None if self._on_delivered is None else time.time_ns() // 1_000_000
         batches: dict[int, tuple[Any, list[tuple[bytes, bytes | None]]]] = {}
         sent: list[asyncio.Future[Any]] = []
         for partition, key, value in records:
             batch, kept = batches.get(partition) or (None, [])
             if batch is None:
                 batch, kept = batches[partition] = (producer.create_batch(), [])
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                sent.append(await self._send(producer, batch, partition, kept))
+            if batch.append(key=key, value=value, timestamp=timestamp) is None:  # full: send it, start another
+                sent.append(await self._send(producer, batch, partition, kept, timestamp))
                 batch, kept = batches[partition] = (producer.create_batch(), [])
-                batch.append(key=key, value=value, timestamp=None)
+                batch.append(key=key, value=value, timestamp=timestamp)
             if self._on_delivered is not None:
                 kept.append((key, value))
         for partition, (batch, kept) in batches.items():
-            sent.append(await self._send(producer, batch, partition, kept))
+            sent.append(await self._send(producer, batch, partition, kept, timestamp))
         return sent
 
     async def _send(
-        self, producer: Any, batch: Any, partition: int, records: list[tuple[bytes, bytes | None]]
+        self,
+        producer: Any,
+        batch: Any,
+        partition: int,
+        records: list[tuple[bytes, bytes | None]],
+        timestamp: int | None,
     ) -> asyncio.Future[Any]:
         batch.close()  # complete: aiokafka sends it without waiting for its linger time
         delivered: asyncio.Future[Any] = await producer.send_batch(batch, self.topic, partition=partition)
         if self._on_failure is not None or self._on_delivered is not None:
-            delivered.add_done_callback(lambda future: self._delivered(future, partition, records))
+            delivered.add_done_callback(lambda future: self._delivered(future, partition, records, timestamp))
         return delivered
 
     def _delivered(
-        self, delivered: asyncio.Future[Any], partition: int, records: list[tuple[bytes, bytes | None]]
+        self,
+        delivered: asyncio.Future[Any],
+        partition: int,
+        records: list[tuple[bytes, bytes | None]],
+        timestamp: int | None,
     ) -> None:
         if delivered.cancelled():
             return
@@ -92,4 +105,4 @@ class TopicWriter:
             if self._on_failure is not None:
                 self._on_failure(exc)
         elif self._on_delivered is not None:
-            self._on_delivered(partition, delivered.result().offset, records)
+            self._on_delivered(partition, delivered.result().offset, records, -1 if timestamp is None else timestamp)

@@ -51,20 +51,23 @@ def test_a_partition_loads_its_snapshot_and_the_frames_after_it(tmp_path: Path) 
     assert isinstance(loaded, Loaded)
     assert loaded.entries == {"r2": JoinEntry(first_ms=2), "r3": JoinEntry(first_ms=3)}
     assert (loaded.offset, loaded.frames, loaded.logged) == (7, 2, 3)
-    assert usable(loaded, 8, (b"r3", entry(3))) is None
+    assert usable(loaded, 8, (b"r3", entry(3), -1)) is None
 
 
 def test_why_local_state_is_not_used(tmp_path: Path, local: LocalState) -> None:
     assert local.load(0) == "no local state"
-    local.start(0, {"r1": entry(1)}, 9, (b"r1", entry(1)))
+    local.start(0, {"r1": entry(1)}, 9, (b"r1", entry(1)), 1_700_000_000_000)
     loaded = local.load(0)
     assert isinstance(loaded, Loaded)
     assert "ahead of the changelog" in str(usable(loaded, 5, None))  # the topic was recreated
     assert "no longer holds offset 9" in str(usable(loaded, 20, None))  # compacted away
-    assert "not the one" in str(usable(loaded, 20, (b"r1", entry(2))))  # another record there
-    assert "not the one" in str(usable(loaded, 20, (b"r9", entry(1))))
-    assert usable(loaded, 10, (b"r1", entry(1))) is None  # the changelog's tail is empty
-    assert usable(loaded, 50, (b"r1", entry(1))) is None  # behind: the tail is read
+    assert "not the one" in str(usable(loaded, 20, (b"r1", entry(2), 1_700_000_000_000)))  # another record there
+    assert "not the one" in str(usable(loaded, 20, (b"r9", entry(1), 1_700_000_000_000)))
+    # The same record written again later (the same input replayed onto a recreated topic): not the same.
+    assert "not the one" in str(usable(loaded, 20, (b"r1", entry(1), 1_700_000_000_001)))
+    assert usable(loaded, 10, (b"r1", entry(1), 1_700_000_000_000)) is None  # the changelog's tail is empty
+    assert usable(loaded, 50, (b"r1", entry(1), 1_700_000_000_000)) is None  # behind: the tail is read
+    assert usable(loaded, 50, (b"r1", entry(1), -1)) is None  # a timestamp the broker did not give
 
     snapshot = tmp_path / TOPIC / "0" / "snapshot"
     data = bytearray(snapshot.read_bytes())
@@ -108,7 +111,7 @@ def test_a_gap_stops_the_log_until_the_next_snapshot(local: LocalState) -> None:
     local.write_snapshot(0, LocalState.encode({"a": JoinEntry(first_ms=1), "b": JoinEntry(first_ms=2)}))
     loaded = local.load(0)
     assert isinstance(loaded, Loaded) and loaded.offset == 5 and set(loaded.entries) == {"a", "b"}
-    assert usable(loaded, 6, (b"b", entry(2))) is None
+    assert usable(loaded, 6, (b"b", entry(2), -1)) is None
 
 
 def test_one_process_per_directory(tmp_path: Path) -> None:
@@ -136,10 +139,12 @@ def test_what_loads_is_the_changelog_up_to_the_offset_it_claims(
         local = LocalState(Path(directory), TOPIC)
         local.start(3, {}, -1, None)
         changelog: list[tuple[bytes, bytes | None]] = []
-        for changes, snapshot in checkpoints:
+        stamps: list[int] = []  # each record's timestamp: its checkpoint's
+        for number, (changes, snapshot) in enumerate(checkpoints):
             records = [(key, None if value is None else entry(value)) for key, value in changes]
-            local.append(3, len(changelog), records)
+            local.append(3, len(changelog), records, 1_000 + number)
             changelog += records
+            stamps += [1_000 + number] * len(records)
             if snapshot and records:
                 local.write_snapshot(3, LocalState.encode(replayed(changelog)))
         local.close_all()
@@ -150,7 +155,8 @@ def test_what_loads_is_the_changelog_up_to_the_offset_it_claims(
         assert isinstance(loaded, Loaded)
         assert loaded.entries == replayed(changelog[: loaded.offset + 1])
         if loaded.offset >= 0:
-            assert usable(loaded, len(changelog), changelog[loaded.offset]) is None
+            key, value = changelog[loaded.offset]
+            assert usable(loaded, len(changelog), (key, value, stamps[loaded.offset])) is None
         if not torn:
             assert loaded.offset == len(changelog) - 1
 
