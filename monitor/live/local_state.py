@@ -12,9 +12,10 @@ grown past half the entries, the next write of the partition carries a fresh sna
 again, so what a restart reads follows the live state, not the history.
 
 Local state is used only after it is checked against the changelog (:func:`usable`): the record at its last
-offset must be there, with the same key, value and timestamp (the worker stamps its changelog writes itself). Anything else (no directory, a bad checksum, another topic,
-an offset past the changelog's end, another record at that offset) and the partition is read from the
-changelog whole, with a log line that says why. One process at a time uses a directory (a lock).
+offset must be there, with the same key, value and timestamp (the worker stamps its changelog writes itself).
+Anything else (no directory, a bad checksum, another topic, an offset past the changelog's end, another record
+at that offset) and the partition is read from the changelog whole, with a log line that says why. One process
+at a time uses a directory (a lock).
 
 Nothing here knows Kafka or Faust; the worker's join store (monitor/live/faust/worker.py) does the reading.
 """
