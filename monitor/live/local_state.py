@@ -17,7 +17,7 @@ Anything else (no directory, a bad checksum, another topic, an offset past the c
 at that offset) and the partition is read from the changelog whole, with a log line that says why. One process
 at a time uses a directory (a lock).
 
-Nothing here knows Kafka or Faust; the worker's join store (monitor/live/faust/worker.py) does the reading.
+Nothing here knows Kafka or Faust; monitor/live/recovery.py reads the changelog and checks the copy.
 """
 
 from __future__ import annotations

@@ -76,9 +76,9 @@ class Standby:
             self._changed.set()
         return copy
 
-    def held(self) -> dict[int, int]:
-        """Request ids held, by partition followed (for the metrics)."""
-        return {partition: len(copy.values) for partition, copy in list(self._copies.items())}
+    def held(self) -> int:
+        """Request ids held over the partitions followed (for the metrics)."""
+        return sum(len(copy.values) for copy in list(self._copies.values()))
 
     async def run(self) -> None:
         """Follow until cancelled; a broker error is logged and the reading starts again a moment later."""

@@ -65,9 +65,9 @@ class TopicWriter:
         batches: dict[int, tuple[Any, list[tuple[bytes, bytes | None]]]] = {}
         sent: list[asyncio.Future[Any]] = []
         for partition, key, value in records:
-            batch, kept = batches.get(partition) or (None, [])
-            if batch is None:
-                batch, kept = batches[partition] = (producer.create_batch(), [])
+            if partition not in batches:
+                batches[partition] = (producer.create_batch(), [])
+            batch, kept = batches[partition]
             if batch.append(key=key, value=value, timestamp=timestamp) is None:  # full: send it, start another
                 sent.append(await self._send(producer, batch, partition, kept, timestamp))
                 batch, kept = batches[partition] = (producer.create_batch(), [])

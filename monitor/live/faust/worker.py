@@ -90,13 +90,12 @@ codecs.register("dismon-entry", _EntryCodec())
 class _JoinStore(MemoryStore[str, JoinEntry]):
     """Faust's in-memory store, except that it recovers newly assigned changelog partitions itself.
 
-    Faust's recovery hands every changelog record through its event machinery (about 10,000 records/s, so a
-    restart took half a minute after a few minutes of traffic). Here each newly active partition starts from
-    its local state (monitor/live/local_state.py) if it has one that matches the changelog, and the rest is
-    read with one consumer and decoded with msgspec before Faust's recovery starts: from the local state's
-    last offset on, or the whole partition. :meth:`persisted_offset` tells Faust's recovery to start where
-    this read ended: it then has nothing, or only what was written meanwhile, left to read. A partition kept
-    through a rebalance is complete in the store already (only this worker wrote to it, and it checkpoints
+    Faust's recovery hands every changelog record through its event machinery (about 10,000 records/s). Here
+    each newly active partition is recovered before Faust's recovery starts (monitor/live/recovery.py: from
+    the standby's copy or the local state, then the changelog after it), into :attr:`recovered`, which the
+    pipeline takes. :meth:`persisted_offset` tells Faust's recovery to start where that read ended: it then
+    has nothing, or only what was written meanwhile, left to read (:meth:`apply_changelog_batch`). A
+    partition kept through a rebalance is complete already (only this worker wrote to it, and it checkpoints
     before a rebalance), so the recovery is told to start at its end too.
     """
 
@@ -122,20 +121,18 @@ class _JoinStore(MemoryStore[str, JoinEntry]):
         if self.local is not None:
             for partition in self.local.held() - owned:
                 self.local.close(partition)
-        if self.kafka is None or not actives:
-            if self.standby is not None:
-                self.standby.follow(set(range(self.table.partitions or 0)) - owned)
-            return
-        ends = await self.app.consumer.highwaters(*actives)  # the next offset of each partition
-        read_to = {tp: ends[tp] - 1 for tp in self._complete if ends.get(tp)}
-        todo = {tp.partition: ends.get(tp) or 0 for tp in actives - self._complete}
-        if todo:
-            read_to |= {TP(changelog, p): offset for p, offset in (await self._recover(changelog, todo)).items()}
+        if self.kafka is not None and actives:
+            ends = await self.app.consumer.highwaters(*actives)  # the next offset of each partition
+            read_to = {tp: ends[tp] - 1 for tp in self._complete if ends.get(tp)}
+            todo = {tp.partition: ends.get(tp) or 0 for tp in actives - self._complete}
+            if todo:
+                recovered = await self._recover(changelog, todo)
+                read_to |= {TP(changelog, p): offset for p, offset in recovered.items()}
+            self._read_to = read_to
+            # Complete: what was empty, kept, or read to its end; Faust's recovery reads whatever is not.
+            self._complete = {tp for tp in actives if read_to.get(tp, -1) >= ends.get(tp, 0) - 1}
         if self.standby is not None:  # after the copies of what this worker now owns were taken
             self.standby.follow(set(range(self.table.partitions or 0)) - owned)
-        self._read_to = read_to
-        # Complete: what was empty, kept, or read to its end; Faust's recovery reads whatever is not.
-        self._complete = {tp for tp in actives if read_to.get(tp, -1) >= ends.get(tp, 0) - 1}
 
     async def _recover(self, changelog: str, ends: dict[int, int]) -> dict[int, int]:
         assert self.kafka is not None
@@ -336,7 +333,7 @@ def build_app(
             "dismon_standby_request_ids",
             "Request ids held in the warm standby copies of the partitions other workers own",
             registry=registry,
-        ).set_function(lambda: float(sum(standby.held().values())))
+        ).set_function(lambda: float(standby.held()))
     writers = Writers(
         alerts=TopicWriter(producer, kafka.topic("alerts")),
         deadletter=TopicWriter(producer, kafka.topic("deadletter"), fatal),
