@@ -8,10 +8,12 @@ and join-state changes out, in the order that keeps every finding across a crash
 
 Each input partition number is a task (monitor/live/tasks.py): its own join state, timers and event time.
 A batch goes through the tasks' joins event by event, each event followed by its task's watermark, as a
-replay moves its own; the batch's findings go to the alerts topic before the batch is done. Every quarter
-second (a checkpoint: :meth:`Pipeline.checkpoint`) the window facts since the last one go to the stage, then
-the stage's state (on the worker that runs it), then each task's join-state changes to its partition of the
-changelog; only then are the batches' offsets acked (monitor/live/faust/batching.py).
+replay moves its own; the batch's findings are handed to the producer for the alerts topic at once, and the
+next batch does not wait for the broker to confirm them. Every quarter second (a checkpoint:
+:meth:`Pipeline.checkpoint`) the checkpoint waits until the broker has every alert sent since the last one;
+then the window facts since the last one go to the stage, then the stage's state (on the worker that runs it),
+then each task's join-state changes to its partition of the changelog; only then are the batches' offsets
+acked (monitor/live/faust/batching.py).
 
 Both states remember what was raised, so neither may reach the broker before the alerts (a crash in between
 would lose those alerts for good; this way round it can only send one twice, with the same ``alert_id``). The
@@ -128,6 +130,7 @@ class Pipeline:
         # Batches, timer ticks and checkpoints take turns: a checkpoint writes state as of whole batches.
         self._turn = asyncio.Lock()
         self._refused_logged = (0, 0.0)  # (count, wall-clock seconds) of the last "join state full" log line
+        self._alerts_in_flight: list[asyncio.Future[object]] = []  # deliveries the next checkpoint waits for
 
     def _task(self, partition: int, recovered: dict[str, JoinEntry] | None = None) -> Task:
         settings = self.settings
@@ -232,19 +235,22 @@ class Pipeline:
                 self.outbox.add(*position, item)  # type: ignore[arg-type]  # a window fact
 
     async def _send_alerts(self, findings: list[Finding]) -> None:
-        """Findings to the alerts topic; returns once the broker has them."""
+        """Findings to the alerts topic: handed to the producer now; the next checkpoint waits until the broker
+        has them, before it writes any state."""
         if not findings:
             return
         encode = self._sender.encode
         records = [(finding.alert_id.encode(), encode(finding)) for finding in findings]
-        await asyncio.gather(*await self._writers.alerts.write(records))
+        self._alerts_in_flight += await self._writers.alerts.write(records)
 
     async def checkpoint(self) -> None:
-        """Make durable what the batches and ticks since the last checkpoint did (their alerts are on the
-        broker already): their window facts with each partition's watermark, the window stage's state, if this
-        worker runs it, and the join-state changes, each task's to its partition of the changelog. Their
-        offsets are acked after (see the module's docstring for this order)."""
+        """Make durable what the batches and ticks since the last checkpoint did: once the broker has their
+        alerts, their window facts with each partition's watermark, the window stage's state, if this worker
+        runs it, and the join-state changes, each task's to its partition of the changelog. Their offsets are
+        acked after (see the module's docstring for this order)."""
         async with self._turn:
+            in_flight, self._alerts_in_flight = self._alerts_in_flight, []
+            await asyncio.gather(*in_flight)  # the alerts first: a delivery failed stops the worker here
             await self.outbox.send(self._marks(), [(f"{t}:{p}", offset) for (t, p), offset in self.offsets.items()])
             await self.stage.save()
             if self.ledger is not None:

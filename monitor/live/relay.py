@@ -146,15 +146,24 @@ class StageHost:
             self.on_entries(record.entries)  # idempotent: the ledger drops entries it holds already
         found: list[Finding] = []
         counted, before = self.counted, dict(self.counted)
-        apply, new_pair = self.stage.apply, self._new_pair
+        apply = self.stage.apply
         last_source, last_counted = "", -1  # facts come in runs of one input partition
+        covered: list[tuple[int, int]] = []
         for source, offset, fact in record.facts:
             if source != last_source:
                 if last_source:
                     counted[last_source] = max(counted.get(last_source, -1), last_counted)
                 last_source, last_counted, seen = source, -1, before.get(source, -1)
+                topic, _, partition = source.rpartition(":")
+                of_requests, covered = topic == self._requests, self.pairs.get(partition, [])
             if type(fact) is JoinedFact and fact.paired >= 0:
-                if new_pair(source, offset, fact.paired):
+                # A joined disclosure counts unless a record the stage has counted covers both its events: the
+                # (requests, responses) offsets of this one and of the one it was paired with.
+                request, response = (offset, fact.paired) if of_requests else (fact.paired, offset)
+                for a, b in covered:
+                    if request <= a and response <= b:
+                        break
+                else:
                     found += apply(fact)
             elif offset > seen:  # not counted before (handled again after a crash)
                 found += apply(fact)
@@ -171,13 +180,6 @@ class StageHost:
         if len(self.marks) >= self._input_partitions:
             found += self.stage.advance_to(min(self.marks.values()))
         return found
-
-    def _new_pair(self, source: str, offset: int, paired: int) -> bool:
-        """Whether the joined disclosure of the event at ``offset`` of ``source`` and the one at ``paired``
-        (of the other of requests and responses) is covered by no record the stage has counted."""
-        topic, _, partition = source.rpartition(":")
-        request, response = (offset, paired) if topic == self._requests else (paired, offset)
-        return not any(request <= a and response <= b for a, b in self.pairs.get(partition, ()))
 
     def _cover_pairs(self, handled: dict[str, int]) -> None:
         """Add each partition number's (requests, responses) offsets handled to the pairs counted."""
