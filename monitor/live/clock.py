@@ -11,8 +11,9 @@ alerts. The wall clock is passed in; tests drive it.
 
 The worker asks for the watermark after every event, with the wall clock read once a batch. It is kept
 rather than recomputed: at the same wall-clock time, an event of a source already heard then moves the
-watermark only if that source held it (the smallest newest event time), so only such an event, a new
-wall-clock time or a new source makes :meth:`PartitionClock.watermark` look at every source again.
+watermark only if that source held it (the smallest newest event time), and then only the smallest over
+the same sources is taken again; only a new wall-clock time or a source not heard at it makes
+:meth:`PartitionClock.watermark` look at every source again.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class PartitionClock:
         # whose newest event time gave the watermark then.
         self._looked_at: int | None = None
         self._holder: Hashable = _ANY
+        self._active: list[Hashable] = []  # the sources not idle then
+        self._holder_moved = False  # the holder has a newer event since; the others are as they were
 
     def assign(self, sources: Iterable[Hashable]) -> None:
         self._looked_at = None
@@ -50,8 +53,10 @@ class PartitionClock:
         newest = self._newest.get(source)
         if newest is None or event_ms > newest:
             self._newest[source] = event_ms
-            if self._holder is _ANY or self._holder == source:
+            if self._holder is _ANY:
                 self._looked_at = None
+            elif self._holder == source:
+                self._holder_moved = True
         if self._heard.get(source) != now or self._last_event_wall_ms != now:
             self._looked_at = None  # heard again after a while (or first): it may have been idle, or unheard
             self._assigned.add(source)
@@ -62,8 +67,13 @@ class PartitionClock:
         """The current watermark (never moves backwards), or None before any event."""
         now = self._wall_ms() if now_ms is None else now_ms
         if now == self._looked_at:
+            if self._holder_moved:  # the smallest over the same sources again
+                self._holder_moved = False
+                newest = self._newest
+                self._holder = min(self._active, key=newest.__getitem__)
+                self._raise_to(newest[self._holder] - self.allowed_lateness_ms)
             return self._watermark_ms
-        self._looked_at, self._holder = now, _ANY
+        self._looked_at, self._holder, self._holder_moved = now, _ANY, False
         idle = self.idle_ms
         active = {
             source: newest
@@ -76,10 +86,15 @@ class PartitionClock:
         waiting = unheard and (idle is None or since_event is None or since_event < idle)
         candidate: int | None = None
         if active and not waiting:
+            self._active = list(active)
             self._holder = min(active, key=active.__getitem__)
             candidate = active[self._holder] - self.allowed_lateness_ms
         elif not active and self._newest and idle is not None and self._last_event_wall_ms is not None:
             candidate = max(self._newest.values()) - self.allowed_lateness_ms + (now - self._last_event_wall_ms)
-        if candidate is not None and (self._watermark_ms is None or candidate > self._watermark_ms):
-            self._watermark_ms = candidate
+        if candidate is not None:
+            self._raise_to(candidate)
         return self._watermark_ms
+
+    def _raise_to(self, candidate: int) -> None:
+        if self._watermark_ms is None or candidate > self._watermark_ms:
+            self._watermark_ms = candidate
