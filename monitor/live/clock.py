@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable
 
 _ANY: Hashable = object()  # the watermark came from no one source: any newer event time may move it
+_NOBODY: Hashable = object()  # no newer event time of a source heard already can move it (one is unheard)
 
 
 class PartitionClock:
@@ -36,7 +37,7 @@ class PartitionClock:
         # The wall-clock time of the last full look at every source (None: it is out of date), and the source
         # whose newest event time gave the watermark then.
         self._looked_at: int | None = None
-        self._holder: Hashable = _ANY
+        self._holder: Hashable = _NOBODY
         self._active: list[Hashable] = []  # the sources not idle then
         self._holder_moved = False  # the holder has a newer event since; the others are as they were
 
@@ -73,7 +74,7 @@ class PartitionClock:
                 self._holder = min(self._active, key=newest.__getitem__)
                 self._raise_to(newest[self._holder] - self.allowed_lateness_ms)
             return self._watermark_ms
-        self._looked_at, self._holder, self._holder_moved = now, _ANY, False
+        self._looked_at, self._holder, self._holder_moved = now, _NOBODY, False
         idle = self.idle_ms
         active = {
             source: newest
@@ -90,6 +91,7 @@ class PartitionClock:
             self._holder = min(active, key=active.__getitem__)
             candidate = active[self._holder] - self.allowed_lateness_ms
         elif not active and self._newest and idle is not None and self._last_event_wall_ms is not None:
+            self._holder = _ANY
             candidate = max(self._newest.values()) - self.allowed_lateness_ms + (now - self._last_event_wall_ms)
         if candidate is not None:
             self._raise_to(candidate)

@@ -51,7 +51,7 @@ from monitor.live.shadow import Shadow
 from monitor.live.tasks import Task, share_of
 from monitor.live.topic_writer import TopicWriter
 from monitor.outputs.alerts import FindingSender, dead_letter_record
-from monitor.outputs.metrics import Metrics
+from monitor.outputs.metrics import BatchedObserver, Metrics
 
 log = logging.getLogger("dismon.worker")
 
@@ -110,6 +110,7 @@ class Pipeline:
         self.ledger = ledger  # the accounting of disclosures (monitor/live/ledger.py)
         self.shadow = shadow  # a candidate policy judging the same events (monitor/live/shadow.py)
         self.metrics = metrics
+        self._observer = BatchedObserver(metrics)  # the joins' counts, to the metrics once a batch
         self._writers = writers
         self._sender = sender
         self._now_ms = now_ms
@@ -140,7 +141,7 @@ class Pipeline:
             self.policy,
             {} if recovered is None else recovered,
             PartitionClock(settings.allowed_lateness_ms, settings.idle_ms, self._now_ms),
-            self.metrics,
+            self._observer,
             share_of(settings.max_join_entries, settings.partitions),
             None if self.ledger is None else self.outbox.add_entry,
         )
@@ -184,6 +185,7 @@ class Pipeline:
                     self._route(out, task.position, findings)
                 if shadow is not None:
                     shadowed += shadow.apply(partition, event, event_ms, watermark, message.offset)
+            self._observer.flush()
             if dead:
                 await self._writers.deadletter.write(dead)
             await self._send_alerts(findings)
@@ -203,6 +205,7 @@ class Pipeline:
         full)."""
         async with self._turn:
             await self._send_alerts(self._advance())
+            self._observer.flush()
             if self.shadow is not None:
                 marks = {p: w for p, task in self.tasks.items() if (w := task.clock.watermark()) is not None}
                 await self.shadow.send(self.shadow.advance(marks))

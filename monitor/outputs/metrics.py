@@ -149,12 +149,12 @@ class Metrics:
 
     # -- Observer ------------------------------------------------------------------------------
 
-    def event(self, kind: str, agreement_id: str) -> None:
+    def event(self, kind: str, agreement_id: str, count: int = 1) -> None:
         labels = (kind, agreement_id if agreement_id in self._agreements else UNKNOWN)
         child = self._event_children.get(labels)
         if child is None:
             child = self._event_children[labels] = self.events.labels(*labels)
-        child.inc()
+        child.inc(count)
 
     def disclosure(
         self, agreement_id: str, requester_agency: str | None, fields: tuple[str, ...], at_ms: int, improper: bool
@@ -171,11 +171,15 @@ class Metrics:
         self.refused_events.inc()
 
     def joined(self, agreement_id: str, latency_ms: int) -> None:
+        self.joined_all(agreement_id, (latency_ms,))
+
+    def joined_all(self, agreement_id: str, latencies_ms: Iterable[int]) -> None:
         agreement = agreement_id if agreement_id in self._agreements else UNKNOWN
         child = self._latency_children.get(agreement)
         if child is None:
             child = self._latency_children[agreement] = self.join_latency.labels(agreement)
-        child.observe(max(latency_ms, 0) / 1000)
+        for latency_ms in latencies_ms:
+            child.observe(max(latency_ms, 0) / 1000)
 
     # -- the shells ----------------------------------------------------------------------------
 
@@ -212,6 +216,49 @@ class Metrics:
         """Export join-state sizes, watermark lag (against ``wall_s``, the wall clock in seconds) and, live
         only, consumer lag, computed at scrape time."""
         self._registry.register(_StateCollector(pending, watermark_ms, consumer_lag, cache_s, capacity, wall_s))
+
+
+class BatchedObserver:
+    """The detection core's observer in the worker: events and join latencies counted in plain dicts during a
+    batch and added to ``metrics`` at :meth:`flush`, once a batch, instead of a Prometheus child's lock and
+    update for each event. The rarer calls go straight through."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._events: dict[tuple[str, str], int] = {}  # (kind, agreement id) -> events
+        self._latencies: dict[str, list[int]] = {}  # agreement id -> join latencies (ms)
+
+    def event(self, kind: str, agreement_id: str) -> None:
+        key = (kind, agreement_id)
+        self._events[key] = self._events.get(key, 0) + 1
+
+    def joined(self, agreement_id: str, latency_ms: int) -> None:
+        latencies = self._latencies.get(agreement_id)
+        if latencies is None:
+            latencies = self._latencies[agreement_id] = []
+        latencies.append(latency_ms)
+
+    def disclosure(
+        self, agreement_id: str, requester_agency: str | None, fields: tuple[str, ...], at_ms: int, improper: bool
+    ) -> None:
+        self.metrics.disclosure(agreement_id, requester_agency, fields, at_ms, improper)
+
+    def late(self) -> None:
+        self.metrics.late()
+
+    def refused(self) -> None:
+        self.metrics.refused()
+
+    def flush(self) -> None:
+        """What was counted since the last flush, to the metrics."""
+        if self._events:
+            for (kind, agreement_id), count in self._events.items():
+                self.metrics.event(kind, agreement_id, count)
+            self._events = {}
+        if self._latencies:
+            for agreement_id, latencies in self._latencies.items():
+                self.metrics.joined_all(agreement_id, latencies)
+            self._latencies = {}
 
 
 class _StateCollector(Collector):
