@@ -14,14 +14,25 @@ import urllib.request
 from pathlib import Path
 
 import orjson
-from prometheus_client import CollectorRegistry, generate_latest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from monitor.cli import main
 from monitor.core.detector import Detector
 from monitor.core.findings import Finding, SubjectHasher
 from monitor.core.policy import Policy
 from monitor.core.timeutil import parse_time_ms
-from monitor.outputs.metrics import MAX_UNITS, OTHER, UNKNOWN, BoundedLabel, Metrics
+from monitor.outputs.metrics import (
+    JOIN_LATENCY_BUCKETS,
+    MAX_UNITS,
+    OTHER,
+    UNKNOWN,
+    BatchedObserver,
+    BoundedLabel,
+    Metrics,
+    observe_all,
+)
 from tests.conftest import TEST_KEY, disposal, request, response, run
 from tests.services import free_port, metric_sum, tool
 
@@ -29,6 +40,16 @@ from tests.services import free_port, metric_sum, tool
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
     value = registry.get_sample_value(name, labels)
     return 0.0 if value is None else value
+
+
+def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample but the creation times."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
 
 
 def _detector(
@@ -74,6 +95,40 @@ def test_events_disclosures_and_join_latency_are_counted_whatever_the_order(
         # One latency per joined pair, in event time, whichever side came first.
         assert _value(registry, "dismon_join_latency_seconds_count", agreement="a1") == 2
         assert _value(registry, "dismon_join_latency_seconds_sum", agreement="a1") == 2 * 3600 + 30 * 60
+
+
+@settings(max_examples=200, deadline=None)
+@given(amounts=st.lists(st.one_of(st.sampled_from(JOIN_LATENCY_BUCKETS), st.floats(0, 1e7)), max_size=60))
+def test_observing_many_at_once_gives_the_histogram_observing_each_gives(amounts: list[float]) -> None:
+    """observe_all writes into prometheus_client's private fields: equal to observe() one by one, bucket
+    bounds included, or an upgrade of the client broke it."""
+    one_by_one, at_once = CollectorRegistry(), CollectorRegistry()
+    for registry, observe in ((one_by_one, None), (at_once, observe_all)):
+        child = Histogram("h", "h", ["a"], buckets=JOIN_LATENCY_BUCKETS, registry=registry).labels("x")
+        if observe is None:
+            for amount in amounts:
+                child.observe(amount)
+        else:
+            observe(child, amounts)
+    assert _samples(at_once) == _samples(one_by_one)
+
+
+def test_the_workers_batched_counts_reach_the_metrics_at_a_flush(policy: Policy, hasher: SubjectHasher) -> None:
+    """The worker's observer counts events and join latencies per batch: after a flush the metrics are what
+    the core's calls made them, one by one, and before it they are not yet there."""
+    events = [request(request_id="r1"), response(request_id="r1"), request(request_id="r2"), disposal(request_id="r1")]
+    events += [response(request_id="r9", agreement_id="not-in-policy", disclosed=None, match={"status": "no_match"})]
+    direct, batched = CollectorRegistry(), CollectorRegistry()
+    run(Detector(policy, hasher, observer=Metrics(direct, policy)), events)
+    observer = BatchedObserver(Metrics(batched, policy))
+    run(Detector(policy, hasher, observer=observer), events)
+    assert _value(batched, "dismon_events_total", type="request", agreement="a1") == 0
+    observer.flush()
+    assert _value(batched, "dismon_events_total", type="request", agreement="a1") == 2
+    assert _value(batched, "dismon_join_latency_seconds_count", agreement="a1") == 1
+    assert _samples(batched) == _samples(direct)
+    observer.flush()  # nothing new: nothing counted twice
+    assert _samples(batched) == _samples(direct)
 
 
 def test_late_events_and_scrape_time_state(policy: Policy, hasher: SubjectHasher) -> None:
