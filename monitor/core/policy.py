@@ -463,6 +463,10 @@ def _read_address_forms(reader: _Reader) -> frozenset[str]:
 def parse_policy(text: str, path: str = "<policy>") -> Policy:
     """Validate policy TOML text; raises PolicyError naming path, line/key and reason."""
     try:
+        encoded = text.encode()  # for the version hash; a file read as UTF-8 always encodes
+    except UnicodeEncodeError as exc:
+        raise PolicyError(path, f"character {exc.start}", "not valid UTF-8 text (a lone surrogate)") from exc
+    try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(path, "syntax", str(exc)) from exc
@@ -484,7 +488,7 @@ def parse_policy(text: str, path: str = "<policy>") -> Policy:
         agreements[agreement_id] = ordered[-1]
         if len(ordered) > 1:
             earlier[agreement_id] = tuple(ordered[:-1])
-    version = hashlib.sha256(text.encode()).hexdigest()[:12]
+    version = hashlib.sha256(encoded).hexdigest()[:12]
     return _frozen_policy(path, version, agreements, earlier)
 
 
