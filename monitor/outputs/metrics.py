@@ -174,14 +174,18 @@ class Metrics:
         self.refused_events.inc()
 
     def joined(self, agreement_id: str, latency_ms: int) -> None:
-        self.joined_all(agreement_id, (latency_ms,))
+        self._latency_child(agreement_id).observe(max(latency_ms, 0) / 1000)
 
     def joined_all(self, agreement_id: str, latencies_ms: Iterable[int]) -> None:
+        """:meth:`joined` for each of ``latencies_ms`` (a batch's, from :class:`BatchedObserver`)."""
+        observe_all(self._latency_child(agreement_id), [max(latency_ms, 0) / 1000 for latency_ms in latencies_ms])
+
+    def _latency_child(self, agreement_id: str) -> Histogram:
         agreement = agreement_id if agreement_id in self._agreements else UNKNOWN
         child = self._latency_children.get(agreement)
         if child is None:
             child = self._latency_children[agreement] = self.join_latency.labels(agreement)
-        observe_all(child, [max(latency_ms, 0) / 1000 for latency_ms in latencies_ms])
+        return child
 
     # -- the shells ----------------------------------------------------------------------------
 

@@ -96,13 +96,13 @@ class BatchConsumer(aiokafka_driver.Consumer):
             while not (consumer_stopped() or fetcher_stopped()):
                 fetched: dict[Any, list[ConsumerRecord]] = {}
                 for tp, records in (await self._fetch()).items():
-                    records = self._unread(tp, records, read_offset[tp])
+                    records = self._unread(records, read_offset[tp])
                     if not records:
                         continue
                     await self._add_gaps(tp, records, read_offset[tp], acks_enabled_for(tp.topic))
                     read_offset[tp] = records[-1].offset
                     if tp.topic in batch_topics:
-                        fetched[tp] = records  # acked (and told to Faust) at a checkpoint, see checkpoint()
+                        fetched[tp] = records  # acked at a checkpoint, see checkpoint()
                     else:
                         for record in records:
                             await self.wait_first(callback(to_message(tp, record)), self.suspend_flow.wait())
@@ -124,7 +124,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 raise
 
     @staticmethod
-    def _unread(tp: Any, records: list[ConsumerRecord], last: int | None) -> list[ConsumerRecord]:
+    def _unread(records: list[ConsumerRecord], last: int | None) -> list[ConsumerRecord]:
         """``records`` without those read before the partition was sought back (they come again)."""
         if last is None or records[0].offset >= last:
             return records
