@@ -276,6 +276,11 @@ def topics_and_expected(
     return ticks, replay_ids(directory, ticks, capsys)
 
 
+def scenario_lines(directory: Path) -> list[bytes]:
+    """The scenario's events, a JSON line each."""
+    return gzip.open(directory / "events.jsonl.gz").read().splitlines()
+
+
 def replay_ids(
     directory: Path,
     ticks: list[tuple[str, int, bytes, bytes]],
@@ -298,11 +303,9 @@ def in_two_halves(
 ) -> tuple[set[str], list[tuple[str, int, bytes, bytes]], list[bytes], int]:
     """Topics, a tight daily cap, the replay's alert ids, and the scenario's events split into first.jsonl.gz
     and second.jsonl.gz: (expected ids, ticks, event lines, half)."""
-    asyncio.run(create_topics(bootstrap, prefix))
     tight_daily_cap(directory)
-    ticks = closing_ticks(prefix, load_truth(str(directory / "truth.json")).until_ms)
-    expected = replay_ids(directory, ticks, capsys)
-    lines = gzip.open(directory / "events.jsonl.gz").read().splitlines()
+    ticks, expected = topics_and_expected(bootstrap, directory, prefix, capsys)
+    lines = scenario_lines(directory)
     half = len(lines) // 2
     for part, chunk in (("first", lines[:half]), ("second", lines[half:])):
         (directory / f"{part}.jsonl.gz").write_bytes(gzip.compress(b"\n".join(chunk) + b"\n"))

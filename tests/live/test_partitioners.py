@@ -5,7 +5,6 @@ takes over that partition after another died has the request when its responses 
 from __future__ import annotations
 
 import asyncio
-import gzip
 import shutil
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from tests.live.conftest import (
     Worker,
     consume_all,
     produce,
+    scenario_lines,
     topics_and_expected,
 )
 
@@ -42,7 +42,7 @@ def test_a_crc32_partitioned_stream_survives_a_worker_killed_between_requests_an
     directory, prefix = scenario
     ticks, expected = topics_and_expected(kafka_bootstrap, directory, prefix, capsys)
     by_kind: dict[str, list[bytes]] = {kind: [] for kind in KIND_OF.values()}
-    for line in gzip.open(directory / "events.jsonl.gz").read().splitlines():
+    for line in scenario_lines(directory):
         by_kind[KIND_OF[orjson.loads(line)["type"]]].append(line)
     policy = directory / "policy.toml"
     one = Worker(kafka_bootstrap, prefix, policy, directory / "one.log")

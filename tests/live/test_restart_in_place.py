@@ -6,7 +6,6 @@ whole. Every case is judged by the findings: exactly what a replay of what was p
 from __future__ import annotations
 
 import asyncio
-import gzip
 import re
 import shutil
 import signal
@@ -25,6 +24,7 @@ from tests.live.conftest import (
     create_topics,
     produce,
     publish_lines,
+    scenario_lines,
     topics_and_expected,
 )
 
@@ -47,7 +47,7 @@ def test_local_state_behind_deleted_or_corrupt_is_caught_up_or_read_whole(
 ) -> None:
     directory, prefix = scenario
     ticks, expected = topics_and_expected(kafka_bootstrap, directory, prefix, capsys)
-    lines = gzip.open(directory / "events.jsonl.gz").read().splitlines()
+    lines = scenario_lines(directory)
     quarter = len(lines) // 4
     policy, state = directory / "policy.toml", directory / "a.state"
 
@@ -113,7 +113,7 @@ def test_local_state_ahead_of_a_recreated_changelog_is_not_used(
     kafka_bootstrap: str, scenario: tuple[Path, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     directory, prefix = scenario
-    lines = gzip.open(directory / "events.jsonl.gz").read().splitlines()
+    lines = scenario_lines(directory)
     half = len(lines) // 2
     policy, state = directory / "policy.toml", directory / "a.state"
     asyncio.run(create_topics(kafka_bootstrap, prefix))

@@ -5,14 +5,21 @@ process that takes the same identity stops the first, which never runs beside it
 from __future__ import annotations
 
 import asyncio
-import gzip
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.live.conftest import STARTED, Worker, consume_all, produce, publish_lines, topics_and_expected
+from tests.live.conftest import (
+    STARTED,
+    Worker,
+    consume_all,
+    produce,
+    publish_lines,
+    scenario_lines,
+    topics_and_expected,
+)
 
 SESSION_TIMEOUT_S = 30
 
@@ -22,7 +29,7 @@ def test_a_killed_worker_restarted_under_its_identity_is_back_before_the_session
 ) -> None:
     directory, prefix = scenario
     ticks, expected = topics_and_expected(kafka_bootstrap, directory, prefix, capsys)
-    lines = gzip.open(directory / "events.jsonl.gz").read().splitlines()
+    lines = scenario_lines(directory)
     half = len(lines) // 2
     identity = ("--instance-id", "worker-a", "--session-timeout", f"{SESSION_TIMEOUT_S}s")
     policy = directory / "policy.toml"

@@ -26,14 +26,13 @@ from tests.live.conftest import (
     ENV,
     PARTITIONS,
     Worker,
-    closing_ticks,
     consume_all,
     create_topics,
     in_two_halves,
     produce,
     publish,
-    replay_ids,
     replayed_windowed,
+    scenario_lines,
     topics_and_expected,
     windowed_outcome,
 )
@@ -82,11 +81,8 @@ def test_a_worker_killed_mid_stream_loses_no_finding_and_accounts_each_disclosur
     keys = ("--private", str(directory / "ledger.key"), "--public", str(directory / "ledger.pub"))
     assert main(["ledger", "keygen", *keys]) == 0
     ledger = ("--ledger-key", str(directory / "ledger.key"), "--ledger-checkpoint-interval", "1s")
-    asyncio.run(create_topics(kafka_bootstrap, prefix))
-    truth = load_truth(str(directory / "truth.json"))
-    ticks = closing_ticks(prefix, truth.until_ms)
-    expected = replay_ids(directory, ticks, capsys)
-    lines = gzip.open(directory / "events.jsonl.gz").read().splitlines()
+    ticks, expected = topics_and_expected(kafka_bootstrap, directory, prefix, capsys)
+    lines = scenario_lines(directory)
     half = len(lines) // 2
     (directory / "first.jsonl").write_bytes(b"\n".join(lines[:half]) + b"\n")
     (directory / "second.jsonl").write_bytes(b"\n".join(lines[half:]) + b"\n")
